@@ -1,0 +1,8 @@
+# The two README commands. Each creates or reuses the virtual environment (scripts/setup_env.sh).
+.PHONY: demo test
+
+demo:
+	@venv=$$(bash scripts/setup_env.sh) && "$$venv/bin/python" scripts/run_demo.py
+
+test:
+	@venv=$$(bash scripts/setup_env.sh) && "$$venv/bin/python" -m pytest tests -q -p no:cacheprovider

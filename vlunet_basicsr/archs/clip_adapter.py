@@ -1,0 +1,24 @@
+"""The learnable MLP adapter that VLU-Net puts after each frozen CLIP encoder (paper Sec. 3.1)."""
+from torch import nn
+
+_ACTIVATIONS = {'gelu': nn.GELU, 'relu': nn.ReLU, 'silu': nn.SiLU, 'tanh': nn.Tanh}
+
+
+class ClipAdapter(nn.Sequential):
+    """Linear -> LayerNorm -> act -> Linear -> LayerNorm -> act -> Linear -> LayerNorm, width ``dim`` throughout.
+
+    Indices 0, 1, 3, 4, 6, 7 hold the weights, as in the release's ``ad_*Encoder.adapter``.
+
+    Args:
+        dim (int): Width of the CLIP embedding (512 for ViT-B-32).
+        activation (str): 'gelu' (the release's), 'relu', 'silu' or 'tanh'. Default: 'gelu'.
+    """
+
+    def __init__(self, dim=512, activation='gelu'):
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(_ACTIVATIONS)}, got {activation!r}")
+        act = _ACTIVATIONS[activation]
+        super().__init__(
+            nn.Linear(dim, dim), nn.LayerNorm(dim), act(),
+            nn.Linear(dim, dim), nn.LayerNorm(dim), act(),
+            nn.Linear(dim, dim), nn.LayerNorm(dim))

@@ -1,0 +1,166 @@
+"""Restormer building blocks (Zamir et al., CVPR 2022) shared by VLU-Net.
+
+Module and parameter names follow the released checkpoints (``norm1.body.weight``, ``attn.qkv_dwconv``,
+``ffn.project_in``, ``body.0.weight``, ...), so released weights load with ``strict=True``.
+"""
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+
+class _ChannelNorm(nn.Module):
+    """Layer norm over the channel axis of an NCHW tensor (eps 1e-5, biased variance).
+
+    Args:
+        num_channels (int): Number of channels.
+        with_bias (bool): 'WithBias' subtracts the mean and adds a bias; 'BiasFree' only rescales.
+    """
+
+    def __init__(self, num_channels, with_bias):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(num_channels))
+        self.bias = nn.Parameter(torch.zeros(num_channels)) if with_bias else None
+
+    def forward(self, x):
+        if self.bias is not None:
+            return F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias,
+                                1e-5).permute(0, 3, 1, 2)
+        variance = x.var(dim=1, keepdim=True, unbiased=False)
+        return x * torch.rsqrt(variance + 1e-5) * self.weight[:, None, None]
+
+
+class LayerNorm(nn.Module):
+    """Restormer's per-pixel layer norm; ``LayerNorm_type`` is 'WithBias' (default) or 'BiasFree'."""
+
+    def __init__(self, dim, LayerNorm_type='WithBias'):  # noqa: N803  (the release's keyword)
+        super().__init__()
+        if LayerNorm_type not in ('WithBias', 'BiasFree'):
+            raise ValueError(f"LayerNorm_type must be 'WithBias' or 'BiasFree', got {LayerNorm_type!r}")
+        self.body = _ChannelNorm(dim, with_bias=LayerNorm_type == 'WithBias')
+
+    def forward(self, x):
+        return self.body(x)
+
+
+def transposed_attention(q, k, v, num_heads, temperature):
+    """Attention across channels (MDTA): each head's C/heads x C/heads map over L2-normalised pixels.
+
+    Args:
+        q, k, v (Tensor): (B, C, H, W) each; k may have another spatial size only if H*W matches.
+        num_heads (int): Number of heads; C must be divisible by it.
+        temperature (Tensor): (heads, 1, 1) learnable scale.
+
+    Returns:
+        Tensor: (B, C, H, W).
+    """
+    b, c, h, w = v.shape
+    q = F.normalize(q.reshape(b, num_heads, c // num_heads, h * w), dim=-1)
+    k = F.normalize(k.reshape(b, num_heads, c // num_heads, h * w), dim=-1)
+    v = v.reshape(b, num_heads, c // num_heads, h * w)
+    attn = (q @ k.transpose(-2, -1) * temperature).softmax(dim=-1)
+    return (attn @ v).reshape(b, c, h, w)
+
+
+class MDTA(nn.Module):
+    """Multi-Dconv head transposed self-attention.
+
+    Args:
+        dim (int): Channels.
+        num_heads (int): Heads.
+        bias (bool): Bias in the convolutions.
+    """
+
+    def __init__(self, dim, num_heads, bias):
+        super().__init__()
+        self.num_heads = num_heads
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.qkv = nn.Conv2d(dim, dim * 3, kernel_size=1, bias=bias)
+        self.qkv_dwconv = nn.Conv2d(dim * 3, dim * 3, kernel_size=3, padding=1, groups=dim * 3, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x):
+        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
+        return self.project_out(transposed_attention(q, k, v, self.num_heads, self.temperature))
+
+
+class GDFN(nn.Module):
+    """Gated-Dconv feed-forward network.
+
+    Args:
+        dim (int): Channels.
+        ffn_expansion_factor (float): Hidden width is ``int(dim * ffn_expansion_factor)``.
+        bias (bool): Bias in the convolutions.
+    """
+
+    def __init__(self, dim, ffn_expansion_factor, bias):
+        super().__init__()
+        hidden = int(dim * ffn_expansion_factor)
+        self.project_in = nn.Conv2d(dim, hidden * 2, kernel_size=1, bias=bias)
+        self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, kernel_size=3, padding=1, groups=hidden * 2, bias=bias)
+        self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
+
+    def forward(self, x):
+        gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
+        return self.project_out(F.gelu(gate) * value)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-norm MDTA + GDFN block with residuals."""
+
+    def __init__(self, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type):  # noqa: N803
+        super().__init__()
+        self.norm1 = LayerNorm(dim, LayerNorm_type)
+        self.attn = MDTA(dim, num_heads, bias)
+        self.norm2 = LayerNorm(dim, LayerNorm_type)
+        self.ffn = GDFN(dim, ffn_expansion_factor, bias)
+
+    def forward(self, x):
+        x = x + self.attn(self.norm1(x))
+        return x + self.ffn(self.norm2(x))
+
+
+class TransformerStack(nn.Module):
+    """``num_blocks`` transformer blocks in sequence (stored as ``blocks.<i>``)."""
+
+    def __init__(self, num_blocks, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type):  # noqa: N803
+        super().__init__()
+        self.blocks = nn.Sequential(*[
+            TransformerBlock(dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type) for _ in range(num_blocks)
+        ])
+
+    def forward(self, x):
+        return self.blocks(x)
+
+
+class OverlapPatchEmbed(nn.Module):
+    """3x3 convolution from image channels to ``embed_dim`` features."""
+
+    def __init__(self, in_c=3, embed_dim=48, bias=False):
+        super().__init__()
+        self.proj = nn.Conv2d(in_c, embed_dim, kernel_size=3, padding=1, bias=bias)
+
+    def forward(self, x):
+        return self.proj(x)
+
+
+class Downsample(nn.Module):
+    """Halve the resolution, double the channels: 3x3 conv to C/2 then pixel-unshuffle by 2."""
+
+    def __init__(self, n_feat):
+        super().__init__()
+        self.body = nn.Sequential(
+            nn.Conv2d(n_feat, n_feat // 2, kernel_size=3, padding=1, bias=False), nn.PixelUnshuffle(2))
+
+    def forward(self, x):
+        return self.body(x)
+
+
+class Upsample(nn.Module):
+    """Double the resolution, halve the channels: 3x3 conv to 2C then pixel-shuffle by 2."""
+
+    def __init__(self, n_feat):
+        super().__init__()
+        self.body = nn.Sequential(nn.Conv2d(n_feat, n_feat * 2, kernel_size=3, padding=1, bias=False), nn.PixelShuffle(2))
+
+    def forward(self, x):
+        return self.body(x)
