@@ -1,0 +1,145 @@
+"""One test per basicsr 1.4.2 workaround in vlunet_basicsr.compat; each fails without its fix."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+from torch import nn
+
+import vlunet_basicsr  # noqa: F401
+from basicsr.models.base_model import BaseModel
+from conftest import free_port, write_yaml
+from vlunet_basicsr import compat
+
+
+def _run_python(code, env_extra=None):
+    env = dict(os.environ, **(env_extra or {}))
+    return subprocess.run([sys.executable, '-c', textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_fix1_import_basicsr_works_after_vlunet_basicsr():
+    proc = _run_python("""
+        import vlunet_basicsr, sys
+        import basicsr.data.degradations
+        import torchvision.transforms.functional as F
+        assert sys.modules['torchvision.transforms.functional_tensor'] is F
+        print('imported')
+    """)
+    assert proc.returncode == 0, proc.stderr
+    assert 'imported' in proc.stdout
+
+
+_DIST_CHECK = """
+    import torch.distributed as dist, torch, types
+    from torch import nn
+    import vlunet_basicsr
+    from vlunet_basicsr import compat
+    from basicsr.models.base_model import BaseModel
+    compat.init_dist({launcher!r}, **{kwargs!r})
+    print('backend', dist.get_backend(), 'rank', dist.get_rank(), 'world', dist.get_world_size())
+    fake_model = types.SimpleNamespace(opt={{'dist': True, 'num_gpu': 0}}, device=torch.device('cpu'))
+    net = BaseModel.model_to_device(fake_model, nn.Linear(2, 2))
+    print('wrapped', type(net).__name__)
+    dist.destroy_process_group()
+"""
+
+
+def test_fix2_fix3_pytorch_launcher_and_ddp_on_cpu():
+    env = {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '1', 'MASTER_ADDR': '127.0.0.1',
+           'MASTER_PORT': str(free_port()), 'CUDA_VISIBLE_DEVICES': ''}
+    proc = _run_python(_DIST_CHECK.format(launcher='pytorch', kwargs={}), env)
+    assert proc.returncode == 0, proc.stderr
+    assert 'backend gloo rank 0 world 1' in proc.stdout  # default backend without CUDA
+    assert 'wrapped DistributedDataParallel' in proc.stdout
+
+
+def test_fix2_slurm_launcher_honours_dist_params(tmp_path):
+    scontrol = tmp_path / 'scontrol'
+    scontrol.write_text('#!/bin/sh\necho 127.0.0.1\n')
+    scontrol.chmod(0o755)
+    env = {'SLURM_PROCID': '0', 'SLURM_NTASKS': '1', 'SLURM_NODELIST': 'node01', 'SLURM_LOCALID': '0',
+           'PATH': f"{tmp_path}:{os.environ['PATH']}", 'CUDA_VISIBLE_DEVICES': ''}
+    kwargs = {'backend': 'gloo', 'port': free_port()}
+    proc = _run_python(_DIST_CHECK.format(launcher='slurm', kwargs=kwargs), env)
+    assert proc.returncode == 0, proc.stderr
+    assert 'backend gloo rank 0 world 1' in proc.stdout
+
+
+def test_fix2_nccl_without_cuda_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    monkeypatch.setenv('LOCAL_RANK', '0')
+    with pytest.raises(RuntimeError, match="backend is 'nccl' but CUDA is not available"):
+        compat.init_dist('pytorch', backend='nccl')
+
+
+def _save_states(states_dir, iterations):
+    os.makedirs(states_dir, exist_ok=True)
+    for it in iterations:
+        torch.save({'epoch': 0, 'iter': it, 'optimizers': [{'state': {0: {'exp_avg': torch.ones(2)}}}],
+                    'schedulers': []}, os.path.join(states_dir, f'{it}.state'))
+
+
+def _resume_opt(root, name='exp', auto_resume=True, resume_state=None):
+    experiments = os.path.join(root, 'experiments', name)
+    return {'name': name, 'num_gpu': 0, 'auto_resume': auto_resume, 'network_g': {'type': 'X'},
+            'path': {'training_states': os.path.join(experiments, 'training_states'),
+                     'models': os.path.join(experiments, 'models'), 'resume_state': resume_state}}
+
+
+def test_fix5_auto_resume_finds_states_under_the_experiment_root(tmp_path, monkeypatch):
+    root, elsewhere = tmp_path / 'root', tmp_path / 'elsewhere'
+    elsewhere.mkdir()
+    opt = _resume_opt(str(root))
+    _save_states(opt['path']['training_states'], [2, 10, 4])
+    monkeypatch.chdir(elsewhere)  # the working directory is not the experiment root
+    state = compat.load_resume_state(opt)
+    assert state is not None and state['iter'] == 10
+    assert opt['path']['pretrain_network_g'].endswith('net_g_10.pth')
+
+
+def test_fix4_resume_loads_onto_the_model_device(tmp_path):
+    states = tmp_path / 'states'
+    _save_states(str(states), [3])
+    opt = _resume_opt(str(tmp_path), auto_resume=False, resume_state=str(states / '3.state'))
+    state = compat.load_resume_state(opt)  # basicsr's version calls torch.cuda.current_device() here
+    assert state['optimizers'][0]['state'][0]['exp_avg'].device.type == 'cpu'
+
+
+def test_fix6_any_torch_optimizer():
+    params = [nn.Parameter(torch.zeros(3))]
+    optimizer = BaseModel.get_optimizer(None, 'AdamW', params, 2e-4, betas=(0.9, 0.999))
+    assert isinstance(optimizer, torch.optim.AdamW)
+    assert isinstance(BaseModel.get_optimizer(None, 'SGD', params, 0.1), torch.optim.SGD)
+    with pytest.raises(ValueError, match="'Adamm' is not a torch.optim optimizer.*AdamW"):
+        BaseModel.get_optimizer(None, 'Adamm', params, 0.1)
+
+
+def _minimal_test_opt(path):
+    return write_yaml(path, {
+        'name': 'minimal', 'model_type': 'SRModel', 'num_gpu': 0,
+        'datasets': {'test_1': {'name': 'set', 'type': 'PairedImageDataset'}},
+        'network_g': {'type': 'VLUNet'}, 'path': {}, 'val': {'save_img': True}})
+
+
+def test_fix7_test_mode_defaults_val_suffix(tmp_path):
+    opt, _ = compat.parse_options(str(tmp_path), is_train=False, argv=['-opt', _minimal_test_opt(tmp_path / 'o.yml')])
+    assert 'suffix' in opt['val'] and opt['val']['suffix'] is None
+
+
+def test_fix8_local_rank_with_hyphen(tmp_path):
+    opt_path = _minimal_test_opt(tmp_path / 'o.yml')
+    _, args = compat.parse_options(str(tmp_path), is_train=False, argv=['-opt', opt_path, '--local-rank=3'])
+    assert args.local_rank == 3
+    _, args = compat.parse_options(str(tmp_path), is_train=False, argv=['-opt', opt_path, '--local_rank', '2'])
+    assert args.local_rank == 2
+
+
+def test_apply_replaced_basicsr_pipeline_helpers():
+    import basicsr.test
+    import basicsr.train
+    assert basicsr.train.parse_options is compat.parse_options
+    assert basicsr.test.parse_options is compat.parse_options
+    assert basicsr.train.load_resume_state is compat.load_resume_state

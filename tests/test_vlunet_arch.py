@@ -1,0 +1,142 @@
+"""VLUNet: faithful to the release (shared test vector, key layout, parameter count, FLOPs), any input size,
+the w/o-CLIP path, gradient flow, interpretability trace, and use inside BasicSR's plain SRModel."""
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import vlunet_basicsr  # noqa: F401
+from basicsr.archs import build_network
+from basicsr.models import build_model
+from conftest import reference_file
+from vlunet_basicsr.archs.vlunet_arch import VLUNet
+from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
+from vlunet_basicsr.utils.release_checkpoint import infer_network_options, split_release_checkpoint
+
+TINY = dict(dim=16, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, de_dim=5)
+
+
+def _reference():
+    return torch.load(reference_file('vlunet_official_small.pt'), weights_only=True)
+
+
+def test_release_test_vector_is_reproduced():
+    ref = _reference()
+    state = split_release_checkpoint(ref)['network']
+    net = build_network({'type': 'VLUNet', **ref['config']}).eval()
+    net.load_state_dict(state, strict=True)
+    assert infer_network_options(state) == {**net_defaults(), **ref['config'], 'num_blocks': [1, 1, 1, 1]}
+    with torch.no_grad():
+        output = net(ref['input'], ref['degradation_vector'])
+    assert (output - ref['output']).abs().max().item() < 1e-5
+
+
+def net_defaults():
+    return {'inp_channels': 3, 'out_channels': 3, 'degradation_dim': 512, 'key_size': 96}
+
+
+def test_default_network_matches_the_release_key_layout_and_size():
+    net = VLUNet()
+    lines = open(reference_file('vlunet_official_keys_de7_dim48.tsv')).read().splitlines()[1:]
+    expected = [(key[len('net.'):], shape) for key, shape in (line.split('\t') for line in lines)]
+    actual = [(key, str(tuple(value.shape))) for key, value in net.state_dict().items()]
+    assert actual == expected
+    assert sum(p.numel() for p in net.parameters()) == 35_353_028
+    assert sum(p.numel() for p in VLUNet(de_dim=5).parameters()) == 34_364_852
+
+
+def test_default_network_flops_match_the_release():
+    net = VLUNet().eval()
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(torch.rand(1, 3, 256, 256), torch.rand(1, 512))
+    assert round(counter.get_total_flops() / 2e9, 1) == 186.2  # GMACs, as the reference README states
+
+
+def test_any_input_size_gives_same_size_output():
+    torch.manual_seed(0)
+    net = VLUNet(**TINY).eval()
+    with torch.no_grad():
+        for h, w in [(37, 50), (8, 8), (5, 3), (64, 48)]:
+            lq = torch.rand(2, 3, h, w)
+            assert net(lq, torch.rand(2, 512)).shape == lq.shape
+
+
+def test_padding_rule():
+    x = torch.rand(1, 3, 40, 32)
+    assert pad_to_multiple(x)[0] is x  # multiples of 8 are left alone
+    x = torch.rand(1, 3, 37, 50)
+    padded, size = pad_to_multiple(x)
+    assert padded.shape[-2:] == (40, 56) and torch.equal(crop_to(padded, size), x)
+    assert torch.equal(padded[..., 37, :50], x[..., 35, :])  # reflection about the last row
+    tiny, _ = pad_to_multiple(torch.rand(1, 1, 3, 2))
+    assert tiny.shape[-2:] == (8, 8)  # too small to reflect: edges are replicated
+
+
+def test_without_vector_is_a_uniform_key_mixture():
+    torch.manual_seed(0)
+    net = VLUNet(**TINY).eval()
+    lq = torch.rand(2, 3, 32, 24)
+    with torch.no_grad():
+        without = net(lq)
+        for module in net.modules():
+            if hasattr(module, 'linear') and hasattr(module, 'prompt_param'):
+                module.linear.weight.zero_()
+                module.linear.bias.zero_()
+        uniform = net(lq, torch.rand(2, 512))  # zero logits: softmax is uniform whatever the vector
+    assert torch.allclose(without, uniform, atol=1e-6)
+
+
+def test_gradients_reach_every_parameter_the_release_trains():
+    torch.manual_seed(0)
+    net = VLUNet(**TINY)
+    lq = torch.rand(2, 3, 32, 32)
+    net(lq, torch.randn(2, 512)).sub(lq).abs().mean().backward()
+    for name, param in net.named_parameters():
+        if name.startswith('down1_2_i.'):
+            assert not param.requires_grad and param.grad is None  # unused by the release's wiring
+        else:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_trace_reports_mixture_weights_and_residuals_per_stage():
+    torch.manual_seed(0)
+    net = VLUNet(**TINY).eval()
+    lq, vector = torch.rand(2, 3, 37, 50), torch.randn(2, 512)
+    with torch.no_grad():
+        output, trace = net.forward_with_trace(lq, vector)
+        assert torch.equal(output, net(lq, vector))
+    assert [record['stage'] for record in trace] == list(VLUNet.stage_names())
+    # padded size 40x56; channels per stage: 16, 32, 64, 128, 64, 32, 32, 32
+    shapes = [(16, 40, 56), (32, 20, 28), (64, 10, 14), (128, 5, 7), (64, 10, 14), (32, 20, 28), (32, 40, 56),
+              (32, 40, 56)]
+    for record, shape in zip(trace, shapes):
+        assert record['mixture_weights'].shape == (2, 5)
+        assert torch.allclose(record['mixture_weights'].sum(1), torch.ones(2))
+        assert record['residual'].shape == (2, *shape)
+
+
+def test_bad_vector_shape_and_dim_are_clear_errors():
+    net = VLUNet(**TINY)
+    with pytest.raises(ValueError, match=r'degradation_vector must have shape \(1, 512\)'):
+        net(torch.rand(1, 3, 16, 16), torch.rand(1, 256))
+    with pytest.raises(ValueError, match='dim must be at least 10'):
+        VLUNet(dim=8)
+
+
+def test_vlunet_inside_basicsr_srmodel():
+    opt = {
+        'model_type': 'SRModel', 'num_gpu': 0, 'is_train': True, 'dist': False, 'scale': 1,
+        'network_g': {'type': 'VLUNet', **TINY},
+        'path': {'pretrain_network_g': None, 'strict_load_g': True},
+        'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [9],
+                                                                            'gamma': 0.5},
+                  'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}},
+    }
+    model = build_model(opt)
+    batch = {'lq': torch.rand(2, 3, 24, 20), 'gt': torch.rand(2, 3, 24, 20)}
+    before = [p.detach().clone() for p in model.net_g.parameters()]
+    model.feed_data(batch)
+    model.optimize_parameters(1)
+    assert 'l_pix' in model.get_current_log()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.net_g.parameters()))
+    model.test()
+    assert model.output.shape == batch['lq'].shape
