@@ -66,3 +66,11 @@ def run_basicsr(args, cwd, env_extra=None, timeout=600):
 @pytest.fixture
 def image_pairs(tmp_path):
     return write_image_pairs(tmp_path / 'data')
+
+
+def pytest_configure(config):
+    import vlunet_basicsr
+    installed = osp.dirname(osp.dirname(osp.abspath(vlunet_basicsr.__file__)))
+    if installed != REPO:
+        raise pytest.UsageError(f'vlunet_basicsr is imported from {installed}, not from this checkout ({REPO}); '
+                                'run `make test` (it re-points the editable install) or `pip install -e .`')

@@ -223,6 +223,7 @@ def parse_options(root_path, is_train=True, argv=None):
             opt['path'][key] = osp.expanduser(val)
     if opt.get('val') is not None:
         opt['val'].setdefault('suffix', None)  # fix 7: SRModel reads opt['val']['suffix'] in test mode
+        opt['val'].setdefault('save_img', False)  # read unconditionally by basicsr's pipelines
 
     if is_train:
         experiments_root = osp.join(root_path, 'experiments', opt['name'])

@@ -1,0 +1,146 @@
+"""Stage 1: tune the CLIP adapters with the contrastive degradation loss."""
+import os.path as osp
+from collections import OrderedDict
+
+import torch
+from torch.nn import functional as F
+
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.models.base_model import BaseModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import master_only
+from basicsr.utils.registry import MODEL_REGISTRY
+from vlunet_basicsr.utils.plot_util import save_similarity_heatmap
+from vlunet_basicsr.utils.prompts import DEGRADATION_PROMPTS
+
+
+@MODEL_REGISTRY.register()
+class CLIPAdapterModel(BaseModel):
+    """Trains the image and text adapters of ``DegradationCLIP`` (and the loss temperature); the backbone is frozen.
+
+    Reads from the YAML:
+        network_clip (dict): ``DegradationCLIP`` options.
+        prompts (list[str]): Prompt of each label, in label order. Default: the release's seven
+            (`vlunet_basicsr.utils.prompts.DEGRADATION_PROMPTS`).
+        class_names (list[str]): Names of the labels for logs and the heatmap. Default: the prompts.
+        path.pretrain_network_clip (str): Adapters to start from (set automatically on resume).
+        train.contrastive_opt (dict): ``DegradationContrastiveLoss`` options.
+        train.optim_clip (dict): Optimizer (any torch.optim class, e.g. AdamW) over adapters and temperature.
+        train.scheduler (dict): A BasicSR scheduler.
+    Batches need ``lq`` (images in [0, 1]) and ``label`` (int).
+
+    Validation logs top-1 accuracy per class and overall (log and tensorboard) and saves the mean
+    image-prompt cosine-similarity matrix (paper Fig. 5) as ``visualization/<set>/similarity_<iter>.png``.
+    Checkpoints ``models/net_clip_<iter>.pth`` hold only the adapters (``params``, the format
+    ``DegradationCLIP.adapter_path`` loads) and the learned ``log_scale``.
+    """
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        self.prompts = list(opt.get('prompts') or DEGRADATION_PROMPTS)
+        self.class_names = list(opt.get('class_names') or self.prompts)
+        if len(self.class_names) != len(self.prompts):
+            raise ValueError(f'class_names has {len(self.class_names)} entries but prompts has {len(self.prompts)}')
+        self.net_clip = self.model_to_device(build_network(opt['network_clip']))
+        self.print_network(self.net_clip)
+        self._pretrained_log_scale = None
+        load_path = opt['path'].get('pretrain_network_clip')
+        if load_path is not None:
+            self.clip.load_adapters(load_path)
+            self._pretrained_log_scale = torch.load(load_path, map_location='cpu', weights_only=True).get('log_scale')
+        if self.is_train:
+            self.init_training_settings()
+
+    @property
+    def clip(self):
+        return self.get_bare_model(self.net_clip)
+
+    def init_training_settings(self):
+        self.net_clip.train()
+        train_opt = self.opt['train']
+        self.cri_contrastive = build_loss(train_opt['contrastive_opt']).to(self.device)
+        if self._pretrained_log_scale is not None:
+            self.cri_contrastive.log_scale.data.copy_(self._pretrained_log_scale)
+        params = [p for p in self.net_clip.parameters() if p.requires_grad]
+        params += [p for p in self.cri_contrastive.parameters() if p.requires_grad]
+        optim_opt = dict(train_opt['optim_clip'])
+        self.optimizer_clip = self.get_optimizer(optim_opt.pop('type'), params, **optim_opt)
+        self.optimizers.append(self.optimizer_clip)
+        self.setup_schedulers()
+
+    def feed_data(self, data):
+        self.lq = data['lq'].to(self.device)
+        self.label = data['label'].to(self.device)
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_clip.zero_grad()
+        image_features, text_features = self.net_clip(self.clip.preprocess(self.lq), self.prompts)
+        l_contrastive = self.cri_contrastive(image_features, text_features, self.label)
+        l_contrastive.backward()
+        self.optimizer_clip.step()
+        with torch.no_grad():
+            similarity = F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).t()
+            accuracy = (similarity.argmax(dim=1) == self.label).float().mean()
+        self.log_dict = self.reduce_loss_dict(
+            OrderedDict(l_contrastive=l_contrastive, acc=accuracy, tau=self.cri_contrastive.temperature.detach()))
+
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        if self.opt['rank'] == 0:
+            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+
+    @torch.no_grad()
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        dataset_name = dataloader.dataset.opt['name']
+        clip = self.clip
+        clip.eval()
+        num_classes = len(self.prompts)
+        text = F.normalize(clip.encode_text(self.prompts), dim=-1)
+        confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+        similarity_sum = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+        for data in dataloader:
+            image = F.normalize(clip.encode_image(clip.preprocess(data['lq'].to(self.device))), dim=-1)
+            similarity = (image @ text.t()).cpu().double()
+            labels = data['label'].long().cpu()
+            confusion.index_put_((labels, similarity.argmax(dim=1)), torch.ones_like(labels), accumulate=True)
+            similarity_sum.index_add_(0, labels, similarity)
+        clip.train()
+        self.confusion_matrix = confusion
+        self.similarity_matrix = similarity_sum / confusion.sum(dim=1, keepdim=True).clamp(min=1).double()
+        self.metric_results = {'accuracy': (confusion.diag().sum() / confusion.sum().clamp(min=1)).item()}
+        self._log_classification(dataset_name, current_iter, tb_logger)
+
+    def _log_classification(self, dataset_name, current_iter, tb_logger):
+        confusion = self.confusion_matrix
+        per_class = confusion.diag().double() / confusion.sum(dim=1).clamp(min=1).double()
+        lines = [f'Validation {dataset_name}', f"\t # accuracy: {self.metric_results['accuracy']:.4f}"]
+        for name, count, value in zip(self.class_names, confusion.sum(dim=1).tolist(), per_class.tolist()):
+            if count:
+                lines.append(f'\t # accuracy [{name}]: {value:.4f} ({count} images)')
+        lines.append(f'\t confusion matrix (rows: true, columns: predicted):\n{confusion.numpy()}')
+        get_root_logger().info('\n'.join(lines))
+        if tb_logger:
+            tb_logger.add_scalar(f'metrics/{dataset_name}/accuracy', self.metric_results['accuracy'], current_iter)
+            for name, count, value in zip(self.class_names, confusion.sum(dim=1).tolist(), per_class.tolist()):
+                if count:
+                    tb_logger.add_scalar(f'metrics/{dataset_name}/accuracy_{name.replace(" ", "_")}', value,
+                                         current_iter)
+        self._save_heatmap(dataset_name, current_iter)
+
+    @master_only
+    def _save_heatmap(self, dataset_name, current_iter):
+        path = osp.join(self.opt['path']['visualization'], dataset_name, f'similarity_{current_iter}.png')
+        save_similarity_heatmap(self.similarity_matrix.numpy(), self.class_names, self.prompts, path,
+                                f'{dataset_name}: mean image-prompt cosine similarity @ {current_iter}')
+        self.heatmap_path = path
+
+    def save(self, epoch, current_iter):
+        self._save_adapters(current_iter)
+        self.save_training_state(epoch, current_iter)
+
+    @master_only
+    def _save_adapters(self, current_iter):
+        label = 'latest' if current_iter == -1 else current_iter
+        state = {key: value.detach().cpu() for key, value in self.clip.adapter_state_dict().items()}
+        torch.save({'params': state, 'log_scale': self.cri_contrastive.log_scale.detach().cpu()},
+                   osp.join(self.opt['path']['models'], f'net_clip_{label}.pth'))
