@@ -1,0 +1,168 @@
+"""MixedDegradationDataset and PairedDegradationDataset on disk and LMDB."""
+import os
+import os.path as osp
+import random
+
+import cv2
+import numpy as np
+import pytest
+import torch
+import torch.multiprocessing as mp
+from torch.utils.data import DataLoader
+
+import vlunet_basicsr  # noqa: F401
+from basicsr.data import build_dataset
+from basicsr.data.data_sampler import EnlargedSampler
+from conftest import free_port, write_image_pairs
+from vlunet_basicsr.data.dataset_writer import write_pairs
+
+
+def _lmdb_copy(gt_dir, lq_dir, out):
+    names = sorted(os.listdir(gt_dir))
+    pairs = [(osp.splitext(n)[0], osp.join(gt_dir, n), osp.join(lq_dir, n) if lq_dir else None) for n in names]
+    return write_pairs(pairs, str(out), fmt='lmdb', progress=False)
+
+
+@pytest.fixture
+def two_backends(tmp_path):
+    gt, lq = write_image_pairs(tmp_path / 'disk', count=5, size=(40, 36))
+    lmdb = _lmdb_copy(gt, lq, tmp_path / 'lmdb')
+    return {'disk': (gt, lq, {'type': 'disk'}), 'lmdb': (lmdb['gt'], lmdb['lq'], {'type': 'lmdb'})}
+
+
+def _mixed_opt(gt, lq, io, **extra):
+    return {'name': 'mix', 'type': 'MixedDegradationDataset', 'phase': 'train', 'gt_size': 16,
+            'sources': [
+                {'name': 'derain', 'label': 4, 'dataroot_gt': gt, 'dataroot_lq': lq, 'io_backend': io, 'repeat': 2},
+                {'name': 'denoise_25', 'label': 1, 'dataroot_gt': gt, 'noise_sigma': 25, 'io_backend': io},
+            ], **extra}
+
+
+def _samples(dataset, seed):
+    random.seed(seed)
+    np.random.seed(seed)
+    return [dataset[i] for i in range(len(dataset))]
+
+
+def test_disk_and_lmdb_give_identical_samples(two_backends):
+    disk = build_dataset(_mixed_opt(*two_backends['disk']))
+    lmdb = build_dataset(_mixed_opt(*two_backends['lmdb']))
+    assert len(disk) == len(lmdb) == 15
+    for a, b in zip(_samples(disk, 3), _samples(lmdb, 3)):
+        assert torch.equal(a['lq'], b['lq']) and torch.equal(a['gt'], b['gt'])
+        assert (a['label'], a['text'], a['source']) == (b['label'], b['text'], b['source'])
+    sample = disk[0]
+    assert sample['lq'].shape == (3, 16, 16) and sample['lq'].dtype == torch.float32
+    assert sample['label'] == 4 and sample['text'] == 'image with rain' and sample['source'] == 'derain'
+    assert sample['lq_path'].endswith('img00.png') and 0 <= sample['gt'].min() and sample['gt'].max() <= 1
+
+
+def test_repeat_and_balanced_shares(two_backends):
+    gt, lq, io = two_backends['disk']
+    opt = _mixed_opt(gt, lq, io)
+    opt['sources'][1]['repeat'] = 3
+    assert build_dataset(opt).source_counts() == [10, 15]
+    opt = _mixed_opt(gt, lq, io, sampling='balanced', samples_per_epoch=100)
+    opt['sources'][0]['weight'], opt['sources'][1]['weight'] = 1, 3
+    dataset = build_dataset(opt)
+    assert dataset.source_counts() == [25, 75] and len(dataset) == 100
+    # every image of a source is used when its share is at least its size
+    assert sorted(set(dataset.index[dataset.index[:, 0] == 1, 1])) == list(range(5))
+
+
+def test_images_smaller_than_gt_size_are_padded_or_refused(two_backends):
+    gt, lq, io = two_backends['disk']
+    dataset = build_dataset(_mixed_opt(gt, lq, io, gt_size=48))
+    assert dataset[0]['gt'].shape == (3, 48, 48)
+    dataset = build_dataset(_mixed_opt(gt, lq, io, gt_size=48, pad_if_smaller=False))
+    with pytest.raises(ValueError, match=r'img00.png is 36x40, smaller than gt_size 48'):
+        dataset[0]
+
+
+def _paired_opt(gt, io, **extra):
+    return {'name': 'cbsd', 'type': 'PairedDegradationDataset', 'phase': 'val', 'dataroot_gt': gt, 'label': 1,
+            'noise_sigma': 25, 'noise_seed': 7, 'io_backend': io, **extra}
+
+
+def _noisy_by_key(dataset, num_workers, order):
+    loader = DataLoader(torch.utils.data.Subset(dataset, order), batch_size=1, num_workers=num_workers)
+    return {osp.basename(batch['gt_path'][0]): batch['lq'][0] for batch in loader}
+
+
+def test_test_noise_is_deterministic_and_rounded(two_backends):
+    gt, _, io = two_backends['disk']
+    dataset = build_dataset(_paired_opt(gt, io))
+    forward = _noisy_by_key(dataset, 0, list(range(len(dataset))))
+    backward = _noisy_by_key(dataset, 2, list(reversed(range(len(dataset)))))
+    assert forward.keys() == backward.keys()
+    for key in forward:
+        assert torch.equal(forward[key], backward[key])
+        scaled = forward[key] * 255
+        assert torch.allclose(scaled, scaled.round(), atol=1e-3)  # rounded to 8 bits
+    lmdb_gt, _, lmdb_io = two_backends['lmdb']
+    lmdb_dataset = build_dataset(_paired_opt(lmdb_gt, lmdb_io))
+    assert torch.equal(lmdb_dataset[0]['lq'], forward['img00.png'])  # same key, same noise, either backend
+    # The LMDB is now open in this process; forked workers must open their own (py-lmdb refuses a second open).
+    in_workers = _noisy_by_key(lmdb_dataset, 2, list(range(len(lmdb_dataset))))
+    assert torch.equal(in_workers['img00'], forward['img00.png'])
+    other_seed = build_dataset(_paired_opt(gt, io, noise_seed=8))[0]['lq']
+    assert not torch.equal(other_seed, forward['img00.png'])
+    residual = (forward['img00.png'] - dataset[0]['gt']) * 255
+    assert 20 < residual.std().item() < 30  # sigma 25, a little less where clipped
+
+
+def test_paired_set_full_size_and_legacy_crop(two_backends):
+    gt, lq, io = two_backends['lmdb']
+    opt = {'name': 'rain', 'type': 'PairedDegradationDataset', 'phase': 'val', 'dataroot_gt': gt,
+           'dataroot_lq': lq, 'label': 4, 'io_backend': io}
+    sample = build_dataset(opt)[0]
+    assert sample['gt'].shape == (3, 40, 36) and sample['text'] == 'image with rain'
+    assert sample['lq_path'].endswith(osp.join('lq.lmdb', 'img00'))
+    assert build_dataset({**opt, 'crop_to_multiple': 16})[0]['gt'].shape == (3, 32, 32)
+
+
+def test_clear_errors_for_bad_sources(tmp_path, two_backends):
+    gt, lq, io = two_backends['disk']
+    with pytest.raises(ValueError, match=r'sources\[0\] \(derain\): give exactly one of dataroot_lq'):
+        build_dataset({**_mixed_opt(gt, lq, io), 'sources': [{'name': 'derain', 'label': 4, 'dataroot_gt': gt}]})
+    with pytest.raises(FileNotFoundError, match='image folder not found: .*nowhere'):
+        build_dataset(_paired_opt(str(tmp_path / 'nowhere'), io))
+    os.remove(osp.join(lq, 'img03.png'))
+    with pytest.raises(ValueError, match=r"1 GT images have no LQ image .*'img03.png'"):
+        build_dataset(_mixed_opt(gt, lq, io))
+    cv2.imwrite(osp.join(lq, 'img03.png'), np.zeros((10, 10, 3), np.uint8))
+    dataset = build_dataset({**_paired_opt(gt, io), 'noise_sigma': None, 'dataroot_lq': lq})
+    with pytest.raises(ValueError, match=r'LQ .*img03.png is 10x10 but GT .*img03.png is 36x40'):
+        dataset[3]
+
+
+def _rank_indices(rank, world_size, port, opt, queue):
+    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+                                         world_size=world_size)
+    dataset = build_dataset(opt)
+    sampler = EnlargedSampler(dataset, world_size, rank, ratio=1)
+    sampler.set_epoch(0)
+    loader = DataLoader(dataset, batch_size=2, sampler=sampler, num_workers=2)  # each worker opens its own LMDB
+    seen = [(source, path) for batch in loader for source, path in zip(batch['source'], batch['gt_path'])]
+    queue.put((rank, list(sampler), seen))
+    torch.distributed.destroy_process_group()
+
+
+def test_two_ddp_ranks_get_disjoint_indices(two_backends):
+    gt, lq, io = two_backends['lmdb']
+    opt = _mixed_opt(gt, lq, io)
+    opt['sources'][1]['repeat'] = 2  # 20 samples: divisible by the world size, so the sampler adds no padding
+    context = mp.get_context('spawn')
+    queue = context.SimpleQueue()
+    port = free_port()
+    processes = [context.Process(target=_rank_indices, args=(r, 2, port, opt, queue)) for r in range(2)]
+    for p in processes:
+        p.start()
+    results = dict((rank, (indices, seen)) for rank, indices, seen in (queue.get() for _ in processes))
+    for p in processes:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    first, second = results[0][0], results[1][0]
+    assert not set(first) & set(second)
+    assert sorted(first + second) == list(range(20))
+    assert len(results[0][1]) == len(first) and len(results[1][1]) == len(second)
