@@ -11,12 +11,13 @@ from basicsr.models.base_model import BaseModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
+from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
 from vlunet_basicsr.utils.plot_util import save_similarity_heatmap
 from vlunet_basicsr.utils.prompts import DEGRADATION_PROMPTS
 
 
 @MODEL_REGISTRY.register()
-class CLIPAdapterModel(BaseModel):
+class CLIPAdapterModel(RegisteredSchedulersMixin, BaseModel):
     """Trains the image and text adapters of ``DegradationCLIP`` (and the loss temperature); the backbone is frozen.
 
     Reads from the YAML:
@@ -27,7 +28,7 @@ class CLIPAdapterModel(BaseModel):
         path.pretrain_network_clip (str): Adapters to start from (set automatically on resume).
         train.contrastive_opt (dict): ``DegradationContrastiveLoss`` options.
         train.optim_clip (dict): Optimizer (any torch.optim class, e.g. AdamW) over adapters and temperature.
-        train.scheduler (dict): A BasicSR scheduler.
+        train.scheduler (dict): A BasicSR scheduler or ``LinearWarmupCosineLR``.
     Batches need ``lq`` (images in [0, 1]) and ``label`` (int).
 
     Validation logs top-1 accuracy per class and overall (log and tensorboard) and saves the mean

@@ -1,0 +1,176 @@
+"""Stage 2: CLIP-guided restoration with VLUNet."""
+import os.path as osp
+from collections import OrderedDict
+
+import torch
+from tqdm import tqdm
+
+from basicsr.archs import build_network
+from basicsr.metrics import calculate_metric
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils.registry import MODEL_REGISTRY
+from vlunet_basicsr.metrics.protocol_metric import FLOAT_METRICS
+from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
+from vlunet_basicsr.utils.tiling import tiled_restore
+
+
+def _dihedral(x, k):
+    """The k-th of the 8 flips/rotations (k in 0..7) of an NCHW tensor."""
+    return torch.rot90(x.flip(-1) if k >= 4 else x, k % 4, dims=(-2, -1))
+
+
+def _undo_dihedral(x, k):
+    x = torch.rot90(x, -(k % 4), dims=(-2, -1))
+    return x.flip(-1) if k >= 4 else x
+
+
+@MODEL_REGISTRY.register()
+class VLUNetModel(RegisteredSchedulersMixin, SRModel):
+    """VLUNet guided by the degradation vector of a frozen ``DegradationCLIP`` (paper Sec. 3).
+
+    For every batch the vector is computed from the LQ image on the model's device, with the single CLIP
+    preprocessing and without gradients, and fed as ``net_g(lq, vector)``. Only ``net_g`` is trained,
+    wrapped by DDP and saved; CLIP is never written into ``net_g_*.pth``.
+
+    Reads from the YAML, besides SRModel's keys (``network_g``, ``path.pretrain_network_g``, ``train.optim_g``,
+    ``train.pixel_opt``, ``train.perceptual_opt``, ``train.ema_decay``, ``val.metrics``, ``val.save_img``):
+        network_clip (dict | None): ``DegradationCLIP`` options (``pretrained``, ``adapter_path``, ...);
+            ``~`` runs the "w/o CLIP" ablation (uniform key mixture).
+        train.scheduler: BasicSR's schedulers or ``LinearWarmupCosineLR`` (warmup_iter, total_iter, eta_min).
+        train.grad_clip_norm (float | None): Clip the gradient norm of net_g. Default: None.
+        val.tile (int | None): Restore in tiles of this size (large images). Default: None (whole image).
+        val.tile_overlap (int): Overlap of neighbouring tiles, blended linearly. Default: 32.
+        val.self_ensemble (bool): Average the 8 flips/rotations. Default: False.
+        val.pbar (bool): Progress bar during validation. Default: False.
+    Metrics ``calculate_psnr_float`` / ``calculate_ssim_float`` get float32 HxWx3 RGB arrays in [0, 1];
+    every other metric gets 8-bit BGR images as in BasicSR. With several val sets the average over the
+    sets is logged too (``metrics/average/<metric>`` in tensorboard).
+    """
+
+    def __init__(self, opt):
+        super().__init__(opt)
+        self.net_clip = None
+        if opt.get('network_clip') is not None:
+            self.net_clip = build_network(opt['network_clip']).to(self.device).eval().requires_grad_(False)
+        else:
+            get_root_logger().info('network_clip is empty: running VLUNet without CLIP guidance (uniform keys).')
+        self._set_results = {}
+
+    @torch.no_grad()
+    def degradation_vector_of(self, lq):
+        """The adapted CLIP image features of ``lq`` (B, d), or None without ``network_clip``."""
+        if self.net_clip is None:
+            return None
+        return self.net_clip.encode_image(self.net_clip.preprocess(lq))
+
+    def feed_data(self, data):
+        super().feed_data(data)
+        self.degradation_vector = self.degradation_vector_of(self.lq)
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad()
+        self.output = self.net_g(self.lq, self.degradation_vector)
+        losses = OrderedDict()
+        if self.cri_pix:
+            losses['l_pix'] = self.cri_pix(self.output, self.gt)
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            if l_percep is not None:
+                losses['l_percep'] = l_percep
+            if l_style is not None:
+                losses['l_style'] = l_style
+        sum(losses.values()).backward()
+        max_norm = self.opt['train'].get('grad_clip_norm')
+        if max_norm:
+            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), max_norm)
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(losses)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def restore(self, net, lq, vector):
+        """Restore ``lq`` with ``net`` following ``val.tile``, ``val.tile_overlap`` and ``val.self_ensemble``."""
+        val_opt = self.opt.get('val') or {}
+        tile = val_opt.get('tile')
+
+        def run(image):
+            if tile:
+                return tiled_restore(lambda patch: net(patch, vector), image, tile, val_opt.get('tile_overlap', 32))
+            return net(image, vector)
+
+        if not val_opt.get('self_ensemble', False):
+            return run(lq)
+        return torch.stack([_undo_dihedral(run(_dihedral(lq, k)), k) for k in range(8)]).mean(dim=0)
+
+    def test(self):
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = self.restore(net, self.lq, self.degradation_vector)
+        net.train(was_training)
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        dataset_name = dataloader.dataset.opt['name']
+        metrics_opt = self.opt['val'].get('metrics') or {}
+        if metrics_opt:
+            self._initialize_best_metric_results(dataset_name)
+        sums, count = {name: 0.0 for name in metrics_opt}, 0
+        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
+        for val_data in dataloader:
+            self.feed_data(val_data)
+            self.test()
+            output = self.output.detach().cpu()
+            gt = self.gt.detach().cpu() if hasattr(self, 'gt') else None
+            for i in range(output.shape[0]):
+                img_name = osp.splitext(osp.basename(val_data['lq_path'][i]))[0]
+                result_8bit = tensor2img([output[i]])
+                if gt is not None:
+                    images = {'8bit': {'img': result_8bit, 'img2': tensor2img([gt[i]])},
+                              'float': {'img': output[i].clamp(0, 1).permute(1, 2, 0).numpy(),
+                                        'img2': gt[i].clamp(0, 1).permute(1, 2, 0).numpy()}}
+                    for name, metric_opt in metrics_opt.items():
+                        kind = 'float' if metric_opt['type'] in FLOAT_METRICS else '8bit'
+                        sums[name] += calculate_metric(images[kind], metric_opt)
+                if save_img:
+                    imwrite(result_8bit, self._image_path(img_name, dataset_name, current_iter))
+                count += 1
+            del self.lq, self.output
+            if hasattr(self, 'gt'):
+                del self.gt
+            if pbar:
+                pbar.update(1)
+                pbar.set_description(f'Test {img_name}')
+        if pbar:
+            pbar.close()
+        if metrics_opt:
+            self.metric_results = {name: total / max(count, 1) for name, total in sums.items()}
+            for name, value in self.metric_results.items():
+                self._update_best_metric_result(dataset_name, name, value, current_iter)
+            self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+            self._log_average_over_sets(dataset_name, current_iter, tb_logger)
+
+    def _image_path(self, img_name, dataset_name, current_iter):
+        visualization = self.opt['path']['visualization']
+        if self.opt['is_train']:
+            return osp.join(visualization, img_name, f'{img_name}_{current_iter}.png')
+        suffix = self.opt['val'].get('suffix') or self.opt['name']
+        return osp.join(visualization, dataset_name, f'{img_name}_{suffix}.png')
+
+    def _log_average_over_sets(self, dataset_name, current_iter, tb_logger):
+        """Once every val (or test) set of this round is done, log the metrics averaged over the sets."""
+        prefix = 'val' if self.opt['is_train'] else ''
+        expected = sum(1 for phase in self.opt['datasets'] if phase.startswith(prefix) and phase != 'train')
+        results = self._set_results.setdefault(current_iter, {})
+        results[dataset_name] = dict(self.metric_results)
+        if expected < 2 or len(results) < expected:
+            return
+        lines = [f'Average over {len(results)} sets ({", ".join(results)})']
+        for metric in self.metric_results:
+            value = sum(r[metric] for r in results.values()) / len(results)
+            lines.append(f'\t # {metric}: {value:.4f}')
+            if tb_logger:
+                tb_logger.add_scalar(f'metrics/average/{metric}', value, current_iter)
+        get_root_logger().info('\n'.join(lines))
+        del self._set_results[current_iter]
