@@ -82,18 +82,22 @@ def test_tiling_weights_sum_to_one_and_one_tile_equals_whole_image():
     assert tiled.shape == lq.shape and not torch.allclose(tiled, whole)  # MDTA sees the tile only
 
 
+# Peak resident memory from /proc (VmHWM belongs to the address space, which exec() renews; ru_maxrss
+# would carry over the parent's peak).
 _PEAK = """
-import resource, torch, vlunet_basicsr
+import re, torch, vlunet_basicsr
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.utils.tiling import tiled_restore
 torch.manual_seed(0)
 net = VLUNet(dim=16, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, de_dim=5).eval()
 lq = torch.rand(1, 3, 512, 512)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+def peak_kb():
+    return int(re.search(r'VmHWM:\\s+(\\d+)', open('/proc/self/status').read()).group(1))
+before = peak_kb()
 with torch.no_grad():
     out = tiled_restore(lambda p: net(p), lq, {tile}, 16) if {tile} else net(lq)
 assert out.shape == lq.shape
-print('GROWTH_KB', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before)
+print('GROWTH_KB', peak_kb() - before)
 """
 
 
