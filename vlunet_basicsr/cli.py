@@ -1,4 +1,4 @@
-"""The ``basicsr`` command: ``basicsr train|test -opt X.yml [BasicSR flags]``.
+"""The ``basicsr`` command: ``basicsr train|test -opt X.yml [BasicSR flags]`` and ``basicsr restore``.
 
 Experiments, results and tb_logger folders are created under the current working directory. Before
 anything is built, vlunet_basicsr registers its classes, then every installed ``basicsr.plugins`` entry
@@ -11,6 +11,7 @@ import sys
 COMMANDS = {
     'train': 'train a model from an option YAML (BasicSR train pipeline)',
     'test': 'test a model from an option YAML (BasicSR test pipeline)',
+    'restore': 'restore your own images with a trained or released VLU-Net (see "basicsr restore -h")',
 }
 
 
@@ -18,7 +19,7 @@ def _parser():
     parser = argparse.ArgumentParser(
         prog='basicsr', description='BasicSR pipelines with VLU-Net and any installed basicsr plugins.',
         epilog='Each command takes BasicSR flags: -opt FILE [--launcher none|pytorch|slurm] [--auto_resume] '
-        '[--debug] [--force_yml key:sub=value ...]. "basicsr COMMAND -h" lists them.')
+        '[--debug] [--force_yml key:sub=value ...]; restore takes its own. "basicsr COMMAND -h" lists them.')
     subparsers = parser.add_subparsers(dest='command', metavar='{' + ','.join(COMMANDS) + '}')
     for name, text in COMMANDS.items():
         subparsers.add_parser(name, help=text, add_help=False)
@@ -48,6 +49,9 @@ def main(argv=None):
         return 0 if argv else 2
     if argv[0] not in COMMANDS:
         parser.error(f"unknown command '{argv[0]}' (choose from {', '.join(COMMANDS)})")
+    if argv[0] == 'restore':
+        from vlunet_basicsr.inference import main as restore_main
+        return restore_main(argv[1:])
     run(argv[0], argv[1:])
     return 0
 

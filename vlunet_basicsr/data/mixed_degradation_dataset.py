@@ -7,7 +7,7 @@ from torch.utils import data
 from basicsr.data.transforms import augment
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import DATASET_REGISTRY
-from vlunet_basicsr.data.degradations import add_gaussian_noise
+from vlunet_basicsr.data.degradations import add_gaussian_noise, noise_rng
 from vlunet_basicsr.data.image_source import ImageSource, to_sample
 
 
@@ -42,7 +42,10 @@ class MixedDegradationDataset(data.Dataset):
             (``samples_per_epoch`` samples split by ``weight``). Default: 'repeat'.
         samples_per_epoch (int): Balanced only. Default: the total number of source images.
         sampling_seed (int): Balanced only: which images fill each source's share. Default: 0.
-        gt_size (int): Side of the random training crop (paired crop for paired sets).
+        gt_size (int | None): Side of the random training crop (paired crop for paired sets); None gives full
+            images without flips or rotations (for validation over every source at once, e.g. adapter accuracy).
+        noise_seed (int | None): Fixed noise per (seed, image, sigma) as in PairedDegradationDataset, instead of
+            fresh training noise. Default: None.
         pad_if_smaller (bool): Reflect-pad images smaller than gt_size (else fail naming the image). Default: True.
         use_hflip (bool): Random horizontal flips. Default: True.
         use_rot (bool): Random vertical flips and 90-degree rotations. Default: True.
@@ -61,11 +64,12 @@ class MixedDegradationDataset(data.Dataset):
         self.sources = [ImageSource(s, f"datasets.{phase}.sources[{i}] ({s.get('name', 'unnamed')})")
                         for i, s in enumerate(sources)]
         if 'gt_size' not in opt:
-            raise ValueError(f'datasets.{phase}.gt_size (training crop size) is required')
-        self.gt_size = int(opt['gt_size'])
+            raise ValueError(f'datasets.{phase}.gt_size (training crop size, or ~ for full images) is required')
+        self.gt_size = None if opt['gt_size'] is None else int(opt['gt_size'])
         self.pad_if_smaller = opt.get('pad_if_smaller', True)
-        self.use_hflip = opt.get('use_hflip', True)
-        self.use_rot = opt.get('use_rot', True)
+        self.use_hflip = opt.get('use_hflip', self.gt_size is not None)
+        self.use_rot = opt.get('use_rot', self.gt_size is not None)
+        self.noise_seed = opt.get('noise_seed')
         self.index = self._build_index(opt, sources, phase)
         self._log_mix(opt.get('name', phase))
 
@@ -104,6 +108,8 @@ class MixedDegradationDataset(data.Dataset):
 
     def _crop(self, images, record):
         size = self.gt_size
+        if size is None:
+            return images
         h, w = images[0].shape[:2]
         if h < size or w < size:
             if not self.pad_if_smaller:
@@ -122,7 +128,8 @@ class MixedDegradationDataset(data.Dataset):
             gt, = self._crop([record['gt']], record)
             sigma = source.noise_sigma
             sigma = random.choice(sigma) if isinstance(sigma, (list, tuple)) else sigma
-            lq = add_gaussian_noise(gt, sigma, np.random)
+            rng = np.random if self.noise_seed is None else noise_rng(self.noise_seed, record['key'], sigma)
+            lq = add_gaussian_noise(gt, sigma, rng)
         else:
             gt, lq = self._crop([record['gt'], record['lq']], record)
         gt, lq = augment([gt, lq], self.use_hflip, self.use_rot)

@@ -1,4 +1,5 @@
 """Stage 1: tune the CLIP adapters with the contrastive degradation loss."""
+import json
 import os.path as osp
 from collections import OrderedDict
 
@@ -32,7 +33,8 @@ class CLIPAdapterModel(RegisteredSchedulersMixin, BaseModel):
     Batches need ``lq`` (images in [0, 1]) and ``label`` (int).
 
     Validation logs top-1 accuracy per class and overall (log and tensorboard) and saves the mean
-    image-prompt cosine-similarity matrix (paper Fig. 5) as ``visualization/<set>/similarity_<iter>.png``.
+    image-prompt cosine-similarity matrix (paper Fig. 5) as ``visualization/<set>/similarity_<iter>.png``,
+    with the numbers (accuracies, confusion and similarity matrices) in ``classification_<iter>.json``.
     Checkpoints ``models/net_clip_<iter>.pth`` hold only the adapters (``params``, the format
     ``DegradationCLIP.adapter_path`` loads) and the learned ``log_scale``.
     """
@@ -130,10 +132,17 @@ class CLIPAdapterModel(RegisteredSchedulersMixin, BaseModel):
 
     @master_only
     def _save_heatmap(self, dataset_name, current_iter):
-        path = osp.join(self.opt['path']['visualization'], dataset_name, f'similarity_{current_iter}.png')
-        save_similarity_heatmap(self.similarity_matrix.numpy(), self.class_names, self.prompts, path,
+        folder = osp.join(self.opt['path']['visualization'], dataset_name)
+        save_similarity_heatmap(self.similarity_matrix.numpy(), self.class_names, self.prompts,
+                                osp.join(folder, f'similarity_{current_iter}.png'),
                                 f'{dataset_name}: mean image-prompt cosine similarity @ {current_iter}')
-        self.heatmap_path = path
+        confusion = self.confusion_matrix
+        per_class = confusion.diag().double() / confusion.sum(dim=1).clamp(min=1).double()
+        report = {'iter': current_iter, 'accuracy': self.metric_results['accuracy'], 'class_names': self.class_names,
+                  'prompts': self.prompts, 'per_class_accuracy': dict(zip(self.class_names, per_class.tolist())),
+                  'confusion_matrix': confusion.tolist(), 'similarity_matrix': self.similarity_matrix.tolist()}
+        with open(osp.join(folder, f'classification_{current_iter}.json'), 'w') as f:
+            json.dump(report, f, indent=1)
 
     def save(self, epoch, current_iter):
         self._save_adapters(current_iter)

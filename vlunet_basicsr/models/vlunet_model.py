@@ -1,4 +1,5 @@
 """Stage 2: CLIP-guided restoration with VLUNet."""
+import json
 import os.path as osp
 from collections import OrderedDict
 
@@ -9,20 +10,11 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from vlunet_basicsr.metrics.protocol_metric import FLOAT_METRICS
 from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
-from vlunet_basicsr.utils.tiling import tiled_restore
-
-
-def _dihedral(x, k):
-    """The k-th of the 8 flips/rotations (k in 0..7) of an NCHW tensor."""
-    return torch.rot90(x.flip(-1) if k >= 4 else x, k % 4, dims=(-2, -1))
-
-
-def _undo_dihedral(x, k):
-    x = torch.rot90(x, -(k % 4), dims=(-2, -1))
-    return x.flip(-1) if k >= 4 else x
+from vlunet_basicsr.utils.restore_util import restore
 
 
 @MODEL_REGISTRY.register()
@@ -45,7 +37,8 @@ class VLUNetModel(RegisteredSchedulersMixin, SRModel):
         val.pbar (bool): Progress bar during validation. Default: False.
     Metrics ``calculate_psnr_float`` / ``calculate_ssim_float`` get float32 HxWx3 RGB arrays in [0, 1];
     every other metric gets 8-bit BGR images as in BasicSR. With several val sets the average over the
-    sets is logged too (``metrics/average/<metric>`` in tensorboard).
+    sets is logged too (``metrics/average/<metric>`` in tensorboard). In test mode every set's metrics are
+    also written to ``results/<name>/metrics.json``.
     """
 
     def __init__(self, opt):
@@ -89,26 +82,14 @@ class VLUNetModel(RegisteredSchedulersMixin, SRModel):
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
-    def restore(self, net, lq, vector):
-        """Restore ``lq`` with ``net`` following ``val.tile``, ``val.tile_overlap`` and ``val.self_ensemble``."""
-        val_opt = self.opt.get('val') or {}
-        tile = val_opt.get('tile')
-
-        def run(image):
-            if tile:
-                return tiled_restore(lambda patch: net(patch, vector), image, tile, val_opt.get('tile_overlap', 32))
-            return net(image, vector)
-
-        if not val_opt.get('self_ensemble', False):
-            return run(lq)
-        return torch.stack([_undo_dihedral(run(_dihedral(lq, k)), k) for k in range(8)]).mean(dim=0)
-
     def test(self):
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         was_training = net.training
         net.eval()
         with torch.no_grad():
-            self.output = self.restore(net, self.lq, self.degradation_vector)
+            val_opt = self.opt.get('val') or {}
+            self.output = restore(net, self.lq, self.degradation_vector, val_opt.get('tile'),
+                                  val_opt.get('tile_overlap', 32), val_opt.get('self_ensemble', False))
         net.train(was_training)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
@@ -149,6 +130,8 @@ class VLUNetModel(RegisteredSchedulersMixin, SRModel):
             for name, value in self.metric_results.items():
                 self._update_best_metric_result(dataset_name, name, value, current_iter)
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
+            if not self.opt['is_train']:
+                self._write_metrics_json(dataset_name)
             self._log_average_over_sets(dataset_name, current_iter, tb_logger)
 
     def _image_path(self, img_name, dataset_name, current_iter):
@@ -157,6 +140,15 @@ class VLUNetModel(RegisteredSchedulersMixin, SRModel):
             return osp.join(visualization, img_name, f'{img_name}_{current_iter}.png')
         suffix = self.opt['val'].get('suffix') or self.opt['name']
         return osp.join(visualization, dataset_name, f'{img_name}_{suffix}.png')
+
+    @master_only
+    def _write_metrics_json(self, dataset_name):
+        """Test mode: add this set's metrics to ``results/<name>/metrics.json`` ({set: {metric: value}})."""
+        path = osp.join(self.opt['path']['results_root'], 'metrics.json')
+        results = json.load(open(path)) if osp.isfile(path) else {}
+        results[dataset_name] = dict(self.metric_results)
+        with open(path, 'w') as f:
+            json.dump(results, f, indent=1)
 
     def _log_average_over_sets(self, dataset_name, current_iter, tb_logger):
         """Once every val (or test) set of this round is done, log the metrics averaged over the sets."""

@@ -26,3 +26,55 @@ def save_similarity_heatmap(matrix, row_names, col_names, path, title):
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
+
+
+def save_image_grid(rows, column_titles, path):
+    """Save a grid of RGB float images: ``rows`` is [(row name, [image per column])]."""
+    os.makedirs(osp.dirname(path) or '.', exist_ok=True)
+    fig, axes = plt.subplots(len(rows), len(column_titles), figsize=(3 * len(column_titles), 2.6 * len(rows)),
+                             squeeze=False)
+    for r, (name, images) in enumerate(rows):
+        for c, image in enumerate(images):
+            ax = axes[r][c]
+            ax.imshow(image.clip(0, 1))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if r == 0:
+                ax.set_title(column_titles[c])
+            if c == 0:
+                ax.set_ylabel(name)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def save_mixture_weights(trace, path):
+    """Bar charts of each stage's softmax weights over its key database (``VLUNet.forward_with_trace``)."""
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    fig, axes = plt.subplots(2, 4, figsize=(12, 5), sharey=True)
+    for ax, record in zip(axes.flat, trace):
+        weights = record['mixture_weights'][0].float().cpu().numpy()
+        ax.bar(range(len(weights)), weights, color='tab:blue')
+        ax.set_title(record['stage'], fontsize=9)
+        ax.set_xticks(range(len(weights)))
+        ax.set_xlabel('key')
+    axes[0][0].set_ylabel('weight')
+    fig.suptitle('Degradation key mixture per stage')
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+
+
+def save_residual_maps(trace, path):
+    """Mean |phi(x, keys) - y| over channels at every stage: where each gradient step corrects most."""
+    os.makedirs(osp.dirname(path), exist_ok=True)
+    fig, axes = plt.subplots(2, 4, figsize=(12, 6))
+    for ax, record in zip(axes.flat, trace):
+        ax.imshow(record['residual'][0].float().abs().mean(dim=0).cpu().numpy(), cmap='magma')
+        ax.set_title(record['stage'], fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle('Gradient-step residual |phi(x, keys) - y| per stage')
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)

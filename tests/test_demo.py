@@ -1,0 +1,28 @@
+"""The demo pipeline end to end at a reduced size (tiny images, a few iterations): report shape and files.
+The full demo (`make demo`) is checked by hand; its figures are in README."""
+import json
+import os
+import subprocess
+import sys
+
+from conftest import REPO
+
+
+def test_quick_demo_writes_the_report(tmp_path):
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'run_demo.py'), '--quick'], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, env=env)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert 'randomly initialised' in proc.stdout
+    out = tmp_path / 'demo_output'
+    report = json.loads((out / 'report.json').read_text())
+    assert set(report['tasks']) == {'denoise15', 'denoise25', 'denoise50', 'haze', 'rain', 'blur', 'lowlight'}
+    for task in report['tasks'].values():
+        assert set(task) == {'input_psnr', 'output_psnr', 'input_ssim', 'output_ssim'}
+        assert all(isinstance(v, float) for v in task.values())
+    assert 0 <= report['clip_accuracy'] <= 1 and report['seconds'] > 0
+    assert len(report['confusion_matrix']) == 7
+    for name in ('report.md', 'grid.png', 'similarity.png'):
+        assert (out / name).is_file()
+    assert (out / 'datasets' / 'haze_train' / 'lq.lmdb' / 'meta_info.txt').is_file()
+    assert not (tmp_path.parent / 'demo_output').exists()  # nothing outside the working directory
