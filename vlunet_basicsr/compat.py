@@ -120,30 +120,55 @@ def model_device(opt):
     return torch.device('cpu')
 
 
+def _load_complete_state(path, models_dir, device):
+    """The state at ``path`` if it and the network files of its iteration load; else None (and why, on stderr)."""
+    import glob
+    iteration = osp.basename(path)[:-len('.state')]
+    try:
+        state = torch.load(path, map_location=device, weights_only=True)
+        networks = glob.glob(osp.join(models_dir, f'net_*_{iteration}.pth'))
+        if not networks:
+            raise FileNotFoundError(f'no net_*_{iteration}.pth beside it in {models_dir}')
+        for network in networks:
+            torch.load(network, map_location='cpu', weights_only=True)
+        return state
+    except Exception as error:  # truncated, unreadable or incomplete: fall back to the previous state
+        print(f'WARNING: cannot resume from {path}: {type(error).__name__}: {error}; trying the previous state',
+              file=sys.stderr, flush=True)
+        return None
+
+
 def load_resume_state(opt):
     """Fixes 4 and 5: find and load the training state to resume from.
 
     basicsr looks for ``experiments/<name>/training_states`` relative to the working directory (so
     ``--auto_resume`` finds nothing when the experiment root is elsewhere) and maps every tensor with
     ``.cuda()`` (so resuming fails on CPU). Here ``--auto_resume`` looks in ``opt['path']['training_states']``,
-    where the pipeline writes, and tensors load onto the model's device.
+    where the pipeline writes, and tensors load onto the model's device. A truncated or unreadable state (or
+    one whose network files are missing or broken) is reported by name and the previous one is used.
 
     Returns:
         dict | None: The training state, or None when starting fresh.
     """
     from basicsr.utils import check_resume
-    from vlunet_basicsr.utils.checkpoint_util import latest_training_state
+    from vlunet_basicsr.utils.checkpoint_util import training_states_newest_first
+    device = model_device(opt)
     if opt['auto_resume']:
-        path = latest_training_state(opt['path']['training_states'])
-        if path is not None:
-            opt['path']['resume_state'] = path
+        state, path = None, None
+        for candidate in training_states_newest_first(opt['path']['training_states']):
+            state = _load_complete_state(candidate, opt['path']['models'], device)
+            if state is not None:
+                path = opt['path']['resume_state'] = candidate
+                break
     else:
         path = opt['path'].get('resume_state')
-    if path is None:
+        if path is None:
+            return None
+        if not osp.isfile(path):
+            raise FileNotFoundError(f'path.resume_state: no training state at {path}')
+        state = torch.load(path, map_location=device, weights_only=True)
+    if state is None:
         return None
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'path.resume_state: no training state at {path}')
-    state = torch.load(path, map_location=model_device(opt), weights_only=True)
     check_resume(opt, state['iter'])
     return state
 
@@ -166,8 +191,9 @@ def parse_options(root_path, is_train=True, argv=None):
 
     Same flags and the same resulting ``opt`` as basicsr, except that ``--local-rank`` is accepted (fix 8),
     ``dist_params`` is honoured for every launcher (fix 2), ``val.suffix`` defaults to None (fix 7), the
-    modules listed under the YAML key ``plugins`` are imported, and every ``type`` is checked against its
-    registry before anything is built. ``--force_yml`` values are parsed as YAML instead of ``eval``.
+    modules listed under the YAML key ``plugins`` are imported, and before anything is built every ``type`` is
+    checked against its registry, every key of our own classes against their options, and every data and
+    weight path for existence (all problems reported at once). ``--force_yml`` values are parsed as YAML.
 
     Args:
         root_path (str): Where ``experiments/``, ``results/`` and ``tb_logger/`` are created.
@@ -187,6 +213,8 @@ def parse_options(root_path, is_train=True, argv=None):
     if args.force_yml is not None:
         options_util.force_values(opt, args.force_yml)
     options_util.check_registered_types(opt, args.opt)
+    options_util.check_option_keys(opt, args.opt)
+    options_util.check_required_paths(opt, args.opt)
 
     if args.launcher == 'none':
         opt['dist'] = False

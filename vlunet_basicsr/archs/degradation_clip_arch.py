@@ -15,7 +15,8 @@ from vlunet_basicsr.utils.release_checkpoint import convert_adapters, load_weigh
 ADAPTER_PREFIXES = ('image_adapter.', 'text_adapter.')
 
 
-def _looks_like_path(value):
+def looks_like_path(value):
+    """Whether ``network_clip.pretrained`` names a file rather than an open_clip tag."""
     return osp.sep in value or value.endswith(('.pt', '.pth', '.bin', '.safetensors', '.ckpt'))
 
 
@@ -33,7 +34,7 @@ def create_clip_backbone(model_name, pretrained, model_cfg=None):
     if osp.isfile(pretrained):
         return open_clip.create_model(model_name, pretrained=pretrained, **model_cfg)
     tags = open_clip.list_pretrained_tags_by_model(model_name)
-    if _looks_like_path(pretrained) or pretrained not in tags:
+    if looks_like_path(pretrained) or pretrained not in tags:
         raise FileNotFoundError(
             f"network_clip.pretrained: '{pretrained}' is not an existing file nor an open_clip tag of {model_name} "
             f"(tags: {', '.join(tags) or 'none'}). Put the CLIP weights file there (for a released VLU-Net "

@@ -93,6 +93,9 @@ class ImageSource:
         where (str): YAML location of these options, for error messages.
     """
 
+    OPTION_KEYS = frozenset({'name', 'label', 'text', 'dataroot_gt', 'dataroot_lq', 'noise_sigma', 'io_backend',
+                             'meta_info_file', 'filename_tmpl'})
+
     def __init__(self, opt, where):
         self.where = where
         if opt.get('dataroot_gt') is None:

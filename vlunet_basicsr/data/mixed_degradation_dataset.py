@@ -1,4 +1,6 @@
 """The all-in-one training mix: several degradation sources in one dataset."""
+import math
+import multiprocessing
 import random
 
 import numpy as np
@@ -6,6 +8,7 @@ from torch.utils import data
 
 from basicsr.data.transforms import augment
 from basicsr.utils import get_root_logger
+from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import DATASET_REGISTRY
 from vlunet_basicsr.data.degradations import add_gaussian_noise, noise_rng
 from vlunet_basicsr.data.image_source import ImageSource, to_sample
@@ -29,6 +32,38 @@ def _allocate(total, weights):
     return counts
 
 
+class BadSampleTracker:
+    """Bad samples seen by every DataLoader worker of this rank (shared memory survives fork and spawn).
+
+    Each bad image is logged once; the number skipped is logged whenever this rank has drawn a whole epoch.
+    """
+
+    def __init__(self, num_images, samples_per_epoch, name):
+        self.name = name
+        self.samples_per_epoch = samples_per_epoch
+        self.logged = multiprocessing.Array('b', num_images)
+        self.draws = multiprocessing.Value('q', 0)
+        self.skipped = multiprocessing.Value('q', 0)
+
+    def bad(self, image_id, error):
+        with self.skipped.get_lock():
+            self.skipped.value += 1
+        with self.logged.get_lock():
+            first = not self.logged[image_id]
+            self.logged[image_id] = 1
+        if first:
+            get_root_logger().warning(f'{self.name}: skipping a bad sample (skip_bad_samples: true): {error}')
+
+    def drawn(self):
+        with self.draws.get_lock():
+            self.draws.value += 1
+            epochs_done, remainder = divmod(self.draws.value, self.samples_per_epoch)
+        if remainder == 0:
+            with self.skipped.get_lock():
+                count, self.skipped.value = self.skipped.value, 0
+            get_root_logger().info(f'{self.name}: epoch {epochs_done} done on this rank; {count} bad samples skipped')
+
+
 @DATASET_REGISTRY.register()
 class MixedDegradationDataset(data.Dataset):
     """Training mix of degradation sources (paired sets, or clean sets with on-the-fly Gaussian noise).
@@ -49,10 +84,15 @@ class MixedDegradationDataset(data.Dataset):
         pad_if_smaller (bool): Reflect-pad images smaller than gt_size (else fail naming the image). Default: True.
         use_hflip (bool): Random horizontal flips. Default: True.
         use_rot (bool): Random vertical flips and 90-degree rotations. Default: True.
+        skip_bad_samples (bool): Instead of failing on an unreadable, corrupt or mismatched image, log it once,
+            use the next good sample, and log how many were skipped at the end of each epoch. Default: False.
 
     A sample: ``lq``, ``gt`` (float CHW RGB in [0, 1]), ``label`` (int), ``text`` (str), ``lq_path``, ``gt_path``
     and ``source`` (the source's name). Training noise is drawn from ``np.random`` (seeded per worker by BasicSR).
     """
+
+    OPTION_KEYS = frozenset({'sources', 'sampling', 'samples_per_epoch', 'sampling_seed', 'gt_size', 'pad_if_smaller',
+                             'use_hflip', 'use_rot', 'noise_seed', 'skip_bad_samples'})
 
     def __init__(self, opt):
         super().__init__()
@@ -72,6 +112,12 @@ class MixedDegradationDataset(data.Dataset):
         self.noise_seed = opt.get('noise_seed')
         self.index = self._build_index(opt, sources, phase)
         self._log_mix(opt.get('name', phase))
+        self.tracker = None
+        if opt.get('skip_bad_samples', False):
+            _, world_size = get_dist_info()
+            per_rank = math.ceil(len(self) * opt.get('dataset_enlarge_ratio', 1) / world_size)
+            self.image_offsets = np.cumsum([0] + [len(src) for src in self.sources])
+            self.tracker = BadSampleTracker(int(self.image_offsets[-1]), per_rank, opt.get('name', phase))
 
     def _build_index(self, opt, sources_opt, phase):
         sampling = opt.get('sampling', 'repeat')
@@ -121,6 +167,21 @@ class MixedDegradationDataset(data.Dataset):
         return [image[top:top + size, left:left + size] for image in images]
 
     def __getitem__(self, index):
+        if self.tracker is None:
+            return self._sample(index)
+        for attempt in range(len(self)):
+            candidate = (index + attempt) % len(self)
+            try:
+                sample = self._sample(candidate)
+            except (ValueError, OSError, KeyError) as error:
+                source_index, image_index = self.index[candidate]
+                self.tracker.bad(int(self.image_offsets[source_index] + image_index), error)
+                continue
+            self.tracker.drawn()
+            return sample
+        raise RuntimeError(f"{self.opt.get('name')}: every sample is bad; nothing to train on")
+
+    def _sample(self, index):
         source_index, image_index = self.index[index]
         source = self.sources[source_index]
         record = source.read(int(image_index))

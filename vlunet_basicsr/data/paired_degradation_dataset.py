@@ -20,6 +20,8 @@ class PairedDegradationDataset(data.Dataset):
     A sample: ``lq``, ``gt`` (float CHW RGB in [0, 1]), ``label``, ``text``, ``lq_path``, ``gt_path``, ``source``.
     """
 
+    OPTION_KEYS = ImageSource.OPTION_KEYS | {'noise_seed', 'crop_to_multiple'}
+
     def __init__(self, opt):
         super().__init__()
         self.opt = opt

@@ -13,12 +13,14 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
+from vlunet_basicsr.models.safe_checkpoint_mixin import SafeCheckpointMixin
+from vlunet_basicsr.utils.checkpoint_util import atomic_torch_save
 from vlunet_basicsr.utils.plot_util import save_similarity_heatmap
 from vlunet_basicsr.utils.prompts import DEGRADATION_PROMPTS
 
 
 @MODEL_REGISTRY.register()
-class CLIPAdapterModel(RegisteredSchedulersMixin, BaseModel):
+class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel):
     """Trains the image and text adapters of ``DegradationCLIP`` (and the loss temperature); the backbone is frozen.
 
     Reads from the YAML:
@@ -152,5 +154,5 @@ class CLIPAdapterModel(RegisteredSchedulersMixin, BaseModel):
     def _save_adapters(self, current_iter):
         label = 'latest' if current_iter == -1 else current_iter
         state = {key: value.detach().cpu() for key, value in self.clip.adapter_state_dict().items()}
-        torch.save({'params': state, 'log_scale': self.cri_contrastive.log_scale.detach().cpu()},
-                   osp.join(self.opt['path']['models'], f'net_clip_{label}.pth'))
+        atomic_torch_save({'params': state, 'log_scale': self.cri_contrastive.log_scale.detach().cpu()},
+                          osp.join(self.opt['path']['models'], f'net_clip_{label}.pth'))

@@ -14,11 +14,12 @@ from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
 from vlunet_basicsr.metrics.protocol_metric import FLOAT_METRICS
 from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
+from vlunet_basicsr.models.safe_checkpoint_mixin import SafeCheckpointMixin
 from vlunet_basicsr.utils.restore_util import restore
 
 
 @MODEL_REGISTRY.register()
-class VLUNetModel(RegisteredSchedulersMixin, SRModel):
+class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
     """VLUNet guided by the degradation vector of a frozen ``DegradationCLIP`` (paper Sec. 3).
 
     For every batch the vector is computed from the LQ image on the model's device, with the single CLIP
@@ -31,6 +32,9 @@ class VLUNetModel(RegisteredSchedulersMixin, SRModel):
             ``~`` runs the "w/o CLIP" ablation (uniform key mixture).
         train.scheduler: BasicSR's schedulers or ``LinearWarmupCosineLR`` (warmup_iter, total_iter, eta_min).
         train.grad_clip_norm (float | None): Clip the gradient norm of net_g. Default: None.
+        train.max_nonfinite_steps (int): A step whose loss is not finite is skipped and logged with the batch's
+            image paths; after this many in a row, training stops with a saved state. Default: 10.
+        path.trust_checkpoint (bool): Allow weight files that need arbitrary unpickling. Default: False.
         val.tile (int | None): Restore in tiles of this size (large images). Default: None (whole image).
         val.tile_overlap (int): Overlap of neighbouring tiles, blended linearly. Default: 32.
         val.self_ensemble (bool): Average the 8 flips/rotations. Default: False.
@@ -49,6 +53,7 @@ class VLUNetModel(RegisteredSchedulersMixin, SRModel):
         else:
             get_root_logger().info('network_clip is empty: running VLUNet without CLIP guidance (uniform keys).')
         self._set_results = {}
+        self._nonfinite_in_a_row = 0
 
     @torch.no_grad()
     def degradation_vector_of(self, lq):
@@ -59,6 +64,7 @@ class VLUNetModel(RegisteredSchedulersMixin, SRModel):
 
     def feed_data(self, data):
         super().feed_data(data)
+        self.batch_paths = list(data.get('lq_path', []))
         self.degradation_vector = self.degradation_vector_of(self.lq)
 
     def optimize_parameters(self, current_iter):
@@ -73,7 +79,10 @@ class VLUNetModel(RegisteredSchedulersMixin, SRModel):
                 losses['l_percep'] = l_percep
             if l_style is not None:
                 losses['l_style'] = l_style
-        sum(losses.values()).backward()
+        total = sum(losses.values())
+        if not self._loss_is_finite(total, current_iter):
+            return
+        total.backward()
         max_norm = self.opt['train'].get('grad_clip_norm')
         if max_norm:
             torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), max_norm)
@@ -81,6 +90,27 @@ class VLUNetModel(RegisteredSchedulersMixin, SRModel):
         self.log_dict = self.reduce_loss_dict(losses)
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+
+    def _loss_is_finite(self, loss, current_iter):
+        """Skip (on every rank) a step whose loss is not finite; stop with a saved state after too many."""
+        finite = torch.isfinite(loss.detach()).float().reshape(1)
+        if self.opt['dist']:
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if finite.item() == 1:
+            self._nonfinite_in_a_row = 0
+            return True
+        self.optimizer_g.zero_grad()
+        self._nonfinite_in_a_row += 1
+        limit = int(self.opt['train'].get('max_nonfinite_steps', 10))
+        get_root_logger().warning(f'iter {current_iter}: non-finite loss ({loss.item()}), step skipped '
+                                  f'({self._nonfinite_in_a_row} in a row); batch: {", ".join(self.batch_paths)}')
+        if self._nonfinite_in_a_row >= limit:
+            self.save(self.last_saved_epoch, current_iter)
+            raise RuntimeError(
+                f'{limit} non-finite losses in a row (iterations {current_iter - limit + 1}-{current_iter}); stopped. '
+                f'The last good weights are saved as iteration {current_iter} (training_states/{current_iter}.state). '
+                'Check the images named in the log or lower the learning rate, then resume with --auto_resume.')
+        return False
 
     def test(self):
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g

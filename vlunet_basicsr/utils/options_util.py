@@ -1,5 +1,6 @@
 """Reading option files: YAML loading, plugin imports, ``--force_yml`` overrides and registry checks."""
 import difflib
+import os
 import importlib
 import os.path as osp
 from importlib import metadata
@@ -99,3 +100,90 @@ def check_registered_types(opt, opt_path):
                         f"Registered: {', '.join(names)}")
     if problems:
         raise ValueError(f'{opt_path}:\n  ' + '\n  '.join(problems))
+
+
+#: Keys that BasicSR's dataloader builder and option parser read from every dataset entry.
+LOADER_KEYS = frozenset({'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu',
+                         'dataset_enlarge_ratio', 'prefetch_mode', 'num_prefetch_queue', 'pin_memory',
+                         'persistent_workers', 'use_shuffle'})
+
+
+def _ours(cls):
+    return cls.__module__.startswith('vlunet_basicsr.')
+
+
+def _keyword_names(cls):
+    """Keyword arguments of ``cls.__init__``, or None when it takes ``**kwargs``."""
+    import inspect
+    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
+    if any(p.kind == p.VAR_KEYWORD for p in parameters):
+        return None
+    return {p.name for p in parameters}
+
+
+def _unknown(given, valid, where, class_name):
+    problems = []
+    for key in sorted(set(given) - set(valid)):
+        close = difflib.get_close_matches(key, sorted(valid), n=1)
+        hint = f" Did you mean '{close[0]}'?" if close else ''
+        problems.append(f"{where}: unknown option '{key}' for {class_name}.{hint}")
+    return problems
+
+
+def check_option_keys(opt, opt_path):
+    """Fail on an unknown key of one of our classes (archs, losses, datasets and their sources), naming the
+    closest valid key."""
+    from vlunet_basicsr.data.image_source import ImageSource
+    arch, dataset, loss, _, _ = _registries()
+    problems = []
+    for key, registry, name in _typed_entries(opt):
+        if registry not in (arch, loss, dataset):
+            continue
+        cls = registry.get(name)
+        if not _ours(cls):
+            continue
+        where = key[:-len('.type')]
+        entry = opt
+        for part in where.split('.'):
+            entry = entry[part]
+        if registry is dataset:
+            problems += _unknown(entry, cls.OPTION_KEYS | LOADER_KEYS, where, name)
+            for i, source in enumerate(entry.get('sources') or []):
+                if isinstance(source, dict):
+                    problems += _unknown(source, ImageSource.OPTION_KEYS | {'repeat', 'weight'},
+                                         f'{where}.sources[{i}]', 'a source')
+        else:
+            valid = _keyword_names(cls)
+            if valid is not None:
+                problems += _unknown(entry, valid | {'type'}, where, name)
+    if problems:
+        raise ValueError(f'{opt_path}:\n  ' + '\n  '.join(problems))
+
+
+def _path_entries(opt):
+    """(yaml key, path) of every file or folder the options need to exist before training or testing."""
+    from vlunet_basicsr.archs.degradation_clip_arch import looks_like_path
+    for phase, dataset_opt in (opt.get('datasets') or {}).items():
+        entries = [(f'datasets.{phase}', dataset_opt)]
+        entries += [(f'datasets.{phase}.sources[{i}]', s) for i, s in enumerate(dataset_opt.get('sources') or [])]
+        for where, entry in entries:
+            for key in ('dataroot_gt', 'dataroot_lq', 'meta_info_file'):
+                if isinstance(entry, dict) and entry.get(key) is not None:
+                    yield f'{where}.{key}', entry[key]
+    for key, value in opt.items():
+        if key.startswith('network_') and isinstance(value, dict):
+            if value.get('adapter_path') is not None:
+                yield f'{key}.adapter_path', value['adapter_path']
+            pretrained = value.get('pretrained')
+            if isinstance(pretrained, str) and looks_like_path(pretrained):
+                yield f'{key}.pretrained', pretrained
+    for key, value in (opt.get('path') or {}).items():
+        if value is not None and (key.startswith('pretrain_network') or key == 'resume_state'):
+            yield f'path.{key}', value
+
+
+def check_required_paths(opt, opt_path):
+    """Check every data and weight path of the options at once; list all that do not exist."""
+    missing = [f'{key}: {path}' for key, path in _path_entries(opt) if not os.path.exists(os.path.expanduser(path))]
+    if missing:
+        raise FileNotFoundError(f'{opt_path}: {len(missing)} path(s) do not exist:\n  ' + '\n  '.join(missing))

@@ -27,12 +27,13 @@ class CheckpointFormatError(ValueError):
     """The file is not a released VLU-Net checkpoint or adapter file, or does not match what was asked."""
 
 
-def load_weights(path, trust_checkpoint=False):
+def load_weights(path, trust_checkpoint=False, how_to_trust='pass --trust-checkpoint (trust_checkpoint=True)'):
     """``torch.load`` with ``weights_only=True``; a pickle that needs more is refused unless trusted.
 
     Args:
         path (str): File to read.
         trust_checkpoint (bool): Allow arbitrary unpickling (only for files from a source you trust).
+        how_to_trust (str): How the caller's user opts in, for the refusal message.
     """
     if not osp.isfile(path):
         raise FileNotFoundError(f'No such checkpoint file: {path}')
@@ -42,7 +43,7 @@ def load_weights(path, trust_checkpoint=False):
         if not trust_checkpoint:
             raise CheckpointFormatError(
                 f'{path} needs arbitrary unpickling to load (it holds more than tensors and plain containers), '
-                f'which can run code. If you trust its source, pass --trust-checkpoint (trust_checkpoint=True). '
+                f'which can run code. If you trust its source, {how_to_trust}. '
                 f'Detail: {str(error).splitlines()[0]}') from error
     return torch.load(path, map_location='cpu', weights_only=False)
 
