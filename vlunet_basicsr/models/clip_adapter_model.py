@@ -5,6 +5,7 @@ from collections import OrderedDict
 
 import torch
 from torch.nn import functional as F
+from torch.utils.data import DataLoader, Subset
 
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
@@ -83,6 +84,11 @@ class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel
         image_features, text_features = self.net_clip(self.clip.preprocess(self.lq), self.prompts)
         l_contrastive = self.cri_contrastive(image_features, text_features, self.label)
         l_contrastive.backward()
+        if self.opt['dist'] and self.cri_contrastive.log_scale.requires_grad:
+            # The temperature lives in the loss, outside DDP: average its gradient over the ranks by hand.
+            grad = self.cri_contrastive.log_scale.grad
+            torch.distributed.all_reduce(grad)
+            grad /= self.opt['world_size']
         self.optimizer_clip.step()
         with torch.no_grad():
             similarity = F.normalize(image_features, dim=-1) @ F.normalize(text_features, dim=-1).t()
@@ -91,29 +97,41 @@ class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel
             OrderedDict(l_contrastive=l_contrastive, acc=accuracy, tau=self.cri_contrastive.temperature.detach()))
 
     def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        if self.opt['rank'] == 0:
-            self.nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        """Sharded: each rank classifies images rank, rank + world_size, ...; the counts are summed."""
+        self._classify(dataloader, current_iter, tb_logger, self.opt['rank'], self.opt['world_size'])
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        self._classify(dataloader, current_iter, tb_logger, 0, 1)
 
     @torch.no_grad()
-    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        dataset_name = dataloader.dataset.opt['name']
+    def _classify(self, dataloader, current_iter, tb_logger, rank, world_size):
+        dataset = dataloader.dataset
+        if world_size > 1:
+            dataloader = DataLoader(Subset(dataset, range(rank, len(dataset), world_size)), batch_size=1)
         clip = self.clip
         clip.eval()
         num_classes = len(self.prompts)
         text = F.normalize(clip.encode_text(self.prompts), dim=-1)
-        confusion = torch.zeros(num_classes, num_classes, dtype=torch.long)
+        confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)
         similarity_sum = torch.zeros(num_classes, num_classes, dtype=torch.float64)
         for data in dataloader:
             image = F.normalize(clip.encode_image(clip.preprocess(data['lq'].to(self.device))), dim=-1)
             similarity = (image @ text.t()).cpu().double()
             labels = data['label'].long().cpu()
-            confusion.index_put_((labels, similarity.argmax(dim=1)), torch.ones_like(labels), accumulate=True)
+            confusion.index_put_((labels, similarity.argmax(dim=1)), torch.ones(len(labels), dtype=torch.float64),
+                                 accumulate=True)
             similarity_sum.index_add_(0, labels, similarity)
         clip.train()
-        self.confusion_matrix = confusion
-        self.similarity_matrix = similarity_sum / confusion.sum(dim=1, keepdim=True).clamp(min=1).double()
+        if world_size > 1:
+            both = torch.stack([confusion, similarity_sum]).to(self.device)
+            torch.distributed.all_reduce(both)
+            confusion, similarity_sum = both.cpu()
+        if rank != 0:
+            return
+        self.confusion_matrix = confusion.round().long()
+        self.similarity_matrix = similarity_sum / confusion.sum(dim=1, keepdim=True).clamp(min=1)
         self.metric_results = {'accuracy': (confusion.diag().sum() / confusion.sum().clamp(min=1)).item()}
-        self._log_classification(dataset_name, current_iter, tb_logger)
+        self._log_classification(dataset.opt['name'], current_iter, tb_logger)
 
     def _log_classification(self, dataset_name, current_iter, tb_logger):
         confusion = self.confusion_matrix

@@ -4,6 +4,7 @@ import os.path as osp
 from collections import OrderedDict
 
 import torch
+from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
 from basicsr.archs import build_network
@@ -54,6 +55,15 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
             get_root_logger().info('network_clip is empty: running VLUNet without CLIP guidance (uniform keys).')
         self._set_results = {}
         self._nonfinite_in_a_row = 0
+
+    def model_to_device(self, net):
+        if self.opt.get('network_clip') is None:
+            # Without a vector the mixture is uniform and the D-GDM linears get no gradient: freeze them so DDP
+            # needs no find_unused_parameters.
+            for module in net.modules():
+                if hasattr(module, 'prompt_param') and hasattr(module, 'linear'):
+                    module.linear.requires_grad_(False)
+        return super().model_to_device(net)
 
     @torch.no_grad()
     def degradation_vector_of(self, lq):
@@ -122,13 +132,23 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
                                   val_opt.get('tile_overlap', 32), val_opt.get('self_ensemble', False))
         net.train(was_training)
 
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """Sharded validation: rank r restores images r, r + world_size, ... (and saves those it made); metric
+        sums and counts are summed over the ranks, and rank 0 logs."""
+        self._validate(dataloader, current_iter, tb_logger, save_img, self.opt['rank'], self.opt['world_size'])
+
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        dataset_name = dataloader.dataset.opt['name']
+        self._validate(dataloader, current_iter, tb_logger, save_img, 0, 1)
+
+    def _validate(self, dataloader, current_iter, tb_logger, save_img, rank, world_size):
+        dataset = dataloader.dataset
+        dataset_name = dataset.opt['name']
         metrics_opt = self.opt['val'].get('metrics') or {}
-        if metrics_opt:
-            self._initialize_best_metric_results(dataset_name)
-        sums, count = {name: 0.0 for name in metrics_opt}, 0
-        pbar = tqdm(total=len(dataloader), unit='image') if self.opt['val'].get('pbar', False) else None
+        totals = torch.zeros(len(metrics_opt) + 1, dtype=torch.float64)  # metric sums, then the image count
+        if world_size > 1:
+            dataloader = DataLoader(Subset(dataset, range(rank, len(dataset), world_size)), batch_size=1)
+        show = self.opt['val'].get('pbar', False) and rank == 0
+        pbar = tqdm(total=len(dataloader), unit='image') if show else None
         for val_data in dataloader:
             self.feed_data(val_data)
             self.test()
@@ -141,12 +161,12 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
                     images = {'8bit': {'img': result_8bit, 'img2': tensor2img([gt[i]])},
                               'float': {'img': output[i].clamp(0, 1).permute(1, 2, 0).numpy(),
                                         'img2': gt[i].clamp(0, 1).permute(1, 2, 0).numpy()}}
-                    for name, metric_opt in metrics_opt.items():
+                    for j, metric_opt in enumerate(metrics_opt.values()):
                         kind = 'float' if metric_opt['type'] in FLOAT_METRICS else '8bit'
-                        sums[name] += calculate_metric(images[kind], metric_opt)
+                        totals[j] += calculate_metric(images[kind], metric_opt)
                 if save_img:
                     imwrite(result_8bit, self._image_path(img_name, dataset_name, current_iter))
-                count += 1
+                totals[-1] += 1
             del self.lq, self.output
             if hasattr(self, 'gt'):
                 del self.gt
@@ -155,8 +175,15 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
                 pbar.set_description(f'Test {img_name}')
         if pbar:
             pbar.close()
-        if metrics_opt:
-            self.metric_results = {name: total / max(count, 1) for name, total in sums.items()}
+        if world_size > 1:
+            totals = totals.to(self.device)
+            torch.distributed.all_reduce(totals)
+            totals = totals.cpu()
+        self.validated_images = int(totals[-1])
+        if metrics_opt and rank == 0:
+            self._initialize_best_metric_results(dataset_name)
+            count = max(self.validated_images, 1)
+            self.metric_results = {name: totals[j].item() / count for j, name in enumerate(metrics_opt)}
             for name, value in self.metric_results.items():
                 self._update_best_metric_result(dataset_name, name, value, current_iter)
             self._log_validation_metric_values(current_iter, dataset_name, tb_logger)
@@ -183,7 +210,7 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
     def _log_average_over_sets(self, dataset_name, current_iter, tb_logger):
         """Once every val (or test) set of this round is done, log the metrics averaged over the sets."""
         prefix = 'val' if self.opt['is_train'] else ''
-        expected = sum(1 for phase in self.opt['datasets'] if phase.startswith(prefix) and phase != 'train')
+        expected = sum(1 for phase in self.opt.get('datasets', {}) if phase.startswith(prefix) and phase != 'train')
         results = self._set_results.setdefault(current_iter, {})
         results[dataset_name] = dict(self.metric_results)
         if expected < 2 or len(results) < expected:

@@ -1,0 +1,170 @@
+"""torch.distributed on CPU (gloo, 2 processes): torchrun training and auto-resume, DDP step equivalence,
+sharded validation."""
+import glob
+import os
+import queue as queue_module
+import os.path as osp
+import shutil
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+import vlunet_basicsr  # noqa: F401
+from basicsr.data import build_dataloader, build_dataset
+from basicsr.models import build_model
+from conftest import free_port, write_image_pairs, write_yaml
+
+TINY_CLIP = {'type': 'DegradationCLIP', 'pretrained': None,
+             'model_cfg': {'embed_dim': 32,
+                           'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32, 'patch_size': 8,
+                                          'head_width': 16},
+                           'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 32, 'heads': 2,
+                                        'layers': 1}}}
+TINY_NET = {'type': 'VLUNet', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'de_dim': 5,
+            'degradation_dim': 32}
+TESTS = osp.dirname(osp.abspath(__file__))
+
+
+def _torchrun(args, cwd):
+    torchrun = shutil.which('torchrun', path=osp.dirname(sys.executable))
+    env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=TESTS, PYTHONUNBUFFERED='1')
+    return subprocess.run([torchrun, '--nproc_per_node=2', f'--master_port={free_port()}', *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=600)
+
+
+def _datasets(gt, lq):
+    paired = {'type': 'PairedDegradationDataset', 'label': 4, 'dataroot_gt': gt, 'dataroot_lq': lq}
+    return {'train': {'name': 'train', 'type': 'MixedDegradationDataset', 'gt_size': 16, 'num_worker_per_gpu': 1,
+                      'batch_size_per_gpu': 2,
+                      'sources': [{'name': 'rain', 'label': 4, 'dataroot_gt': gt, 'dataroot_lq': lq},
+                                  {'name': 'noise', 'label': 1, 'dataroot_gt': gt, 'noise_sigma': 25}]},
+            'val_1': {**paired, 'name': 'val_rain'},
+            'val_2': {**paired, 'name': 'val_noise', 'dataroot_lq': None, 'noise_sigma': 25}}
+
+
+def test_torchrun_training_keeps_ranks_identical_and_resumes(tmp_path):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=5)
+    opt = {'name': 'ddp', 'model_type': 'RankWeightsVLUNetModel', 'plugins': ['rank_weights_plugin'],
+           'num_gpu': 0, 'manual_seed': 0, 'datasets': _datasets(gt, lq), 'network_g': dict(TINY_NET),
+           'network_clip': dict(TINY_CLIP), 'path': {},
+           'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3}, 'total_iter': 4,
+                     'scheduler': {'type': 'LinearWarmupCosineLR', 'warmup_iter': 1, 'total_iter': 6},
+                     'pixel_opt': {'type': 'L1Loss'}},
+           'val': {'val_freq': 2, 'save_img': True, 'metrics': {'psnr': {'type': 'calculate_psnr_float'}}},
+           'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': True},
+           'dist_params': {'backend': 'gloo'}}
+    opt_path = write_yaml(tmp_path / 'ddp.yml', opt)
+    proc = _torchrun(['-m', 'vlunet_basicsr.train', '-opt', opt_path, '--launcher', 'pytorch'], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    exp = tmp_path / 'experiments' / 'ddp'
+    first, second = (torch.load(exp / f'rank{r}_final.pth', weights_only=True) for r in (0, 1))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+    log = '\n'.join(open(p).read() for p in glob.glob(str(exp / '*.log')))
+    assert 'World size (gpu number): 2' in log and 'Average over 2 sets' in log
+    # sharded validation: each image saved once, by the rank that restored it
+    assert len(glob.glob(str(exp / 'visualization' / '*' / '*_4.png'))) == 5
+    assert len(glob.glob(str(tmp_path / 'tb_logger' / 'ddp' / 'events.*'))) == 1  # rank 0 only
+
+    proc = _torchrun(['-m', 'vlunet_basicsr.train', '-opt', opt_path, '--launcher', 'pytorch', '--auto_resume',
+                      '--force_yml', 'train:total_iter=6'], tmp_path)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    log = '\n'.join(open(p).read() for p in glob.glob(str(exp / '*.log')))
+    assert 'Resuming training from epoch' in log and 'iter: 4.' in log
+    assert (exp / 'models' / 'net_g_6.pth').is_file()
+    first, second = (torch.load(exp / f'rank{r}_final.pth', weights_only=True) for r in (0, 1))
+    assert all(torch.equal(first[k], second[k]) for k in first)
+
+
+def _model_opt(rank, world_size, dist):
+    return {'model_type': 'VLUNetModel', 'num_gpu': 0, 'is_train': True, 'dist': dist, 'rank': rank,
+            'world_size': world_size, 'name': 'x', 'network_g': dict(TINY_NET), 'network_clip': dict(TINY_CLIP),
+            'path': {'pretrain_network_g': None, 'visualization': None},
+            'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3},
+                      'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5},
+                      'pixel_opt': {'type': 'L1Loss'}},
+            'val': {'metrics': {'psnr': {'type': 'calculate_psnr_float'}, 'ssim': {'type': 'calculate_ssim_float'},
+                                'psnr8': {'type': 'calculate_psnr', 'crop_border': 0}}}}
+
+
+def _batch():
+    generator = torch.Generator().manual_seed(1)
+    return torch.rand(4, 3, 24, 24, generator=generator), torch.rand(4, 3, 24, 24, generator=generator)
+
+
+def _worker(rank, world_size, port, task, args, queue):
+    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
+                                         world_size=world_size)
+    torch.manual_seed(0)
+    model = build_model(_model_opt(rank, world_size, True))
+    if task == 'step':
+        lq, gt = _batch()
+        half = slice(2 * rank, 2 * rank + 2)
+        model.feed_data({'lq': lq[half], 'gt': gt[half]})
+        model.optimize_parameters(1)
+        # numpy arrays travel by value (tensors would need this process alive to share their memory)
+        result = {k: v.detach().numpy().copy() for k, v in model.get_bare_model(model.net_g).state_dict().items()}
+    else:
+        dataset_opt, folder = args
+        model.opt['path']['visualization'] = folder
+        loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=True)
+        model.validation(loader, 7, None, save_img=True)
+        result = (model.metric_results if rank == 0 else None, model.validated_images)
+    queue.put((rank, result))
+    torch.distributed.barrier()
+    torch.distributed.destroy_process_group()
+
+
+def _spawn(task, args=None):
+    """Run ``_worker`` on 2 gloo ranks; fail (not hang) if a rank dies before reporting."""
+    context = mp.get_context('spawn')
+    queue = context.Queue()
+    port = free_port()
+    processes = [context.Process(target=_worker, args=(r, 2, port, task, args, queue)) for r in range(2)]
+    for p in processes:
+        p.start()
+    results, deadline = {}, time.time() + 300
+    while len(results) < len(processes):
+        try:
+            rank, result = queue.get(timeout=1)
+            results[rank] = result
+        except queue_module.Empty:
+            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            assert not dead and time.time() < deadline, f'a rank failed (exit codes {dead}) or timed out'
+    for p in processes:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    return results
+
+
+def test_one_ddp_step_equals_one_step_on_the_concatenated_batch():
+    results = _spawn('step')
+    torch.manual_seed(0)
+    single = build_model(_model_opt(0, 1, False))
+    lq, gt = _batch()
+    single.feed_data({'lq': lq, 'gt': gt})
+    single.optimize_parameters(1)
+    reference = single.net_g.state_dict()
+    for rank in (0, 1):
+        worst = max((torch.from_numpy(results[rank][k]) - reference[k]).abs().max().item() for k in reference)
+        assert worst < 1e-5, (rank, worst)
+
+
+def test_sharded_validation_equals_single_process(tmp_path):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=5, size=(24, 28))
+    dataset_opt = {'name': 'shard', 'type': 'PairedDegradationDataset', 'phase': 'val', 'label': 4,
+                   'dataroot_gt': gt, 'dataroot_lq': lq}
+    results = _spawn('validate', (dataset_opt, str(tmp_path / 'dist')))
+    torch.manual_seed(0)
+    single = build_model(_model_opt(0, 1, False))
+    single.opt['path']['visualization'] = str(tmp_path / 'single')
+    single.validation(build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=False), 7, None, True)
+    metrics, count = results[0]
+    assert count == results[1][1] == single.validated_images == 5
+    for name, value in single.metric_results.items():
+        assert metrics[name] == pytest.approx(value, abs=1e-6), name
+    saved = sorted(osp.basename(p) for p in glob.glob(str(tmp_path / 'dist' / '*' / '*.png')))
+    assert saved == sorted(f'img{i:02d}_7.png' for i in range(5))  # every image restored once
