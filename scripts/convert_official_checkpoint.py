@@ -15,7 +15,8 @@ from vlunet_basicsr.utils.release_checkpoint import CheckpointFormatError, conve
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('input', help='released *.ckpt (Lightning) or clip_tuned.pth')
-    parser.add_argument('--output-dir', required=True, help='folder for net_g.pth / clip_adapter.pth / clip_backbone.pth')
+    parser.add_argument('--output-dir', required=True,
+                        help='folder for net_g.pth / clip_adapter.pth / clip_backbone.pth')
     parser.add_argument('--de-dim', type=int, default=None, help='fail unless the network has this many keys')
     parser.add_argument('--trust-checkpoint', action='store_true',
                         help='allow arbitrary unpickling (only for files from a source you trust)')

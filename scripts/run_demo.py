@@ -159,8 +159,8 @@ def write_report(seconds, clip_weights, root='demo_output'):
     lines = ['# VLU-Net demo report', '',
              f"CLIP backbone: {report['clip_backbone']}. Wall time: {seconds:.0f} s. Metrics: float RGB protocol.", '',
              '| task | input PSNR | output PSNR | input SSIM | output SSIM |', '| --- | --- | --- | --- | --- |']
-    lines += [f"| {n} | {t['input_psnr']:.2f} | {t['output_psnr']:.2f} | {t['input_ssim']:.4f} | {t['output_ssim']:.4f} |"
-              for n, t in tasks.items()]
+    lines += [f"| {n} | {t['input_psnr']:.2f} | {t['output_psnr']:.2f} | {t['input_ssim']:.4f} "
+              f"| {t['output_ssim']:.4f} |" for n, t in tasks.items()]
     lines += ['', f"Adapter zero-shot accuracy on the held-out images: {report['clip_accuracy']:.3f}", '',
               'Confusion matrix (rows: true degradation, columns: predicted prompt):', '',
               '| | ' + ' | '.join(report['class_names']) + ' |', '|---' * (len(report['class_names']) + 1) + '|']
@@ -185,7 +185,8 @@ def main(argv=None):
     build_dataset(settings)
     basicsr('train', '-opt', osp.join(OPTIONS, 'train_clip_adapter_demo.yml'),
             *overrides(settings, args.clip_weights, 'stage1'))
-    basicsr('train', '-opt', osp.join(OPTIONS, 'train_vlunet_demo.yml'), *overrides(settings, args.clip_weights, 'stage2'))
+    basicsr('train', '-opt', osp.join(OPTIONS, 'train_vlunet_demo.yml'),
+            *overrides(settings, args.clip_weights, 'stage2'))
     basicsr('test', '-opt', osp.join(OPTIONS, 'test_vlunet_demo.yml'), *overrides(settings, args.clip_weights, 'test'))
     report = write_report(time.time() - start, args.clip_weights)
     print('\n' + open(osp.join('demo_output', 'report.md')).read().split('![grid]')[0])

@@ -2,7 +2,6 @@
 test, plugins from YAML and from entry points, and clear errors for wrong types."""
 import glob
 import os.path as osp
-import textwrap
 
 import pytest
 

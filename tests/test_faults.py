@@ -23,6 +23,7 @@ from vlunet_basicsr.data.image_source import decode_image
 from vlunet_basicsr.utils.checkpoint_util import atomic_torch_save
 from vlunet_basicsr.utils.release_checkpoint import CheckpointFormatError
 
+
 class _Records(logging.Handler):
     def __init__(self):
         super().__init__(logging.INFO)
@@ -222,7 +223,8 @@ def test_yaml_typos_name_the_closest_key(tmp_path):
         compat.parse_options(str(tmp_path), argv=['-opt', write_yaml(tmp_path / 't.yml', opt)])
     message = str(info.value)
     assert "network_g: unknown option 'dimm' for VLUNet. Did you mean 'dim'?" in message
-    assert "datasets.train.sources[0]: unknown option 'noise_sigam' for a source. Did you mean 'noise_sigma'?" in message
+    assert ("datasets.train.sources[0]: unknown option 'noise_sigam' for a source. "
+            "Did you mean 'noise_sigma'?") in message
     assert "datasets.train: unknown option 'gt_szie' for MixedDegradationDataset. Did you mean 'gt_size'?" in message
     assert "Did you mean 'temperature'?" in message
 

@@ -1,7 +1,6 @@
 """basicsr restore / scripts/inference.py on 8-bit, 16-bit, grayscale, RGBA and odd-size images, a corrupt file,
 degradation prediction CSV and --explain."""
 import csv
-import os
 
 import cv2
 import numpy as np

@@ -127,8 +127,8 @@ def test_vlunet_inside_basicsr_srmodel():
         'model_type': 'SRModel', 'num_gpu': 0, 'is_train': True, 'dist': False, 'scale': 1,
         'network_g': {'type': 'VLUNet', **TINY},
         'path': {'pretrain_network_g': None, 'strict_load_g': True},
-        'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3}, 'scheduler': {'type': 'MultiStepLR', 'milestones': [9],
-                                                                            'gamma': 0.5},
+        'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [9], 'gamma': 0.5},
                   'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}},
     }
     model = build_model(opt)

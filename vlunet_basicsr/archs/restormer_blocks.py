@@ -160,7 +160,8 @@ class Upsample(nn.Module):
 
     def __init__(self, n_feat):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(n_feat, n_feat * 2, kernel_size=3, padding=1, bias=False), nn.PixelShuffle(2))
+        self.body = nn.Sequential(
+            nn.Conv2d(n_feat, n_feat * 2, kernel_size=3, padding=1, bias=False), nn.PixelShuffle(2))
 
     def forward(self, x):
         return self.body(x)

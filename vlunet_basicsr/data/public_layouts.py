@@ -93,7 +93,10 @@ def rain100l(root):
 
 
 def gopro(root):
-    """GoPro: ``GOPR0384_11_00/blur/000001.png`` pairs with ``.../sharp/000001.png`` (key: ``GOPR0384_11_00_000001``)."""
+    """GoPro: ``GOPR0384_11_00/blur/000001.png`` pairs with ``.../sharp/000001.png``.
+
+    Key: ``GOPR0384_11_00_000001`` (sequence and frame).
+    """
     _require_dir(root, 'dataset')
     blurry, sharp = [], {}
     for folder, subdirs, _ in os.walk(root):

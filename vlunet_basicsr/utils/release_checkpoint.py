@@ -101,8 +101,8 @@ def infer_network_options(state):
             'inp_channels': int(inp_channels),
             'out_channels': int(state['output.weight'].shape[0]),
             'dim': int(dim),
-            'num_blocks': [_count_blocks(state, s) for s in ('encoder_level1', 'encoder_level2', 'encoder_level3',
-                                                               'latent')],
+            'num_blocks': [_count_blocks(state, s)
+                           for s in ('encoder_level1', 'encoder_level2', 'encoder_level3', 'latent')],
             'num_refinement_blocks': _count_blocks(state, 'refinement'),
             'heads': [int(h) for h in heads],
             'ffn_expansion_factor': 2.66 if int(dim * 2.66) == hidden else round(hidden / dim, 4),
@@ -122,7 +122,8 @@ def network_yaml_block(options, weights_path=None):
     lines = ['network_g:', '  type: VLUNet']
     lines += [f'  {key}: {value}' for key, value in options.items()]
     if weights_path is not None:
-        lines += ['', 'path:', f'  pretrain_network_g: {weights_path}', '  param_key_g: params', '  strict_load_g: true']
+        lines += ['', 'path:', f'  pretrain_network_g: {weights_path}', '  param_key_g: params',
+                  '  strict_load_g: true']
     return '\n'.join(lines)
 
 
