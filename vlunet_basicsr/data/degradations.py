@@ -67,9 +67,9 @@ def add_rain(image, rng):
 
 
 def add_motion_blur(image, rng):
-    """Camera-shake-like linear motion blur: 7-11 px, within 15 degrees of horizontal."""
+    """Horizontal camera-shake motion blur: a 7 or 9 px line kernel within 3 degrees of horizontal."""
     import cv2
-    kernel = _line_kernel(int(rng.integers(3, 6)) * 2 + 1, rng.uniform(-15, 15))
+    kernel = _line_kernel(int(rng.choice([7, 9])), rng.uniform(-3, 3))
     return np.clip(cv2.filter2D(image, -1, kernel, borderType=cv2.BORDER_REFLECT), 0, 1).astype(np.float32)
 
 

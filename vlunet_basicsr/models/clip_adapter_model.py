@@ -3,6 +3,7 @@ import json
 import os.path as osp
 from collections import OrderedDict
 
+import cv2
 import torch
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, Subset
@@ -36,7 +37,8 @@ class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel
     Batches need ``lq`` (images in [0, 1]) and ``label`` (int).
 
     Validation logs top-1 accuracy per class and overall (log and tensorboard) and saves the mean
-    image-prompt cosine-similarity matrix (paper Fig. 5) as ``visualization/<set>/similarity_<iter>.png``,
+    image-prompt cosine-similarity matrix (paper Fig. 5) as ``visualization/<set>/similarity_<iter>.png`` (also
+    in tensorboard, ``similarity/<set>``),
     with the numbers (accuracies, confusion and similarity matrices) in ``classification_<iter>.json``.
     Checkpoints ``models/net_clip_<iter>.pth`` hold only the adapters (``params``, the format
     ``DegradationCLIP.adapter_path`` loads) and the learned ``log_scale``.
@@ -142,13 +144,15 @@ class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel
                 lines.append(f'\t # accuracy [{name}]: {value:.4f} ({count} images)')
         lines.append(f'\t confusion matrix (rows: true, columns: predicted):\n{confusion.numpy()}')
         get_root_logger().info('\n'.join(lines))
+        heatmap = self._save_heatmap(dataset_name, current_iter)
         if tb_logger:
+            tb_logger.add_image(f'similarity/{dataset_name}', cv2.imread(heatmap)[..., ::-1], current_iter,
+                                dataformats='HWC')
             tb_logger.add_scalar(f'metrics/{dataset_name}/accuracy', self.metric_results['accuracy'], current_iter)
             for name, count, value in zip(self.class_names, confusion.sum(dim=1).tolist(), per_class.tolist()):
                 if count:
                     tb_logger.add_scalar(f'metrics/{dataset_name}/accuracy_{name.replace(" ", "_")}', value,
                                          current_iter)
-        self._save_heatmap(dataset_name, current_iter)
 
     @master_only
     def _save_heatmap(self, dataset_name, current_iter):
@@ -163,6 +167,7 @@ class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel
                   'confusion_matrix': confusion.tolist(), 'similarity_matrix': self.similarity_matrix.tolist()}
         with open(osp.join(folder, f'classification_{current_iter}.json'), 'w') as f:
             json.dump(report, f, indent=1)
+        return osp.join(folder, f'similarity_{current_iter}.png')
 
     def save(self, epoch, current_iter):
         self._save_adapters(current_iter)
