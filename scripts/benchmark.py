@@ -6,7 +6,9 @@
 
 Training step = CLIP vector (one batched no-grad call) + forward + backward + AdamW; the CLIP share of the
 step is reported. Warm-up runs, then the median of --repeat runs. Peak memory: CUDA's allocator peak, or on
-CPU the growth of the process's peak resident set (VmHWM, reset before each measurement). Not a test: a tool.
+CPU the growth of the process's peak resident set (VmHWM, reset before each measurement). Inference is measured
+before training because the CPU allocator keeps freed memory resident; for exact CPU figures measure one thing
+per process (--skip-train / --skip-inference). Not a test: a tool.
 """
 import argparse
 import json
@@ -137,7 +139,25 @@ def main(argv=None):
             return clip.encode_image(clip.preprocess(images)).float()
 
     results = {}
+    if not args.skip_inference:
+        net.eval()
+        image = torch.rand(1, 3, args.infer_size, args.infer_size, device=device).contiguous(
+            memory_format=memory_format)
+        for name, tile in (('whole', None), ('tiled', args.tile or None)):
+            if name == 'tiled' and tile is None:
+                continue
+
+            def infer():
+                with torch.no_grad(), autocast():
+                    return restore(model, image, vector_of(image), tile, args.tile_overlap)
+
+            with PeakMemory(device) as memory:
+                seconds = timed(infer, device, args.warmup, args.repeat)
+            results[f'inference_{name}'] = {'seconds': seconds, 'peak_memory_mb': memory.mb, 'tile': tile,
+                                            'size': args.infer_size}
+
     if not args.skip_train:
+        net.train()
         optimizer = torch.optim.AdamW(net.parameters(), lr=2e-4)
         lq = torch.rand(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=memory_format)
         gt = torch.rand_like(lq)
@@ -155,23 +175,6 @@ def main(argv=None):
         clip_time = timed(lambda: vector_of(lq), device, args.warmup, args.repeat) if clip is not None else 0.0
         results['train'] = {'step_s': step, 'clip_s': clip_time, 'clip_share': clip_time / step,
                             'peak_memory_mb': memory.mb}
-
-    if not args.skip_inference:
-        net.eval()
-        image = torch.rand(1, 3, args.infer_size, args.infer_size, device=device).contiguous(
-            memory_format=memory_format)
-        for name, tile in (('whole', None), ('tiled', args.tile or None)):
-            if name == 'tiled' and tile is None:
-                continue
-
-            def infer():
-                with torch.no_grad(), autocast():
-                    return restore(model, image, vector_of(image), tile, args.tile_overlap)
-
-            with PeakMemory(device) as memory:
-                seconds = timed(infer, device, args.warmup, args.repeat)
-            results[f'inference_{name}'] = {'seconds': seconds, 'peak_memory_mb': memory.mb, 'tile': tile,
-                                            'size': args.infer_size}
 
     machine = {'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
                'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'torch': torch.__version__,

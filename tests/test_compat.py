@@ -76,10 +76,14 @@ def test_fix2_nccl_without_cuda_is_a_clear_error(monkeypatch):
 
 
 def _save_states(states_dir, iterations):
+    """Training states and, beside them as the pipeline writes them, the network files of the same iterations."""
+    models_dir = os.path.join(os.path.dirname(states_dir), 'models')
     os.makedirs(states_dir, exist_ok=True)
+    os.makedirs(models_dir, exist_ok=True)
     for it in iterations:
         torch.save({'epoch': 0, 'iter': it, 'optimizers': [{'state': {0: {'exp_avg': torch.ones(2)}}}],
                     'schedulers': []}, os.path.join(states_dir, f'{it}.state'))
+        torch.save({'params': {}}, os.path.join(models_dir, f'net_g_{it}.pth'))
 
 
 def _resume_opt(root, name='exp', auto_resume=True, resume_state=None):
