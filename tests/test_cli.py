@@ -99,32 +99,33 @@ class {name}(nn.Module):
 '''
 
 
-def test_yaml_plugins_register_user_archs(tmp_path, image_pairs):
+def _train_with_plugin_arch(tmp_path, image_pairs, arch_name, site, extra=None):
+    """Train 2 iterations with an arch that only a plugin registers; return the run's log."""
     gt, lq = image_pairs
+    opt = _train_opt(gt, lq, name=arch_name, total_iter=2, arch={'type': arch_name}, extra=extra)
+    proc = run_basicsr(['train', '-opt', write_yaml(tmp_path / f'{arch_name}.yml', opt)], cwd=tmp_path,
+                       env_extra={'PYTHONPATH': str(site)})
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return _log_text(tmp_path / 'experiments' / arch_name)
+
+
+def test_yaml_plugins_register_user_archs(tmp_path, image_pairs):
     plugin_dir = tmp_path / 'plugins'
     plugin_dir.mkdir()
     (plugin_dir / 'my_lab_archs.py').write_text(_PLUGIN_MODULE.format(name='MyLabNet'))
-    opt = _train_opt(gt, lq, name='plugin_run', total_iter=2, arch={'type': 'MyLabNet'},
-                     extra={'plugins': ['my_lab_archs']})
-    proc = run_basicsr(['train', '-opt', write_yaml(tmp_path / 'p.yml', opt)], cwd=tmp_path,
-                       env_extra={'PYTHONPATH': str(plugin_dir)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert 'Network [MyLabNet] is created.' in _log_text(tmp_path / 'experiments' / 'plugin_run')
+    log = _train_with_plugin_arch(tmp_path, image_pairs, 'MyLabNet', plugin_dir, {'plugins': ['my_lab_archs']})
+    assert 'Network [MyLabNet] is created.' in log
 
 
 def test_entry_point_plugins_are_imported(tmp_path, image_pairs):
-    gt, lq = image_pairs
     site = tmp_path / 'site'
     dist_info = site / 'lab_plugin-0.1.dist-info'
     dist_info.mkdir(parents=True)
     (dist_info / 'METADATA').write_text('Metadata-Version: 2.1\nName: lab-plugin\nVersion: 0.1\n')
     (dist_info / 'entry_points.txt').write_text('[basicsr.plugins]\nlab = lab_plugin_archs\n')
     (site / 'lab_plugin_archs.py').write_text(_PLUGIN_MODULE.format(name='EntryPointNet'))
-    opt = _train_opt(gt, lq, name='ep_run', total_iter=2, arch={'type': 'EntryPointNet'})
-    proc = run_basicsr(['train', '-opt', write_yaml(tmp_path / 'e.yml', opt)], cwd=tmp_path,
-                       env_extra={'PYTHONPATH': str(site)})
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
-    assert 'Network [EntryPointNet] is created.' in _log_text(tmp_path / 'experiments' / 'ep_run')
+    log = _train_with_plugin_arch(tmp_path, image_pairs, 'EntryPointNet', site)
+    assert 'Network [EntryPointNet] is created.' in log
 
 
 def test_wrong_type_lists_registered_names(tmp_path, image_pairs):

@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 import torch
 
-from vlunet_basicsr.data.image_source import IMAGE_EXTENSIONS
+from vlunet_basicsr.data.image_source import list_image_files
 from vlunet_basicsr.utils.prompts import DEGRADATION_PROMPTS
 
 
@@ -75,9 +75,7 @@ def load_networks(args):
 def list_inputs(path):
     if osp.isfile(path):
         return [path]
-    if not osp.isdir(path):
-        raise FileNotFoundError(f'input not found: {path}')
-    return sorted(osp.join(path, n) for n in os.listdir(path) if n.lower().endswith(IMAGE_EXTENSIONS))
+    return [osp.join(path, name) for name in list_image_files(path, 'input')]
 
 
 def read_image(path):

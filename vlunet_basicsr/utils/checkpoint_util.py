@@ -34,9 +34,3 @@ def training_states_newest_first(states_dir):
     iterations = [int(name[:-len('.state')]) for name in os.listdir(states_dir)
                   if name.endswith('.state') and name[:-len('.state')].isdigit()]
     return [osp.join(states_dir, f'{iteration}.state') for iteration in sorted(iterations, reverse=True)]
-
-
-def latest_training_state(states_dir):
-    """Path of the ``<iter>.state`` file with the highest iteration in ``states_dir``, or None."""
-    states = training_states_newest_first(states_dir)
-    return states[0] if states else None
