@@ -133,38 +133,36 @@ class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel
         self.confusion_matrix = confusion.round().long()
         self.similarity_matrix = similarity_sum / confusion.sum(dim=1, keepdim=True).clamp(min=1)
         self.metric_results = {'accuracy': (confusion.diag().sum() / confusion.sum().clamp(min=1)).item()}
+        self.class_counts = confusion.sum(dim=1).long().tolist()
+        self.per_class_accuracy = (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist()
         self._log_classification(dataset.opt['name'], current_iter, tb_logger)
 
     def _log_classification(self, dataset_name, current_iter, tb_logger):
-        confusion = self.confusion_matrix
-        per_class = confusion.diag().double() / confusion.sum(dim=1).clamp(min=1).double()
+        per_class = [(name, count, value) for name, count, value
+                     in zip(self.class_names, self.class_counts, self.per_class_accuracy) if count]
         lines = [f'Validation {dataset_name}', f"\t # accuracy: {self.metric_results['accuracy']:.4f}"]
-        for name, count, value in zip(self.class_names, confusion.sum(dim=1).tolist(), per_class.tolist()):
-            if count:
-                lines.append(f'\t # accuracy [{name}]: {value:.4f} ({count} images)')
-        lines.append(f'\t confusion matrix (rows: true, columns: predicted):\n{confusion.numpy()}')
+        lines += [f'\t # accuracy [{name}]: {value:.4f} ({count} images)' for name, count, value in per_class]
+        lines.append(f'\t confusion matrix (rows: true, columns: predicted):\n{self.confusion_matrix.numpy()}')
         get_root_logger().info('\n'.join(lines))
-        heatmap = self._save_heatmap(dataset_name, current_iter)
+        heatmap = self._save_classification_report(dataset_name, current_iter)
         if tb_logger:
             tb_logger.add_image(f'similarity/{dataset_name}', cv2.imread(heatmap)[..., ::-1], current_iter,
                                 dataformats='HWC')
             tb_logger.add_scalar(f'metrics/{dataset_name}/accuracy', self.metric_results['accuracy'], current_iter)
-            for name, count, value in zip(self.class_names, confusion.sum(dim=1).tolist(), per_class.tolist()):
-                if count:
-                    tb_logger.add_scalar(f'metrics/{dataset_name}/accuracy_{name.replace(" ", "_")}', value,
-                                         current_iter)
+            for name, _, value in per_class:
+                tb_logger.add_scalar(f'metrics/{dataset_name}/accuracy_{name.replace(" ", "_")}', value, current_iter)
 
     @master_only
-    def _save_heatmap(self, dataset_name, current_iter):
+    def _save_classification_report(self, dataset_name, current_iter):
+        """Write the similarity heatmap PNG and the numbers as JSON; return the PNG's path."""
         folder = osp.join(self.opt['path']['visualization'], dataset_name)
         save_similarity_heatmap(self.similarity_matrix.numpy(), self.class_names, self.prompts,
                                 osp.join(folder, f'similarity_{current_iter}.png'),
                                 f'{dataset_name}: mean image-prompt cosine similarity @ {current_iter}')
-        confusion = self.confusion_matrix
-        per_class = confusion.diag().double() / confusion.sum(dim=1).clamp(min=1).double()
         report = {'iter': current_iter, 'accuracy': self.metric_results['accuracy'], 'class_names': self.class_names,
-                  'prompts': self.prompts, 'per_class_accuracy': dict(zip(self.class_names, per_class.tolist())),
-                  'confusion_matrix': confusion.tolist(), 'similarity_matrix': self.similarity_matrix.tolist()}
+                  'prompts': self.prompts, 'per_class_accuracy': dict(zip(self.class_names, self.per_class_accuracy)),
+                  'confusion_matrix': self.confusion_matrix.tolist(),
+                  'similarity_matrix': self.similarity_matrix.tolist()}
         with open(osp.join(folder, f'classification_{current_iter}.json'), 'w') as f:
             json.dump(report, f, indent=1)
         return osp.join(folder, f'similarity_{current_iter}.png')
