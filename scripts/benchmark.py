@@ -1,8 +1,12 @@
 """Speed and memory of VLU-Net: a training step with CLIP guidance, and inference with and without tiles.
 
     python scripts/benchmark.py                                  # default VLUNet, 128x128, batch 2, CPU
+    python scripts/benchmark.py --compare-release --skip-inference   # VLUNet vs the release's arithmetic
     python scripts/benchmark.py --device cuda --batch 32 --amp bf16 --json docs/benchmarks/h100.json
     python scripts/benchmark.py --infer-size 1024 --tile 256 --skip-train
+
+--compare-release measures the training step of VLUNet and of VLUNetReleasePort (the release's arithmetic)
+with the same flags, each in a fresh process, and checks on shared weights that their outputs agree.
 
 Training step = CLIP vector (one batched no-grad call) + forward + backward + AdamW; the CLIP share of the
 step is reported. Warm-up runs, then the median of --repeat runs. Peak memory: CUDA's allocator peak, or on
@@ -88,38 +92,121 @@ def timed(fn, device, warmup, repeat):
 def build(args, device):
     import vlunet_basicsr  # noqa: F401
     from vlunet_basicsr.archs.degradation_clip_arch import DegradationCLIP
-    from vlunet_basicsr.archs.vlunet_arch import VLUNet
     clip = None
     if args.clip != 'none':
         clip = DegradationCLIP(pretrained=None, model_cfg=CLIPS[args.clip]).to(device).eval()
     vector_dim = clip.backbone.visual.output_dim if clip is not None else 512
-    net = VLUNet(**PRESETS[args.preset], degradation_dim=vector_dim).to(device)
-    if args.channels_last:
-        for param in net.parameters():
-            if param.dim() == 4:
-                param.data = param.data.contiguous(memory_format=torch.channels_last)
+    net = build_arch(args.arch, args, degradation_dim=vector_dim).to(device)
     return net, clip
+
+
+def build_arch(name, args, **overrides):
+    from vlunet_basicsr.archs.vlunet_arch import VLUNet
+    from vlunet_basicsr.archs.vlunet_release_port_arch import VLUNetReleasePort
+    options = {**PRESETS[args.preset], **overrides}
+    if name == 'VLUNetReleasePort':
+        return VLUNetReleasePort(**options)
+    return VLUNet(**options, channels_last=args.memory_format == 'channels_last',
+                  fused_backward=args.fused_backward == 'on')
+
+
+def output_difference(args):
+    """Max |VLUNet - VLUNetReleasePort| on shared random weights: forward, and the gradients of one step."""
+    torch.manual_seed(0)
+    fast, release = build_arch('VLUNet', args), build_arch('VLUNetReleasePort', args)
+    release.load_state_dict(fast.state_dict())
+    lq = torch.rand(args.batch, 3, args.size, args.size)
+    vector = torch.randn(args.batch, fast.degradation_dim)
+    outputs, grads = [], []
+    for net in (fast, release):
+        out = net(lq, vector)
+        out.abs().mean().backward()
+        outputs.append(out.detach())
+        grads.append({name: p.grad for name, p in net.named_parameters() if p.grad is not None})
+    grad_diff = max((grads[0][name] - grads[1][name]).abs().max().item() for name in grads[0])
+    return {'max_abs_output_diff': (outputs[0] - outputs[1]).abs().max().item(), 'max_abs_grad_diff': grad_diff}
+
+
+def compare_release(args, argv):
+    """Run this script once per arch in a fresh process; report the speed-up and the output agreement."""
+    import subprocess
+    import tempfile
+    runs = {}
+    for arch in ('VLUNetReleasePort', 'VLUNet'):
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, 'run.json')
+            command = [sys.executable, os.path.abspath(__file__), *_without_compare(argv), '--arch', arch,
+                       '--skip-inference', '--json', path]
+            print(f'measuring {arch} ...', flush=True)
+            subprocess.run(command, check=True)
+            with open(path) as f:
+                runs[arch] = json.load(f)
+    step = {arch: run['results']['train']['step_s'] for arch, run in runs.items()}
+    speedup = step['VLUNetReleasePort'] / step['VLUNet']
+    agreement = output_difference(args)
+    print(f"training step: release arithmetic {step['VLUNetReleasePort']:.3f} s, VLUNet {step['VLUNet']:.3f} s, "
+          f"speed-up {speedup:.2f}x; max |output diff| {agreement['max_abs_output_diff']:.2e}, "
+          f"max |grad diff| {agreement['max_abs_grad_diff']:.2e}")
+    report = {'machine': runs['VLUNet']['machine'], 'config': vars(args), 'runs': runs, 'speedup': speedup,
+              **agreement}
+    _write_json(args.json, report)
+    return 0
+
+
+def _without_compare(argv):
+    kept, skip = [], False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in ('--json', '--arch'):
+            skip = True
+        elif arg != '--compare-release' and not arg.startswith(('--json=', '--arch=')):
+            kept.append(arg)
+    return kept
+
+
+def _write_json(path, report):
+    if path:
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        with open(path, 'w') as f:
+            json.dump(report, f, indent=1)
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--arch', choices=['VLUNet', 'VLUNetReleasePort'], default='VLUNet')
+    parser.add_argument('--compare-release', action='store_true',
+                        help='measure VLUNet and VLUNetReleasePort side by side (training step)')
     parser.add_argument('--preset', choices=sorted(PRESETS), default='default')
     parser.add_argument('--clip', choices=[*CLIPS, 'none'], default='vit-b-32')
     parser.add_argument('--size', type=int, default=128, help='training patch size')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--amp', choices=['none', 'bf16', 'fp16'], default='none')
-    parser.add_argument('--channels-last', action='store_true')
+    parser.add_argument('--memory-format', choices=['channels_last', 'nchw'], default='channels_last',
+                        help="VLUNet's channels_last option")
+    parser.add_argument('--fused-backward', choices=['on', 'off'], default='on', help="VLUNet's fused_backward")
+    parser.add_argument('--cpu-allocator', choices=['tuned', 'system'], default='tuned',
+                        help='see vlunet_basicsr/utils/cpu_allocator.py (applies to every arch alike)')
     parser.add_argument('--compile', action='store_true')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--infer-size', type=int, default=256)
     parser.add_argument('--tile', type=int, default=0, help='also measure tiled inference with this tile size')
     parser.add_argument('--tile-overlap', type=int, default=32)
+    parser.add_argument('--skip-whole', action='store_true', help='with --tile, measure tiled inference only')
     parser.add_argument('--skip-train', action='store_true')
     parser.add_argument('--skip-inference', action='store_true')
     parser.add_argument('--json', help='write the results here')
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    from vlunet_basicsr.utils.cpu_allocator import tune_cpu_allocator
+    if args.device == 'cpu':
+        tune_cpu_allocator(args.cpu_allocator)
+    if (args.compare_release or args.arch == 'VLUNetReleasePort') and args.clip == 'none':
+        parser.error('the release arithmetic needs a CLIP vector: use --clip vit-b-32 or --clip small')
+    if args.compare_release:
+        return compare_release(args, argv)
 
     from vlunet_basicsr.utils.restore_util import restore
     device = torch.device(args.device)
@@ -127,7 +214,6 @@ def main(argv=None):
     net, clip = build(args, device)
     amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(args.amp)
     model = torch.compile(net) if args.compile else net
-    memory_format = torch.channels_last if args.channels_last else torch.contiguous_format
 
     def autocast():
         return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
@@ -141,10 +227,9 @@ def main(argv=None):
     results = {}
     if not args.skip_inference:
         net.eval()
-        image = torch.rand(1, 3, args.infer_size, args.infer_size, device=device).contiguous(
-            memory_format=memory_format)
+        image = torch.rand(1, 3, args.infer_size, args.infer_size, device=device)
         for name, tile in (('whole', None), ('tiled', args.tile or None)):
-            if name == 'tiled' and tile is None:
+            if (name == 'tiled' and tile is None) or (name == 'whole' and args.skip_whole and args.tile):
                 continue
 
             def infer():
@@ -159,7 +244,7 @@ def main(argv=None):
     if not args.skip_train:
         net.train()
         optimizer = torch.optim.AdamW(net.parameters(), lr=2e-4)
-        lq = torch.rand(args.batch, 3, args.size, args.size, device=device).contiguous(memory_format=memory_format)
+        lq = torch.rand(args.batch, 3, args.size, args.size, device=device)
         gt = torch.rand_like(lq)
 
         def train_step():
@@ -186,10 +271,7 @@ def main(argv=None):
         note = f"CLIP {values['clip_s']:.3f} s = {100 * values['clip_share']:.1f}% of the step" if 'clip_s' in values \
             else f"{values['size']}x{values['size']}" + (f", tiles {values['tile']}" if values['tile'] else '')
         print(f"{name:<22}{seconds:>10.3f}{values['peak_memory_mb']:>10.0f}  {note}")
-    if args.json:
-        os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
-        with open(args.json, 'w') as f:
-            json.dump(report, f, indent=1)
+    _write_json(args.json, report)
     return 0
 
 

@@ -9,6 +9,7 @@ from basicsr.archs import build_network
 from basicsr.models import build_model
 from conftest import reference_file
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
+from vlunet_basicsr.archs.vlunet_release_port_arch import VLUNetReleasePort
 from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 from vlunet_basicsr.utils.release_checkpoint import infer_network_options, split_release_checkpoint
 
@@ -19,15 +20,41 @@ def _reference():
     return torch.load(reference_file('vlunet_official_small.pt'), weights_only=True)
 
 
-def test_release_test_vector_is_reproduced():
+@pytest.mark.parametrize('arch', ['VLUNet', 'VLUNetReleasePort'])
+@pytest.mark.parametrize('grad', [False, True])  # with a gradient, VLUNet takes its hand-written backward path
+def test_release_test_vector_is_reproduced(arch, grad):
     ref = _reference()
     state = split_release_checkpoint(ref)['network']
-    net = build_network({'type': 'VLUNet', **ref['config']}).eval()
+    net = build_network({'type': arch, **ref['config']}).eval()
     net.load_state_dict(state, strict=True)
     assert infer_network_options(state) == {**net_defaults(), **ref['config'], 'num_blocks': [1, 1, 1, 1]}
-    with torch.no_grad():
+    with torch.set_grad_enabled(grad):
         output = net(ref['input'], ref['degradation_vector'])
     assert (output - ref['output']).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize('options', [{}, {'channels_last': False}, {'fused_backward': False}])
+def test_fast_paths_match_the_release_arithmetic_in_outputs_and_gradients(options):
+    torch.manual_seed(0)
+    release = VLUNetReleasePort(**TINY)
+    fast = VLUNet(**TINY, **options)
+    fast.load_state_dict(release.state_dict())
+    lq, vector = torch.rand(2, 3, 40, 32), torch.randn(2, 512)
+    outputs, grads = [], []
+    for net in (release, fast):
+        out = net(lq, vector)
+        out.sub(lq).square().mean().backward()
+        outputs.append(out.detach())
+        grads.append([p.grad for p in net.parameters() if p.requires_grad])
+    assert (outputs[0] - outputs[1]).abs().max().item() < 1e-5
+    for a, b in zip(*grads):
+        assert (a - b).abs().max().item() < 1e-5 * max(1.0, a.abs().max().item())
+    assert outputs[1].is_contiguous()  # channels_last stays inside the network
+
+
+def test_release_port_needs_a_vector():
+    with pytest.raises(ValueError, match='needs a degradation vector'):
+        VLUNetReleasePort(**TINY)(torch.rand(1, 3, 16, 16))
 
 
 def net_defaults():

@@ -186,6 +186,17 @@ def _build_argument_parser():
     return parser
 
 
+def _apply_cpu_allocator(opt, opt_path, is_train):
+    """Top-level key ``cpu_allocator`` (tuned | system; default tuned for training, system for testing, whose
+    whole large images fragment a never-trimmed heap), applied to runs without a GPU."""
+    from vlunet_basicsr.utils.cpu_allocator import CHOICES, tune_cpu_allocator
+    mode = opt.setdefault('cpu_allocator', 'tuned' if is_train else 'system')
+    if mode not in CHOICES:
+        raise ValueError(f"{opt_path}: cpu_allocator must be one of {', '.join(CHOICES)}, got {mode!r}")
+    if opt['num_gpu'] == 0 or not torch.cuda.is_available():
+        tune_cpu_allocator(mode)
+
+
 def parse_options(root_path, is_train=True, argv=None):
     """Replacement for ``basicsr.utils.options.parse_options``, with fixes 2, 7 and 8.
 
@@ -194,6 +205,7 @@ def parse_options(root_path, is_train=True, argv=None):
     modules listed under the YAML key ``plugins`` are imported, and before anything is built every ``type`` is
     checked against its registry, every key of our own classes against their options, and every data and
     weight path for existence (all problems reported at once). ``--force_yml`` values are parsed as YAML.
+    Runs without a GPU get the CPU allocator chosen by ``cpu_allocator`` (`vlunet_basicsr.utils.cpu_allocator`).
 
     Args:
         root_path (str): Where ``experiments/``, ``results/`` and ``tb_logger/`` are created.
@@ -236,6 +248,7 @@ def parse_options(root_path, is_train=True, argv=None):
         opt['name'] = 'debug_' + opt['name']
     if opt.get('num_gpu', 'auto') == 'auto':
         opt['num_gpu'] = torch.cuda.device_count()
+    _apply_cpu_allocator(opt, args.opt, is_train)
 
     for phase, dataset in opt['datasets'].items():
         dataset['phase'] = phase.split('_')[0]

@@ -7,6 +7,8 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from vlunet_basicsr.archs.restormer_ops import channel_attention, gated_gelu
+
 
 class _ChannelNorm(nn.Module):
     """Layer norm over the channel axis of an NCHW tensor (eps 1e-5, biased variance).
@@ -42,25 +44,6 @@ class LayerNorm(nn.Module):
         return self.body(x)
 
 
-def transposed_attention(q, k, v, num_heads, temperature):
-    """Attention across channels (MDTA): each head's C/heads x C/heads map over L2-normalised pixels.
-
-    Args:
-        q, k, v (Tensor): (B, C, H, W) each; k may have another spatial size only if H*W matches.
-        num_heads (int): Number of heads; C must be divisible by it.
-        temperature (Tensor): (heads, 1, 1) learnable scale.
-
-    Returns:
-        Tensor: (B, C, H, W).
-    """
-    b, c, h, w = v.shape
-    q = F.normalize(q.reshape(b, num_heads, c // num_heads, h * w), dim=-1)
-    k = F.normalize(k.reshape(b, num_heads, c // num_heads, h * w), dim=-1)
-    v = v.reshape(b, num_heads, c // num_heads, h * w)
-    attn = (q @ k.transpose(-2, -1) * temperature).softmax(dim=-1)
-    return (attn @ v).reshape(b, c, h, w)
-
-
 class MDTA(nn.Module):
     """Multi-Dconv head transposed self-attention.
 
@@ -68,10 +51,14 @@ class MDTA(nn.Module):
         dim (int): Channels.
         num_heads (int): Heads.
         bias (bool): Bias in the convolutions.
+
+    Attributes:
+        fused_backward (bool): Train with the hand-written attention backward (`restormer_ops`). Default: True.
     """
 
     def __init__(self, dim, num_heads, bias):
         super().__init__()
+        self.fused_backward = True
         self.num_heads = num_heads
         self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
         self.qkv = nn.Conv2d(dim, dim * 3, kernel_size=1, bias=bias)
@@ -79,8 +66,9 @@ class MDTA(nn.Module):
         self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
 
     def forward(self, x):
-        q, k, v = self.qkv_dwconv(self.qkv(x)).chunk(3, dim=1)
-        return self.project_out(transposed_attention(q, k, v, self.num_heads, self.temperature))
+        qkv = self.qkv_dwconv(self.qkv(x))
+        return self.project_out(channel_attention(qkv, self.num_heads, self.temperature,
+                                                  fused_backward=self.fused_backward))
 
 
 class GDFN(nn.Module):
@@ -90,18 +78,21 @@ class GDFN(nn.Module):
         dim (int): Channels.
         ffn_expansion_factor (float): Hidden width is ``int(dim * ffn_expansion_factor)``.
         bias (bool): Bias in the convolutions.
+
+    Attributes:
+        fused_backward (bool): Train with the hand-written gate backward (`restormer_ops`). Default: True.
     """
 
     def __init__(self, dim, ffn_expansion_factor, bias):
         super().__init__()
+        self.fused_backward = True
         hidden = int(dim * ffn_expansion_factor)
         self.project_in = nn.Conv2d(dim, hidden * 2, kernel_size=1, bias=bias)
         self.dwconv = nn.Conv2d(hidden * 2, hidden * 2, kernel_size=3, padding=1, groups=hidden * 2, bias=bias)
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
     def forward(self, x):
-        gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(gate) * value)
+        return self.project_out(gated_gelu(self.dwconv(self.project_in(x)), self.fused_backward))
 
 
 class TransformerBlock(nn.Module):

@@ -1,0 +1,151 @@
+"""Restormer's two hot operations, each with a hand-written backward for training.
+
+Both operate on the *packed* output of a convolution (MDTA's q|k|v, the cross-attention's q|v, GDFN's
+gate|value). Autograd would return the gradient of each chunk separately and then concatenate them (a
+full-size copy), and its attention gradient comes back in NCHW even when the features are channels_last (a
+second copy before the convolution's backward). The backward passes here write every chunk's gradient
+straight into one buffer laid out like the packed input. The forward arithmetic is shared with the plain
+path, so outputs are identical; gradients agree to float rounding (tests/test_restormer_ops.py).
+
+The plain autograd path is used when ``fused_backward=False``, when no gradient is needed, or under autocast
+(mixed precision keeps autograd's per-op casting rules).
+"""
+import torch
+from torch.nn import functional as F
+
+#: F.normalize's floor on the norm; a feature whose norm falls below it gets no gradient through the norm.
+NORM_EPS = 1e-12
+
+
+def _tokens(x, num_heads):
+    """(B, C, H, W) -> (B, heads, H*W, C/heads), a view in NCHW and channels_last alike."""
+    return x.flatten(2).unflatten(1, (num_heads, x.shape[1] // num_heads)).transpose(-2, -1)
+
+
+def _from_tokens(tokens, like):
+    """(B, heads, H*W, C/heads) -> (B, C, H, W) in the memory layout of ``like``."""
+    b, c, h, w = like.shape
+    if like.stride(1) == 1 and h * w > 1:  # channels innermost
+        return tokens.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
+    return tokens.transpose(-2, -1).reshape(b, c, h, w)
+
+
+def _attention_weights(qt, kt, temperature):
+    """Softmax over channels of the scaled cosine similarity between q's and k's channels.
+
+    ``normalize(q) @ normalize(k).T`` is computed as ``(q @ k.T) / (|q| |k|.T)``: the division happens on the
+    small (C/heads)^2 matrix instead of on two full-size tensors.
+    """
+    q_norm = torch.linalg.vector_norm(qt, dim=-2).clamp_min(NORM_EPS)
+    k_norm = torch.linalg.vector_norm(kt, dim=-2).clamp_min(NORM_EPS)
+    cosine = qt.transpose(-2, -1) @ kt / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
+    return (cosine * temperature).softmax(dim=-1), cosine, q_norm, k_norm
+
+
+def _attend(attn, vt, like):
+    if like.stride(1) == 1 and like.shape[-1] * like.shape[-2] > 1:
+        return _from_tokens(vt @ attn.transpose(-2, -1), like)
+    b, c, h, w = like.shape
+    return (attn @ vt.transpose(-2, -1)).reshape(b, c, h, w)
+
+
+def _split(packed, key, num_heads):
+    """Token views of q, k, v: ``packed`` is q|k|v, or q|v when ``key`` is given."""
+    if key is None:
+        q, k, v = packed.chunk(3, dim=1)
+    else:
+        (q, v), k = packed.chunk(2, dim=1), key
+    return _tokens(q, num_heads), _tokens(k, num_heads), _tokens(v, num_heads), v
+
+
+def _needs_plain_autograd(fused_backward, *tensors):
+    if not fused_backward or not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in tensors):
+        return True
+    return torch.is_autocast_enabled(tensors[0].device.type)
+
+
+class _ChannelAttention(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, packed, key, temperature, num_heads):
+        qt, kt, vt, v = _split(packed, key, num_heads)
+        attn, cosine, q_norm, k_norm = _attention_weights(qt, kt, temperature)
+        ctx.num_heads = num_heads
+        ctx.save_for_backward(packed, key, temperature, attn, cosine, q_norm, k_norm)
+        return _attend(attn, vt, v)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        packed, key, temperature, attn, cosine, q_norm, k_norm = ctx.saved_tensors
+        heads = ctx.num_heads
+        qt, kt, vt, _ = _split(packed, key, heads)
+        gt = _tokens(grad_out, heads)
+        grad_attn = gt.transpose(-2, -1) @ vt
+        grad_logits = attn * (grad_attn - (grad_attn * attn).sum(-1, keepdim=True))
+        grad_temperature = (grad_logits * cosine).sum(dim=(0, 2, 3)).view_as(temperature)
+        grad_cosine = grad_logits * temperature
+        grad_gram = grad_cosine / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
+        grad_cosine_x_cosine = grad_cosine * cosine
+        # d|x|/dx = x/|x|; through cosine = gram / (|q||k|) each norm receives -sum(grad_cosine * cosine) / |x|.
+        q_scale = -grad_cosine_x_cosine.sum(-1) / q_norm.square() * (q_norm > NORM_EPS)
+        k_scale = -grad_cosine_x_cosine.sum(-2) / k_norm.square() * (k_norm > NORM_EPS)
+
+        grad_packed = torch.empty_like(packed)
+        c = grad_out.shape[1]
+        q_slot, v_slot = grad_packed.narrow(1, 0, c), grad_packed.narrow(1, grad_packed.shape[1] - c, c)
+        torch.addcmul(kt @ grad_gram.transpose(-2, -1), qt, q_scale.unsqueeze(-2), out=_tokens(q_slot, heads))
+        _tokens(v_slot, heads).copy_(gt @ attn)
+        if key is None:
+            k_slot = grad_packed.narrow(1, c, c)
+            grad_key = None
+        else:
+            k_slot = grad_key = torch.empty_like(key)
+        torch.addcmul(qt @ grad_gram, kt, k_scale.unsqueeze(-2), out=_tokens(k_slot, heads))
+        return grad_packed, grad_key, grad_temperature, None
+
+
+def channel_attention(packed, num_heads, temperature, key=None, fused_backward=True):
+    """Transposed (channel) attention of MDTA: each head's (C/heads)^2 map over L2-normalised pixels.
+
+    Args:
+        packed (Tensor): (B, 3C, H, W) holding q|k|v, or (B, 2C, H, W) holding q|v when ``key`` is given.
+        num_heads (int): Heads; C must be divisible by it.
+        temperature (Tensor): (heads, 1, 1) learnable scale.
+        key (Tensor | None): (B, C, H, W) keys for cross-attention.
+        fused_backward (bool): Use the hand-written backward when a gradient is needed.
+
+    Returns:
+        Tensor: (B, C, H, W), in the memory layout (NCHW or channels_last) of the input.
+    """
+    if _needs_plain_autograd(fused_backward, packed, key, temperature):
+        qt, kt, vt, v = _split(packed, key, num_heads)
+        return _attend(_attention_weights(qt, kt, temperature)[0], vt, v)
+    return _ChannelAttention.apply(packed, key, temperature, num_heads)
+
+
+class _GatedGELU(torch.autograd.Function):
+
+    @staticmethod
+    def forward(ctx, packed):
+        gate, value = packed.chunk(2, dim=1)
+        activated = F.gelu(gate)
+        ctx.save_for_backward(packed, activated)
+        return activated * value
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        packed, activated = ctx.saved_tensors
+        gate, value = packed.chunk(2, dim=1)
+        grad_packed = torch.empty_like(packed)
+        grad_gate, grad_value = grad_packed.chunk(2, dim=1)
+        torch.mul(grad_out, activated, out=grad_value)
+        torch.ops.aten.gelu_backward.grad_input(grad_out * value, gate, grad_input=grad_gate)
+        return grad_packed
+
+
+def gated_gelu(packed, fused_backward=True):
+    """GDFN's gate: ``gelu(gate) * value`` for ``packed`` = gate|value along the channels."""
+    if _needs_plain_autograd(fused_backward, packed):
+        gate, value = packed.chunk(2, dim=1)
+        return F.gelu(gate) * value
+    return _GatedGELU.apply(packed)
