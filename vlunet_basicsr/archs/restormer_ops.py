@@ -22,14 +22,6 @@ def _tokens(x, num_heads):
     return x.flatten(2).unflatten(1, (num_heads, x.shape[1] // num_heads)).transpose(-2, -1)
 
 
-def _from_tokens(tokens, like):
-    """(B, heads, H*W, C/heads) -> (B, C, H, W) in the memory layout of ``like``."""
-    b, c, h, w = like.shape
-    if like.stride(1) == 1 and h * w > 1:  # channels innermost
-        return tokens.transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
-    return tokens.transpose(-2, -1).reshape(b, c, h, w)
-
-
 def _attention_weights(qt, kt, temperature):
     """Softmax over channels of the scaled cosine similarity between q's and k's channels.
 
@@ -43,9 +35,10 @@ def _attention_weights(qt, kt, temperature):
 
 
 def _attend(attn, vt, like):
-    if like.stride(1) == 1 and like.shape[-1] * like.shape[-2] > 1:
-        return _from_tokens(vt @ attn.transpose(-2, -1), like)
+    """``attn @ v`` as (B, C, H, W), in the memory layout of ``like`` (v's channel slice)."""
     b, c, h, w = like.shape
+    if like.stride(1) == 1 and h * w > 1:  # channels innermost: keep pixels the outer axis of the product
+        return (vt @ attn.transpose(-2, -1)).transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
     return (attn @ vt.transpose(-2, -1)).reshape(b, c, h, w)
 
 

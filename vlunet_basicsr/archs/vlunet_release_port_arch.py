@@ -17,7 +17,7 @@ import torch
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.archs.restormer_blocks import GDFN, MDTA, _ChannelNorm
+from vlunet_basicsr.archs.restormer_blocks import MDTA, _ChannelNorm
 from vlunet_basicsr.archs.vlunet_arch import DGDM, KeyCrossAttention, VLUNet
 
 
@@ -52,13 +52,6 @@ class _ReleaseMDTA(MDTA):
         return self.project_out(_release_attention(q, k, v, self.num_heads, self.temperature))
 
 
-class _ReleaseGDFN(GDFN):
-
-    def forward(self, x):
-        gate, value = self.dwconv(self.project_in(x)).chunk(2, dim=1)
-        return self.project_out(F.gelu(gate) * value)
-
-
 class _ReleaseKeyCrossAttention(KeyCrossAttention):
 
     def forward(self, x, key_map):
@@ -85,7 +78,6 @@ class _ReleaseDGDM(DGDM):
 _RELEASE_FORWARDS = {
     _ChannelNorm: _ReleaseChannelNorm,
     MDTA: _ReleaseMDTA,
-    GDFN: _ReleaseGDFN,
     KeyCrossAttention: _ReleaseKeyCrossAttention,
     DGDM: _ReleaseDGDM,
 }
@@ -95,11 +87,13 @@ _RELEASE_FORWARDS = {
 class VLUNetReleasePort(VLUNet):
     """VLUNet computed with the released code's operations (a reference for speed and equivalence).
 
-    Args: as :class:`VLUNet` (YAML ``network_g``).
+    Args: as :class:`VLUNet` (YAML ``network_g``); ``channels_last`` and ``fused_backward`` are always off.
     """
 
     def __init__(self, **kwargs):
-        super().__init__(**{'channels_last': False, 'fused_backward': False, **kwargs})
+        # NCHW input and autograd's own backward (the GDFN gate then takes restormer_ops' plain path,
+        # which is the release's gelu(gate) * value).
+        super().__init__(**{**kwargs, 'channels_last': False, 'fused_backward': False})
         for module in self.modules():
             release_class = _RELEASE_FORWARDS.get(type(module))
             if release_class is not None:
