@@ -25,6 +25,9 @@ import time
 
 import torch
 
+from vlunet_basicsr.utils import precision
+from vlunet_basicsr.utils.precision import AMP_DTYPES
+
 PRESETS = {
     'default': {},  # the released network
     'small': {'dim': 24, 'num_blocks': [1, 2, 2, 2], 'num_refinement_blocks': 1},
@@ -87,6 +90,18 @@ def timed(fn, device, warmup, repeat):
         _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
+
+
+def print_profile(name, fn, device, rows):
+    """One more run of ``fn`` under torch.profiler: the ``rows`` operators with the most self device time."""
+    from torch.profiler import ProfilerActivity, profile
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
+    with profile(activities=activities) as prof:
+        fn()
+        _sync(device)
+    sort_by = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
+    print(f'profile of {name}:')
+    print(prof.key_averages().table(sort_by=sort_by, row_limit=rows, max_name_column_width=60))
 
 
 def build(args, device):
@@ -182,7 +197,7 @@ def main(argv=None):
     parser.add_argument('--size', type=int, default=128, help='training patch size')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
-    parser.add_argument('--amp', choices=['none', 'bf16', 'fp16'], default='none')
+    parser.add_argument('--amp', choices=list(AMP_DTYPES), default='none', help='see vlunet_basicsr/utils/precision.py')
     parser.add_argument('--memory-format', choices=['channels_last', 'nchw'], default='channels_last',
                         help="VLUNet's channels_last option")
     parser.add_argument('--fused-backward', choices=['on', 'off'], default='on', help="VLUNet's fused_backward")
@@ -197,6 +212,8 @@ def main(argv=None):
     parser.add_argument('--skip-whole', action='store_true', help='with --tile, measure tiled inference only')
     parser.add_argument('--skip-train', action='store_true')
     parser.add_argument('--skip-inference', action='store_true')
+    parser.add_argument('--profile', type=int, default=0, metavar='N',
+                        help='after measuring, print the N operators with the most self time in one more run')
     parser.add_argument('--json', help='write the results here')
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
@@ -210,13 +227,13 @@ def main(argv=None):
 
     from vlunet_basicsr.utils.restore_util import restore
     device = torch.device(args.device)
+    torch.backends.cudnn.benchmark = True  # as basicsr's train and test pipelines set it
     torch.manual_seed(0)
     net, clip = build(args, device)
-    amp_dtype = {'bf16': torch.bfloat16, 'fp16': torch.float16}.get(args.amp)
     model = torch.compile(net) if args.compile else net
 
     def autocast():
-        return torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None)
+        return precision.autocast(device, AMP_DTYPES[args.amp])
 
     def vector_of(images):
         if clip is None:
@@ -240,6 +257,8 @@ def main(argv=None):
                 seconds = timed(infer, device, args.warmup, args.repeat)
             results[f'inference_{name}'] = {'seconds': seconds, 'peak_memory_mb': memory.mb, 'tile': tile,
                                             'size': args.infer_size}
+            if args.profile:
+                print_profile(f'inference_{name}', infer, device, args.profile)
 
     if not args.skip_train:
         net.train()
@@ -260,6 +279,8 @@ def main(argv=None):
         clip_time = timed(lambda: vector_of(lq), device, args.warmup, args.repeat) if clip is not None else 0.0
         results['train'] = {'step_s': step, 'clip_s': clip_time, 'clip_share': clip_time / step,
                             'peak_memory_mb': memory.mb}
+        if args.profile:
+            print_profile('train', train_step, device, args.profile)
 
     machine = {'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
                'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'torch': torch.__version__,

@@ -3,7 +3,8 @@ float64), equal to autograd's, in both memory layouts, with the gradient laid ou
 import pytest
 import torch
 
-from vlunet_basicsr.archs.restormer_ops import channel_attention, gated_gelu
+from vlunet_basicsr.archs import restormer_ops
+from vlunet_basicsr.archs.restormer_ops import channel_attention, gated_gelu, gram, gram_chunks
 
 CL = torch.channels_last
 
@@ -45,6 +46,53 @@ def test_channel_attention_forward_is_the_plain_forward():
         expected = channel_attention(packed, 2, temperature)
     packed.requires_grad_()
     assert torch.equal(channel_attention(packed, 2, temperature), expected)
+
+
+@pytest.mark.parametrize('channels_last', [False, True])
+def test_chunked_gram_equals_one_product(channels_last):
+    torch.manual_seed(0)
+    packed = _layout(torch.randn(2, 12, 16, 8, dtype=torch.float64), channels_last)
+    q, k = (x.flatten(2).unflatten(1, (2, 2)).transpose(-2, -1) for x in packed.chunk(3, dim=1)[:2])
+    one = gram(q, k)
+    assert one.shape == (2, 2, 2, 2)
+    for chunks in (2, 8, 128):
+        assert (gram(q, k, chunks) - one).abs().max().item() < 1e-12
+
+
+def test_gram_chunks_only_on_cuda_for_batched_products_of_many_pixels(monkeypatch):
+    class FakeCuda:  # gram_chunks reads the shape and the device only
+        is_cuda = True
+
+        def __init__(self, shape):
+            self.shape = shape
+
+    monkeypatch.setattr(restormer_ops, 'GRAM_CHUNK', 4096)
+    assert gram_chunks(FakeCuda((1, 2, 512 * 512, 48))) == 64
+    assert gram_chunks(FakeCuda((2, 1, 1000 * 1000, 48))) == 64  # 10^6 = 2^6 * 15625
+    assert gram_chunks(FakeCuda((1, 1, 1024 * 1024, 48))) == 1  # a single product is fast already
+    assert gram_chunks(FakeCuda((2, 4, 63 * 63, 48))) == 1
+    assert gram_chunks(torch.empty(2, 2, 512 * 512, 1)) == 1  # CPU
+
+
+def test_gram_chunks_are_used_for_inference_only(monkeypatch):
+    from vlunet_basicsr.archs.vlunet_arch import VLUNet
+    asked = []
+
+    def four_chunks(qt):  # stands in for CUDA's choice on this CPU
+        asked.append(qt.shape)
+        return 4 if qt.shape[2] % 4 == 0 else 1
+
+    torch.manual_seed(0)
+    net = VLUNet(dim=16, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, de_dim=5).eval()
+    lq, vector = torch.rand(2, 3, 32, 32), torch.randn(2, 512)
+    with torch.no_grad():
+        expected = net(lq, vector)
+    monkeypatch.setattr(restormer_ops, 'gram_chunks', four_chunks)
+    net(lq, vector).mean().backward()
+    assert not asked  # training: one product
+    with torch.no_grad():
+        chunked = net(lq, vector)
+    assert asked and (chunked - expected).abs().max().item() < 1e-5
 
 
 def test_zero_features_get_no_gradient_through_their_norm():

@@ -226,6 +226,7 @@ def parse_options(root_path, is_train=True, argv=None):
         options_util.force_values(opt, args.force_yml)
     options_util.check_registered_types(opt, args.opt)
     options_util.check_option_keys(opt, args.opt)
+    options_util.check_speed_options(opt, args.opt)
     options_util.check_required_paths(opt, args.opt)
 
     if args.launcher == 'none':

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from vlunet_basicsr.data.image_source import list_image_files
+from vlunet_basicsr.utils.precision import AMP_DTYPES, autocast
 from vlunet_basicsr.utils.prompts import DEGRADATION_PROMPTS
 
 
@@ -34,7 +35,11 @@ def _parser():
     parser.add_argument('--tile', type=int, help='restore in tiles of this size (large images)')
     parser.add_argument('--tile-overlap', type=int, default=32)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cuda' if torch.cuda.is_available() else 'cpu')
-    parser.add_argument('--half', action='store_true', help='fp16 autocast (CUDA only)')
+    parser.add_argument('--amp', choices=list(AMP_DTYPES), default='none',
+                        help='autocast precision (default: none = float32); bf16 is the fast choice on recent GPUs')
+    parser.add_argument('--half', action='store_const', dest='amp', const='fp16', help='same as --amp fp16')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the network (minutes to compile; pays off over many images of one size)')
     parser.add_argument('--cpu-allocator', choices=['tuned', 'system'], default='system',
                         help='on CPU: glibc defaults (system, default) or keep freed memory for reuse (tuned: '
                         'faster, but whole large images then need up to twice the memory)')
@@ -118,13 +123,10 @@ def output_names(paths):
 
 def main(argv=None):
     args = _parser().parse_args(argv)
-    if args.half and args.device != 'cuda':
-        print('error: --half needs --device cuda', file=sys.stderr)
-        return 2
     import vlunet_basicsr  # noqa: F401
     from vlunet_basicsr.utils.cpu_allocator import tune_cpu_allocator
     from vlunet_basicsr.utils.plot_util import save_mixture_weights, save_residual_maps
-    from vlunet_basicsr.utils.restore_util import restore
+    from vlunet_basicsr.utils.restore_util import compiled, restore
 
     try:
         inputs = list_inputs(args.input)
@@ -136,6 +138,7 @@ def main(argv=None):
     if device.type == 'cpu':
         tune_cpu_allocator(args.cpu_allocator)
     net = net.to(device).eval()
+    runner = compiled(net, args.compile, '--compile')
     clip = clip.to(device).eval() if clip is not None else None
     if clip is None:
         print('no CLIP configured (network_clip / --clip-weights / --adapter): restoring without guidance')
@@ -155,17 +158,17 @@ def main(argv=None):
             print(f'error: {error}', file=sys.stderr)
             continue
         lq = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device)
-        with torch.no_grad(), torch.autocast('cuda', dtype=torch.float16, enabled=args.half):
+        with torch.no_grad(), autocast(device, AMP_DTYPES[args.amp]):
             vector, line = None, ''
             if clip is not None:
                 clip_images = clip.preprocess(lq)
-                vector = clip.encode_image(clip_images)
+                vector = clip.encode_image(clip_images).float()
                 probabilities = clip.classify(clip_images, prompts)[0].float().cpu()
                 best = int(probabilities.argmax())
                 rows.append([osp.basename(path), prompts[best], f'{probabilities[best]:.4f}',
                              *[f'{p:.4f}' for p in probabilities.tolist()]])
                 line = f'  {prompts[best]} (p={probabilities[best]:.2f})'
-            output = restore(net, lq, vector, args.tile, args.tile_overlap)
+            output = restore(runner, lq, vector, args.tile, args.tile_overlap)
             if args.explain:
                 _, trace = net.forward_with_trace(lq, vector)
                 stem = osp.splitext(name)[0]

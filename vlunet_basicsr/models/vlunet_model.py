@@ -2,6 +2,7 @@
 import json
 import os.path as osp
 from collections import OrderedDict
+from contextlib import contextmanager
 
 import torch
 from torch.utils.data import DataLoader, Subset
@@ -16,7 +17,8 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from vlunet_basicsr.metrics.protocol_metric import FLOAT_METRICS
 from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
 from vlunet_basicsr.models.safe_checkpoint_mixin import SafeCheckpointMixin
-from vlunet_basicsr.utils.restore_util import restore
+from vlunet_basicsr.utils.precision import amp_dtype, autocast, train_amp_dtype
+from vlunet_basicsr.utils.restore_util import compiled, restore
 
 
 @MODEL_REGISTRY.register()
@@ -32,10 +34,16 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
         network_clip (dict | None): ``DegradationCLIP`` options (``pretrained``, ``adapter_path``, ...);
             ``~`` runs the "w/o CLIP" ablation (uniform key mixture).
         train.scheduler: BasicSR's schedulers or ``LinearWarmupCosineLR`` (warmup_iter, total_iter, eta_min).
+        train.amp (str): 'none' (float32) or 'bf16': forward, loss and the CLIP vector under bf16 autocast
+            (`vlunet_basicsr.utils.precision`). Default: 'none'.
         train.grad_clip_norm (float | None): Clip the gradient norm of net_g. Default: None.
         train.max_nonfinite_steps (int): A step whose loss is not finite is skipped and logged with the batch's
             image paths; after this many in a row, training stops with a saved state. Default: 10.
         path.trust_checkpoint (bool): Allow weight files that need arbitrary unpickling. Default: False.
+        val.amp (str): 'none', 'bf16' or 'fp16': autocast for validation and testing. Default: 'none'.
+        val.compile (bool | dict): Restore with ``torch.compile(net_g)`` (a dict: torch.compile's arguments,
+            e.g. ``{mode: max-autotune}``). Compiling takes minutes; worth it for many images of one size.
+            Default: false.
         val.tile (int | None): Restore in tiles of this size (large images). Default: None (whole image).
         val.tile_overlap (int): Overlap of neighbouring tiles, blended linearly. Default: 32.
         val.self_ensemble (bool): Average the 8 flips/rotations. Default: False.
@@ -47,6 +55,9 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
     """
 
     def __init__(self, opt):
+        self.train_amp = train_amp_dtype((opt.get('train') or {}).get('amp')) if opt['is_train'] else None
+        self.val_amp = amp_dtype((opt.get('val') or {}).get('amp'), 'val.amp')
+        self._amp = self.train_amp if opt['is_train'] else self.val_amp  # the policy of the batch being fed
         super().__init__(opt)
         self.net_clip = None
         if opt.get('network_clip') is not None:
@@ -55,6 +66,7 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
             get_root_logger().info('network_clip is empty: running VLUNet without CLIP guidance (uniform keys).')
         self._set_results = {}
         self._nonfinite_in_a_row = 0
+        self._compiled_for_test = {}
 
     def model_to_device(self, net):
         if self.opt.get('network_clip') is None:
@@ -70,7 +82,8 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
         """The adapted CLIP image features of ``lq`` (B, d), or None without ``network_clip``."""
         if self.net_clip is None:
             return None
-        return self.net_clip.encode_image(self.net_clip.preprocess(lq))
+        with autocast(self.device, self._amp):
+            return self.net_clip.encode_image(self.net_clip.preprocess(lq)).float()
 
     def feed_data(self, data):
         super().feed_data(data)
@@ -79,16 +92,17 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
 
     def optimize_parameters(self, current_iter):
         self.optimizer_g.zero_grad()
-        self.output = self.net_g(self.lq, self.degradation_vector)
         losses = OrderedDict()
-        if self.cri_pix:
-            losses['l_pix'] = self.cri_pix(self.output, self.gt)
-        if self.cri_perceptual:
-            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
-            if l_percep is not None:
-                losses['l_percep'] = l_percep
-            if l_style is not None:
-                losses['l_style'] = l_style
+        with autocast(self.device, self.train_amp):
+            self.output = self.net_g(self.lq, self.degradation_vector).float()
+            if self.cri_pix:
+                losses['l_pix'] = self.cri_pix(self.output, self.gt)
+            if self.cri_perceptual:
+                l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+                if l_percep is not None:
+                    losses['l_percep'] = l_percep
+                if l_style is not None:
+                    losses['l_style'] = l_style
         total = sum(losses.values())
         if not self._loss_is_finite(total, current_iter):
             return
@@ -126,19 +140,33 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         was_training = net.training
         net.eval()
-        with torch.no_grad():
-            val_opt = self.opt.get('val') or {}
-            self.output = restore(net, self.lq, self.degradation_vector, val_opt.get('tile'),
-                                  val_opt.get('tile_overlap', 32), val_opt.get('self_ensemble', False))
+        val_opt = self.opt.get('val') or {}
+        runner = self._compiled_for_test.get(net)
+        if runner is None:  # net_g, or net_g_ema, under val.compile (compiled once, on first use)
+            runner = self._compiled_for_test[net] = compiled(net, val_opt.get('compile'))
+        with torch.no_grad(), autocast(self.device, self.val_amp):
+            self.output = restore(runner, self.lq, self.degradation_vector, val_opt.get('tile'),
+                                  val_opt.get('tile_overlap', 32), val_opt.get('self_ensemble', False)).float()
         net.train(was_training)
 
     def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
         """Sharded validation: rank r restores images r, r + world_size, ... (and saves those it made); metric
         sums and counts are summed over the ranks, and rank 0 logs."""
-        self._validate(dataloader, current_iter, tb_logger, save_img, self.opt['rank'], self.opt['world_size'])
+        with self._feeding_under(self.val_amp):
+            self._validate(dataloader, current_iter, tb_logger, save_img, self.opt['rank'], self.opt['world_size'])
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
-        self._validate(dataloader, current_iter, tb_logger, save_img, 0, 1)
+        with self._feeding_under(self.val_amp):
+            self._validate(dataloader, current_iter, tb_logger, save_img, 0, 1)
+
+    @contextmanager
+    def _feeding_under(self, dtype):
+        """Batches fed inside get their CLIP vector under ``dtype``'s autocast (validation during training)."""
+        previous, self._amp = self._amp, dtype
+        try:
+            yield
+        finally:
+            self._amp = previous
 
     def _validate(self, dataloader, current_iter, tb_logger, save_img, rank, world_size):
         dataset = dataloader.dataset

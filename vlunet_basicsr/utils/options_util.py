@@ -160,6 +160,19 @@ def check_option_keys(opt, opt_path):
         raise ValueError(f'{opt_path}:\n  ' + '\n  '.join(problems))
 
 
+def check_speed_options(opt, opt_path):
+    """``train.amp``, ``val.amp`` (`vlunet_basicsr.utils.precision`) and ``val.compile``, named with the YAML file."""
+    from vlunet_basicsr.utils.precision import amp_dtype, train_amp_dtype
+    from vlunet_basicsr.utils.restore_util import compile_arguments
+    val_opt = opt.get('val') or {}
+    try:
+        train_amp_dtype((opt.get('train') or {}).get('amp'))
+        amp_dtype(val_opt.get('amp'), 'val.amp')
+        compile_arguments(val_opt.get('compile'))
+    except ValueError as error:
+        raise ValueError(f'{opt_path}: {error}') from None
+
+
 def _path_entries(opt):
     """(yaml key, path) of every file or folder the options need to exist before training or testing."""
     from vlunet_basicsr.archs.degradation_clip_arch import looks_like_path

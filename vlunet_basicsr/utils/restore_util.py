@@ -15,6 +15,24 @@ def undo_dihedral(x, k):
     return x.flip(-1) if k >= 4 else x
 
 
+def compile_arguments(option, where='val.compile'):
+    """torch.compile's keyword arguments for a ``compile`` option: None when it is false or None, {} when true,
+    the mapping itself (``mode``, ``dynamic``, ``backend``, ...) when it is one."""
+    if option is None or option is False:
+        return None
+    if option is True:
+        return {}
+    if not isinstance(option, dict):
+        raise ValueError(f'{where} must be true, false or a mapping of torch.compile arguments; got {option!r}')
+    return dict(option)
+
+
+def compiled(net, option, where='val.compile'):
+    """``net`` under ``torch.compile`` as the ``compile`` option asks (see `compile_arguments`), else ``net``."""
+    arguments = compile_arguments(option, where)
+    return net if arguments is None else torch.compile(net, **arguments)
+
+
 def restore(net, lq, vector=None, tile=None, tile_overlap=32, self_ensemble=False):
     """``net(lq, vector)`` at any size (the net pads to a multiple of 8 itself), tiled when ``tile`` is set
     (the vector comes from the whole image), averaged over the 8 flips/rotations with ``self_ensemble``."""

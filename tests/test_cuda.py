@@ -1,0 +1,70 @@
+"""On a CUDA device (skipped without one): the fast paths against the release's arithmetic, and bf16 autocast.
+
+CI has no GPU; these run where one is lent (see README, "Speed and memory").
+"""
+import pytest
+import torch
+
+import vlunet_basicsr  # noqa: F401
+from basicsr.archs import build_network
+from conftest import reference_file
+from vlunet_basicsr.archs import restormer_ops
+from vlunet_basicsr.archs.vlunet_arch import VLUNet
+from vlunet_basicsr.archs.vlunet_release_port_arch import VLUNetReleasePort
+from vlunet_basicsr.utils.precision import autocast
+from vlunet_basicsr.utils.release_checkpoint import split_release_checkpoint
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
+TINY = dict(dim=16, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, de_dim=5)
+
+
+@pytest.fixture(autouse=True)
+def exact_float32():
+    """TF32 off, so that float32 on the GPU is compared as float32."""
+    saved = torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+    yield
+    torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
+
+
+@pytest.mark.parametrize('arch', ['VLUNet', 'VLUNetReleasePort'])
+@pytest.mark.parametrize('gram_chunk', [restormer_ops.GRAM_CHUNK, 64])  # 64: Gram matrices summed from chunks
+def test_release_test_vector_on_cuda(arch, gram_chunk, monkeypatch):
+    monkeypatch.setattr(restormer_ops, 'GRAM_CHUNK', gram_chunk)
+    ref = torch.load(reference_file('vlunet_official_small.pt'), weights_only=True)
+    net = build_network({'type': arch, **ref['config']}).cuda().eval()
+    net.load_state_dict(split_release_checkpoint(ref)['network'], strict=True)
+    with torch.no_grad():
+        output = net(ref['input'].cuda(), ref['degradation_vector'].cuda())
+    assert (output.cpu() - ref['output']).abs().max().item() < 1e-5
+
+
+@pytest.mark.parametrize('options', [{}, {'channels_last': False}, {'fused_backward': False}])
+def test_fast_paths_match_the_release_arithmetic_on_cuda(options):
+    torch.manual_seed(0)
+    release = VLUNetReleasePort(**TINY).cuda()
+    fast = VLUNet(**TINY, **options).cuda()
+    fast.load_state_dict(release.state_dict())
+    lq, vector = torch.rand(2, 3, 40, 32, device='cuda'), torch.randn(2, 512, device='cuda')
+    outputs, grads = [], []
+    for net in (release, fast):
+        out = net(lq, vector)
+        out.sub(lq).square().mean().backward()
+        outputs.append(out.detach())
+        grads.append([p.grad for p in net.parameters() if p.requires_grad])
+    assert (outputs[0] - outputs[1]).abs().max().item() < 1e-5
+    for a, b in zip(*grads):
+        assert (a - b).abs().max().item() < 1e-5 * max(1.0, a.abs().max().item())
+
+
+def test_bf16_autocast_forward_and_backward_on_cuda():
+    torch.manual_seed(0)
+    net = VLUNet(**TINY).cuda()
+    lq, vector = torch.rand(2, 3, 48, 40, device='cuda'), torch.randn(2, 512, device='cuda')
+    reference = net(lq, vector)
+    with autocast(lq.device, torch.bfloat16):
+        output = net(lq, vector)
+    error = (output.float() - reference).norm() / reference.norm()
+    assert 0 < error < 1e-2
+    output.float().sub(lq).abs().mean().backward()
+    assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
