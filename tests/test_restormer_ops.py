@@ -116,3 +116,22 @@ def test_gated_gelu_backward(channels_last):
     ours = torch.autograd.grad(out, packed, grad)[0]
     plain = torch.autograd.grad(gated_gelu(packed, fused_backward=False), packed, grad)[0]
     assert torch.allclose(ours, plain, atol=1e-12) and ours.stride() == packed.stride()
+
+
+@pytest.mark.parametrize('bias', [False, True])
+def test_gdfn_on_cpu_channels_last_computes_gate_and_value_apart_with_the_same_numbers(bias, monkeypatch):
+    from vlunet_basicsr.archs import restormer_blocks
+    torch.manual_seed(0)
+    gdfn = restormer_blocks.GDFN(8, 2.66, bias).double()
+    x = torch.randn(2, 8, 6, 5, dtype=torch.float64)
+    results = {}
+    for layout in ('nchw', 'channels_last'):
+        inp = _layout(x, layout == 'channels_last').detach().requires_grad_()
+        gdfn.zero_grad()
+        out = gdfn(inp)
+        out.square().sum().backward()
+        results[layout] = [out.detach(), inp.grad] + [p.grad.clone() for p in gdfn.parameters()]
+    for a, b in zip(*results.values()):
+        assert (a - b).abs().max().item() < 1e-12
+    monkeypatch.setattr(restormer_blocks, 'gated_gelu', None)  # the packed path is not taken for channels_last
+    assert gdfn(_layout(x, True)).shape == x.shape

@@ -80,7 +80,8 @@ class GDFN(nn.Module):
         bias (bool): Bias in the convolutions.
 
     Attributes:
-        fused_backward (bool): Train with the hand-written gate backward (`restormer_ops`). Default: True.
+        fused_backward (bool): Train with the hand-written gate backward (`restormer_ops`; used on GPUs and
+            for NCHW inputs). Default: True.
     """
 
     def __init__(self, dim, ffn_expansion_factor, bias):
@@ -92,7 +93,21 @@ class GDFN(nn.Module):
         self.project_out = nn.Conv2d(hidden, dim, kernel_size=1, bias=bias)
 
     def forward(self, x):
+        if x.device.type == 'cpu' and x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last):
+            # On CPU, GELU and the product run 3-4x slower on channel slices of a channels_last tensor than on
+            # whole tensors (measured): the gate and the value are computed as two tensors from the halves
+            # of the same weights, which gives the same numbers.
+            return self.project_out(F.gelu(self._half(x, 0)) * self._half(x, 1))
         return self.project_out(gated_gelu(self.dwconv(self.project_in(x)), self.fused_backward))
+
+    def _half(self, x, index):
+        """``dwconv(project_in(x))`` for the gate (0) or the value (1) channels only."""
+        hidden = self.project_out.in_channels
+        rows = slice(index * hidden, (index + 1) * hidden)
+        project_in, dwconv = self.project_in, self.dwconv
+        y = F.conv2d(x, project_in.weight[rows], None if project_in.bias is None else project_in.bias[rows])
+        return F.conv2d(y, dwconv.weight[rows], None if dwconv.bias is None else dwconv.bias[rows], padding=1,
+                        groups=hidden)
 
 
 class TransformerBlock(nn.Module):

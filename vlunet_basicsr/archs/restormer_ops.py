@@ -46,14 +46,25 @@ def gram(qt, kt, chunks=1):
     return (qt.unflatten(2, (chunks, -1)).transpose(-2, -1) @ kt.unflatten(2, (chunks, -1))).sum(2)
 
 
+def _pixel_norms(xt):
+    """L2 norm over the pixels of each channel, (B, heads, H*W, c) -> (B, heads, c).
+
+    On CPU, outside autograd, square-and-sum is about 4x faster than ``vector_norm`` on these strided views
+    (measured); autograd keeps ``vector_norm``, whose gradient at a zero norm is 0 rather than NaN.
+    """
+    if xt.is_cuda or (torch.is_grad_enabled() and xt.requires_grad):
+        return torch.linalg.vector_norm(xt, dim=-2)
+    return xt.square().sum(-2).sqrt()
+
+
 def _attention_weights(qt, kt, temperature, chunks=1):
     """Softmax over channels of the scaled cosine similarity between q's and k's channels.
 
     ``normalize(q) @ normalize(k).T`` is computed as ``(q @ k.T) / (|q| |k|.T)``: the division happens on the
     small (C/heads)^2 matrix instead of on two full-size tensors.
     """
-    q_norm = torch.linalg.vector_norm(qt, dim=-2).clamp_min(NORM_EPS)
-    k_norm = torch.linalg.vector_norm(kt, dim=-2).clamp_min(NORM_EPS)
+    q_norm = _pixel_norms(qt).clamp_min(NORM_EPS)
+    k_norm = _pixel_norms(kt).clamp_min(NORM_EPS)
     cosine = gram(qt, kt, chunks) / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
     return (cosine * temperature).softmax(dim=-1), cosine, q_norm, k_norm
 
