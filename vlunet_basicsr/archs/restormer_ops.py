@@ -5,7 +5,8 @@ gate|value). Autograd would return the gradient of each chunk separately and the
 full-size copy), and its attention gradient comes back in NCHW even when the features are channels_last (a
 second copy before the convolution's backward). The backward passes here write every chunk's gradient
 straight into one buffer laid out like the packed input. The forward arithmetic is shared with the plain
-path, so outputs are identical; gradients agree to float rounding (tests/test_restormer_ops.py).
+path (outputs identical to the no-grad plain path; on CPU the plain path under autograd takes its pixel norms
+from ``vector_norm``, equal to float rounding); gradients agree to float rounding (tests/test_restormer_ops.py).
 
 The plain autograd path is used when ``fused_backward=False``, when no gradient is needed, or under autocast
 (mixed precision keeps autograd's per-op casting rules).
