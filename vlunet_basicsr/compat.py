@@ -189,10 +189,9 @@ def _build_argument_parser():
 def _apply_cpu_allocator(opt, opt_path, is_train):
     """Top-level key ``cpu_allocator`` (tuned | system; default tuned for training, system for testing, whose
     whole large images fragment a never-trimmed heap), applied to runs without a GPU."""
-    from vlunet_basicsr.utils.cpu_allocator import CHOICES, tune_cpu_allocator
+    from vlunet_basicsr.utils.cpu_allocator import check_mode, tune_cpu_allocator
     mode = opt.setdefault('cpu_allocator', 'tuned' if is_train else 'system')
-    if mode not in CHOICES:
-        raise ValueError(f"{opt_path}: cpu_allocator must be one of {', '.join(CHOICES)}, got {mode!r}")
+    check_mode(mode, f'{opt_path}: cpu_allocator')
     if opt['num_gpu'] == 0 or not torch.cuda.is_available():
         tune_cpu_allocator(mode)
 

@@ -5,10 +5,10 @@ unmaps them on free, so each
 training step on CPU faults in, and the kernel zeroes, every large activation again. On the 2-core machine in
 docs/benchmarks that is about 5 CPU-seconds of kernel time per default VLUNet step (128 px, batch 2).
 ``tune_cpu_allocator('tuned')`` makes glibc serve all allocations from its heap and never trim it, so a
-steady training loop reuses the same pages: measured there, 7.8 s -> 4.6 s per step (the release's arithmetic:
-12.0 s -> 6.5 s). The price: the process keeps its peak heap until it exits, and a heap that is never trimmed
-fragments under one-off allocations of very different sizes (restoring a whole 1024x1024 image: 13.0 GB
-instead of 7.3 GB, 111 s instead of 154 s).
+steady training loop reuses the same pages: measured there, 6.35 s -> 4.28 s per step (the release's
+arithmetic: 11.80 s -> 6.61 s). The price: the process keeps its peak heap until it exits, and a heap that is
+never trimmed fragments under one-off allocations of very different sizes (restoring a whole 1024x1024 image:
+11.6 GB instead of 6.3 GB, 71 s instead of 122 s).
 
 Selected by the top-level YAML key ``cpu_allocator`` (applied when the run has no GPU; default ``tuned`` for
 ``basicsr train``, ``system`` for ``basicsr test``), ``basicsr restore --cpu-allocator`` (default ``system``)
@@ -22,6 +22,12 @@ CHOICES = ('tuned', 'system')
 _M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4
 
 
+def check_mode(mode, where='cpu_allocator'):
+    """Raise a ValueError naming ``where`` unless ``mode`` is one of CHOICES."""
+    if mode not in CHOICES:
+        raise ValueError(f"{where} must be one of {', '.join(CHOICES)}, got {mode!r}")
+
+
 def tune_cpu_allocator(mode='tuned'):
     """Apply ``mode`` to this process (and workers forked later).
 
@@ -31,8 +37,7 @@ def tune_cpu_allocator(mode='tuned'):
     Returns:
         bool: True when the tuning was applied; False for 'system' or where glibc is not the C library.
     """
-    if mode not in CHOICES:
-        raise ValueError(f"cpu_allocator must be one of {', '.join(CHOICES)}, got {mode!r}")
+    check_mode(mode)
     if mode == 'system' or platform.system() != 'Linux' or platform.libc_ver()[0] != 'glibc':
         return False
     libc = ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6')
