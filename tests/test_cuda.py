@@ -8,14 +8,13 @@ import torch
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from conftest import reference_file
+from test_vlunet_arch import TINY, assert_fast_path_matches_release
 from vlunet_basicsr.archs import restormer_ops
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
-from vlunet_basicsr.archs.vlunet_release_port_arch import VLUNetReleasePort
 from vlunet_basicsr.utils.precision import autocast
 from vlunet_basicsr.utils.release_checkpoint import split_release_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
-TINY = dict(dim=16, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, de_dim=5)
 
 
 @pytest.fixture(autouse=True)
@@ -41,20 +40,7 @@ def test_release_test_vector_on_cuda(arch, gram_chunk, monkeypatch):
 
 @pytest.mark.parametrize('options', [{}, {'channels_last': False}, {'fused_backward': False}])
 def test_fast_paths_match_the_release_arithmetic_on_cuda(options):
-    torch.manual_seed(0)
-    release = VLUNetReleasePort(**TINY).cuda()
-    fast = VLUNet(**TINY, **options).cuda()
-    fast.load_state_dict(release.state_dict())
-    lq, vector = torch.rand(2, 3, 40, 32, device='cuda'), torch.randn(2, 512, device='cuda')
-    outputs, grads = [], []
-    for net in (release, fast):
-        out = net(lq, vector)
-        out.sub(lq).square().mean().backward()
-        outputs.append(out.detach())
-        grads.append([p.grad for p in net.parameters() if p.requires_grad])
-    assert (outputs[0] - outputs[1]).abs().max().item() < 1e-5
-    for a, b in zip(*grads):
-        assert (a - b).abs().max().item() < 1e-5 * max(1.0, a.abs().max().item())
+    assert_fast_path_matches_release(options, device='cuda')
 
 
 def test_bf16_autocast_forward_and_backward_on_cuda():

@@ -8,20 +8,17 @@ import torch
 import vlunet_basicsr  # noqa: F401
 from basicsr.models import build_model
 from conftest import write_image_pairs, write_yaml
+from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr import compat
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.inference import main as restore_main
 
-TINY_CLIP = {'embed_dim': 32,
-             'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32, 'patch_size': 8, 'head_width': 16},
-             'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 32, 'heads': 2, 'layers': 1}}
-NET = {'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'de_dim': 5, 'degradation_dim': 32}
-CLIP_NET = {'type': 'DegradationCLIP', 'model_name': 'ViT-B-32', 'pretrained': None, 'model_cfg': TINY_CLIP}
+NET = {key: value for key, value in TINY_NET.items() if key != 'type'}
 
 
 def _opt(tmp_path, is_train, train_amp=None, val_amp=None):
     opt = {'name': 'amp', 'model_type': 'VLUNetModel', 'num_gpu': 0, 'is_train': is_train, 'dist': False,
-           'rank': 0, 'world_size': 1, 'network_g': {'type': 'VLUNet', **NET}, 'network_clip': dict(CLIP_NET),
+           'rank': 0, 'world_size': 1, 'network_g': dict(TINY_NET), 'network_clip': dict(TINY_CLIP_NET),
            'path': {'models': str(tmp_path / 'models'), 'training_states': str(tmp_path / 'states')},
            'val': {'amp': val_amp}}
     if is_train:
@@ -111,7 +108,7 @@ def test_bad_speed_options_name_the_yaml_file_and_the_key(tmp_path, section, key
     opt = {'name': 'bad', 'model_type': 'VLUNetModel', 'num_gpu': 0,
            'datasets': {'train': {'name': 't', 'type': 'PairedDegradationDataset', 'dataroot_gt': gt,
                                   'dataroot_lq': lq, 'io_backend': {'type': 'disk'}}},
-           'network_g': {'type': 'VLUNet', **NET}, 'path': {}, 'train': {}, 'val': {}}
+           'network_g': dict(TINY_NET), 'path': {}, 'train': {}, 'val': {}}
     opt[section][key] = value
     path = write_yaml(tmp_path / 'bad_speed.yml', opt)
     with pytest.raises(ValueError) as info:
