@@ -4,6 +4,7 @@
     python scripts/benchmark.py --compare-release --skip-inference   # VLUNet vs the release's arithmetic
     python scripts/benchmark.py --device cuda --batch 32 --amp bf16 --json docs/benchmarks/h100.json
     python scripts/benchmark.py --infer-size 1024 --tile 256 --skip-train
+    python scripts/benchmark.py --device cuda --skip-train --infer-size 1024 --amp bf16 --compile reduce-overhead
 
 --compare-release measures the training step of VLUNet and of VLUNetReleasePort (the release's arithmetic)
 with the same flags, each in a fresh process, and checks on shared weights that their outputs agree.
@@ -28,6 +29,7 @@ import torch
 from vlunet_basicsr.utils import precision
 from vlunet_basicsr.utils.precision import AMP_DTYPES
 
+COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 PRESETS = {
     'default': {},  # the released network
     'small': {'dim': 24, 'num_blocks': [1, 2, 2, 2], 'num_refinement_blocks': 1},
@@ -203,7 +205,12 @@ def main(argv=None):
     parser.add_argument('--fused-backward', choices=['on', 'off'], default='on', help="VLUNet's fused_backward")
     parser.add_argument('--cpu-allocator', choices=['tuned', 'system'], default='tuned',
                         help='see vlunet_basicsr/utils/cpu_allocator.py (applies to every arch alike)')
-    parser.add_argument('--compile', action='store_true')
+    parser.add_argument('--compile', nargs='?', const='default', choices=COMPILE_MODES, metavar='MODE',
+                        help=f"torch.compile the network; MODE is its mode ({', '.join(COMPILE_MODES)}; "
+                             "default: default)")
+    parser.add_argument('--gram-chunk', type=int, metavar='PIXELS',
+                        help='restormer_ops.GRAM_CHUNK, the smallest pixel chunk of the Gram matrices in CUDA '
+                             'inference; 0: one product, no chunks (default: the module\'s value)')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--infer-size', type=int, default=256)
@@ -222,15 +229,20 @@ def main(argv=None):
         tune_cpu_allocator(args.cpu_allocator)
     if (args.compare_release or args.arch == 'VLUNetReleasePort') and args.clip == 'none':
         parser.error('the release arithmetic needs a CLIP vector: use --clip vit-b-32 or --clip small')
+    if args.gram_chunk is not None and args.gram_chunk < 0:
+        parser.error('--gram-chunk must be 0 (no chunks) or a number of pixels')
     if args.compare_release:
         return compare_release(args, argv)
+    if args.gram_chunk is not None:
+        from vlunet_basicsr.archs import restormer_ops
+        restormer_ops.GRAM_CHUNK = args.gram_chunk or sys.maxsize
 
     from vlunet_basicsr.utils.restore_util import restore
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True  # as basicsr's train and test pipelines set it
     torch.manual_seed(0)
     net, clip = build(args, device)
-    model = torch.compile(net) if args.compile else net
+    model = torch.compile(net, mode=args.compile) if args.compile else net
 
     def autocast():
         return precision.autocast(device, AMP_DTYPES[args.amp])

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import torch
+
 from conftest import REPO
 
 
@@ -31,3 +33,26 @@ def test_compare_release_reports_speedup_and_agreement(tmp_path):
     assert set(report['runs']) == {'VLUNet', 'VLUNetReleasePort'} and report['speedup'] > 0
     assert report['max_abs_output_diff'] < 1e-5 and report['max_abs_grad_diff'] < 1e-5
     assert 'speed-up' in proc.stdout
+
+
+def test_compile_mode_and_gram_chunk_reach_torch_compile_and_restormer_ops(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
+    import benchmark
+    from vlunet_basicsr.archs import restormer_ops
+    monkeypatch.setattr(restormer_ops, 'GRAM_CHUNK', restormer_ops.GRAM_CHUNK)
+    modes = []
+
+    def record_compile(net, mode=None):  # stands in for torch.compile, which takes minutes on this CPU
+        modes.append(mode)
+        return net
+
+    monkeypatch.setattr(torch, 'compile', record_compile)
+    common = ['--preset', 'tiny', '--clip', 'none', '--skip-train', '--infer-size', '16', '--warmup', '0',
+              '--repeat', '1', '--cpu-allocator', 'system']
+    assert benchmark.main(common + ['--compile', 'reduce-overhead', '--gram-chunk', '0',
+                                    '--json', str(tmp_path / 'a.json')]) == 0
+    assert modes == ['reduce-overhead'] and restormer_ops.GRAM_CHUNK == sys.maxsize
+    assert benchmark.main(common + ['--compile', '--gram-chunk', '512']) == 0
+    assert modes[-1] == 'default' and restormer_ops.GRAM_CHUNK == 512
+    config = json.loads((tmp_path / 'a.json').read_text())['config']
+    assert config['compile'] == 'reduce-overhead' and config['gram_chunk'] == 0
