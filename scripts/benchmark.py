@@ -26,7 +26,7 @@ import time
 
 import torch
 
-from vlunet_basicsr.utils import precision
+from vlunet_basicsr.utils import cpu_allocator, precision
 from vlunet_basicsr.utils.precision import AMP_DTYPES
 
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
@@ -203,7 +203,7 @@ def main(argv=None):
     parser.add_argument('--memory-format', choices=['channels_last', 'nchw'], default='channels_last',
                         help="VLUNet's channels_last option")
     parser.add_argument('--fused-backward', choices=['on', 'off'], default='on', help="VLUNet's fused_backward")
-    parser.add_argument('--cpu-allocator', choices=['tuned', 'system'], default='tuned',
+    parser.add_argument('--cpu-allocator', choices=cpu_allocator.CHOICES, default='tuned',
                         help='see vlunet_basicsr/utils/cpu_allocator.py (applies to every arch alike)')
     parser.add_argument('--compile', nargs='?', const='default', choices=COMPILE_MODES, metavar='MODE',
                         help=f"torch.compile the network; MODE is its mode ({', '.join(COMPILE_MODES)}; "
@@ -224,9 +224,8 @@ def main(argv=None):
     parser.add_argument('--json', help='write the results here')
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
-    from vlunet_basicsr.utils.cpu_allocator import tune_cpu_allocator
     if args.device == 'cpu':
-        tune_cpu_allocator(args.cpu_allocator)
+        cpu_allocator.tune_cpu_allocator(args.cpu_allocator)
     if (args.compare_release or args.arch == 'VLUNetReleasePort') and args.clip == 'none':
         parser.error('the release arithmetic needs a CLIP vector: use --clip vit-b-32 or --clip small')
     if args.gram_chunk is not None and args.gram_chunk < 0:

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from vlunet_basicsr.data.image_source import list_image_files
+from vlunet_basicsr.utils.cpu_allocator import CHOICES as CPU_ALLOCATORS, tune_cpu_allocator
 from vlunet_basicsr.utils.precision import AMP_DTYPES, autocast
 from vlunet_basicsr.utils.prompts import DEGRADATION_PROMPTS
 
@@ -40,7 +41,7 @@ def _parser():
     parser.add_argument('--half', action='store_const', dest='amp', const='fp16', help='same as --amp fp16')
     parser.add_argument('--compile', action='store_true',
                         help='torch.compile the network (minutes to compile; pays off over many images of one size)')
-    parser.add_argument('--cpu-allocator', choices=['tuned', 'system'], default='system',
+    parser.add_argument('--cpu-allocator', choices=CPU_ALLOCATORS, default='system',
                         help='on CPU: glibc defaults (system, default) or keep freed memory for reuse (tuned: '
                         'faster, but whole large images then need up to twice the memory)')
     parser.add_argument('--explain', action='store_true', help='save key-mixture weights and residual maps')
@@ -124,7 +125,6 @@ def output_names(paths):
 def main(argv=None):
     args = _parser().parse_args(argv)
     import vlunet_basicsr  # noqa: F401
-    from vlunet_basicsr.utils.cpu_allocator import tune_cpu_allocator
     from vlunet_basicsr.utils.plot_util import save_mixture_weights, save_residual_maps
     from vlunet_basicsr.utils.restore_util import compiled, restore
 
