@@ -4,6 +4,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 import torch
 
 from conftest import REPO
@@ -56,3 +57,27 @@ def test_compile_mode_and_gram_chunk_reach_torch_compile_and_restormer_ops(tmp_p
     assert modes[-1] == 'default' and restormer_ops.GRAM_CHUNK == 512
     config = json.loads((tmp_path / 'a.json').read_text())['config']
     assert config['compile'] == 'reduce-overhead' and config['gram_chunk'] == 0
+
+
+def test_compile_regions_compiles_each_block_and_gdm_and_reports_the_first_run(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
+    import benchmark
+    from vlunet_basicsr.archs.restormer_blocks import TransformerBlock
+    from vlunet_basicsr.archs.vlunet_arch import DGDM
+    compiled = []
+
+    def record_compile(module, **compile_args):  # stands in for nn.Module.compile
+        compiled.append((type(module), compile_args))
+
+    monkeypatch.setattr(torch.nn.Module, 'compile', record_compile)
+    common = ['--preset', 'tiny', '--clip', 'none', '--skip-train', '--infer-size', '16', '--warmup', '1',
+              '--repeat', '1', '--cpu-allocator', 'system', '--json', str(tmp_path / 'r.json')]
+    with pytest.raises(SystemExit):
+        benchmark.main(common + ['--compile-regions'])  # needs --compile
+    assert benchmark.main(common + ['--compile', 'max-autotune', '--compile-regions']) == 0
+    # tiny preset: 7 stages of one block plus a one-block refinement, and a D-GDM in each of the 8 stages
+    assert [kind for kind, _ in compiled].count(TransformerBlock) == 8
+    assert [kind for kind, _ in compiled].count(DGDM) == 8 and len(compiled) == 16
+    assert all(args == {'mode': 'max-autotune', 'dynamic': False} for _, args in compiled)
+    whole = json.loads((tmp_path / 'r.json').read_text())['results']['inference_whole']
+    assert whole['first_call_s'] > 0 and whole['seconds'] > 0

@@ -2,9 +2,10 @@
 float64), equal to autograd's, in both memory layouts, with the gradient laid out like the packed input."""
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from vlunet_basicsr.archs import restormer_ops
-from vlunet_basicsr.archs.restormer_ops import channel_attention, gated_gelu, gram, gram_chunks
+from vlunet_basicsr.archs.restormer_ops import channel_attention, gated_gelu, gram, gram_chunks, head_matmul
 
 CL = torch.channels_last
 
@@ -93,6 +94,60 @@ def test_gram_chunks_are_used_for_inference_only(monkeypatch):
     with torch.no_grad():
         chunked = net(lq, vector)
     assert asked and (chunked - expected).abs().max().item() < 1e-5
+
+
+class _FullSizeCopies(TorchDispatchMode):
+    """Counts operations that copy a tensor of at least ``numel`` elements."""
+
+    def __init__(self, numel):
+        super().__init__()
+        self.numel, self.copies = numel, []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        name = func.overloadpacket.__name__
+        if name in ('clone', 'copy_', '_to_copy', 'contiguous', 'cat') and out.numel() >= self.numel:
+            self.copies.append(name)
+        return out
+
+
+@pytest.mark.parametrize('cross', [False, True])
+def test_channel_attention_copies_no_features_of_channels_last_heads(cross):
+    # A product over (B, heads) token views of channels_last features would copy both operands first.
+    torch.manual_seed(0)
+    packed = torch.randn(2, (2 if cross else 3) * 8, 8, 8).contiguous(memory_format=CL).requires_grad_()
+    key = torch.randn(2, 8, 8, 8).contiguous(memory_format=CL).requires_grad_() if cross else None
+    temperature = torch.ones(2, 1, 1, requires_grad=True)
+    with _FullSizeCopies(2 * 8 * 8 * 8) as inference:
+        with torch.no_grad():
+            channel_attention(packed, 2, temperature, key=key)
+    with _FullSizeCopies(2 * 8 * 8 * 8) as training:
+        out = channel_attention(packed, 2, temperature, key=key)
+        out.backward(torch.randn_like(out))
+    assert inference.copies == [] and training.copies == []
+
+
+def test_head_matmul_writes_each_head_into_a_channels_last_output():
+    torch.manual_seed(0)
+    a = restormer_ops._tokens(torch.randn(2, 6, 4, 5).contiguous(memory_format=CL), 3)
+    b = torch.randn(2, 3, 2, 2)
+    out = torch.empty(2, 6, 4, 5).contiguous(memory_format=CL)
+    head_matmul(a, b, out=restormer_ops._tokens(out, 3))
+    assert torch.allclose(restormer_ops._tokens(out, 3), a @ b, atol=1e-6)
+    assert torch.allclose(head_matmul(a.transpose(-2, -1), a), a.transpose(-2, -1) @ a, atol=1e-6)
+
+
+def test_bf16_autocast_inference_attends_in_bf16_like_autograd():
+    # Without a gradient the output is written head by head with out=, which autocast does not cast.
+    torch.manual_seed(0)
+    packed = torch.randn(2, 24, 8, 8).contiguous(memory_format=CL)
+    temperature = torch.rand(2, 1, 1) + 0.5
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        with torch.no_grad():
+            written = channel_attention(packed.bfloat16(), 2, temperature)
+        plain = channel_attention(packed.bfloat16(), 2, temperature.requires_grad_(), fused_backward=False)
+    assert written.dtype == plain.dtype == torch.bfloat16 and written.is_contiguous(memory_format=CL)
+    assert (written.float() - plain.float()).abs().max().item() < 1e-2
 
 
 def test_zero_features_get_no_gradient_through_their_norm():

@@ -173,3 +173,23 @@ def test_vlunet_inside_basicsr_srmodel():
     assert any(not torch.equal(a, b) for a, b in zip(before, model.net_g.parameters()))
     model.test()
     assert model.output.shape == batch['lq'].shape
+
+
+def test_compile_regions_traces_each_block_and_gdm_with_the_same_outputs():
+    import torch._dynamo
+    from torch._dynamo.testing import CompileCounter
+    torch.manual_seed(0)
+    net = VLUNet(dim=16, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, de_dim=5).eval()
+    lq, vector = torch.rand(1, 3, 32, 32), torch.randn(1, 512)
+    with torch.no_grad():
+        expected = net(lq, vector)
+    torch._dynamo.reset()
+    counter = CompileCounter()  # a backend that counts graphs and runs them eagerly
+    assert net.compile_regions(backend=counter) is net
+    with torch.no_grad():
+        out = net(lq, vector)
+    torch._dynamo.reset()
+    # One graph per region kind and shape: blocks and D-GDMs of 16, 32, 64 and 128 channels, and of 32 channels
+    # at full size (decoder level 1 and refinement); the decoder's levels 2-3 reuse the encoder's graphs.
+    assert counter.frame_count == 5 + 5
+    assert torch.allclose(out, expected, atol=1e-6)

