@@ -14,11 +14,12 @@ mkdir -p "$out"
 bench() { name=$1; shift; echo "== $name: $*"; $python "$repo/scripts/benchmark.py" --device cuda --warmup 3 \
     --repeat 10 --json "$out/cuda_$name.json" "$@" || echo "== $name FAILED"; }
 
-# Inference, 1024x1024 whole image, default network: float32 eager, bf16 autocast, bf16 + torch.compile
-# (compilation is in the warm-up, not in the figure).
+# Inference, 1024x1024 whole image, default network: float32 eager, bf16 autocast, bf16 + torch.compile of
+# the whole network and of its blocks and D-GDMs (compilation is in the first run, not in the median).
 bench infer1024_fp32 --skip-train --infer-size 1024
 bench infer1024_bf16 --skip-train --infer-size 1024 --amp bf16
 bench infer1024_bf16_compile --skip-train --infer-size 1024 --amp bf16 --compile
+bench infer1024_bf16_compile_regions --skip-train --infer-size 1024 --amp bf16 --compile --compile-regions
 
 # PSNR of the demo network on the demo test set in the same three settings.
 if [ -d "$demo/demo_output/datasets" ]; then
