@@ -230,8 +230,10 @@ class VLUNet(nn.Module):
         """``torch.compile`` each transformer block and D-GDM in place (regional compilation), the rest eager.
 
         Blocks of one width and size share their compiled code, so a cold compile takes about half as long as
-        compiling the whole network (measured on CPU, default network, 64x64: 62 s against 132 s); fusion across
-        region boundaries is lost. Each region is compiled for static shapes (``dynamic=False`` unless given).
+        compiling the whole network (on CPU, default network, restoring 64x64: first run 50 s against 113 s, then
+        equally fast; docs/benchmarks/cpu_infer64_compile_*.json); fusion across region boundaries is lost. Each
+        region is compiled for static shapes (``dynamic=False`` unless given), so every new input size compiles
+        them again.
 
         Args:
             **compile_args: torch.compile's keyword arguments (``mode``, ``backend``, ...).
