@@ -259,7 +259,7 @@ def main(argv=None):
         if clip is None:
             return None
         with torch.no_grad(), autocast():
-            return clip.encode_image(clip.preprocess(images)).float()
+            return clip.degradation_vector(images)
 
     results = {}
     if not args.skip_inference:

@@ -66,6 +66,21 @@ def test_encoder_outputs_and_zero_shot_probabilities():
     assert probs.shape == (3, 3) and torch.allclose(probs.sum(1), torch.ones(3))
 
 
+def test_degradation_vector_is_the_float32_adapted_image_features_under_any_policy():
+    clip = _tiny_clip().eval()
+    images = torch.rand(2, 3, 40, 48)
+    with torch.no_grad():
+        expected = clip.encode_image(clip.preprocess(images))
+    vector = clip.degradation_vector(images)
+    assert vector.dtype == torch.float32 and not vector.requires_grad
+    assert torch.equal(vector, expected)
+    with torch.autocast('cpu', dtype=torch.bfloat16):
+        low = clip.degradation_vector(images)
+    assert low.dtype == torch.float32 and (low - expected).abs().max() < 0.05 * expected.abs().max()
+    prompts = ['image with noise', 'image with rain', 'image with haze']
+    assert torch.allclose(clip.prompt_probabilities(vector, prompts), clip.classify(clip.preprocess(images), prompts))
+
+
 def test_gradients_reach_adapters_and_temperature_not_the_backbone():
     clip = _tiny_clip().train()
     loss_fn = build_loss({'type': 'DegradationContrastiveLoss'})

@@ -60,6 +60,19 @@ def test_folder_with_every_kind_of_image_and_a_corrupt_file(setup, tmp_path, cap
     assert 'rgb8.png' in captured.out and '(p=' in captured.out
 
 
+def test_clip_encodes_each_image_once_for_both_vector_and_prediction(setup, tmp_path, monkeypatch):
+    from vlunet_basicsr.archs.degradation_clip_arch import DegradationCLIP
+    calls = []
+    encode_image = DegradationCLIP.encode_image
+    monkeypatch.setattr(DegradationCLIP, 'encode_image', lambda self, x: calls.append(x.shape) or encode_image(self, x))
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    for name in ('rgb8.png', 'gray.png'):
+        (folder / name).write_bytes((setup['images'] / name).read_bytes())
+    assert restore_main([str(folder), '-o', str(tmp_path / 'out'), '-opt', setup['opt']]) == 0
+    assert len(calls) == 2
+
+
 def test_tiles_and_weights_only(setup, tmp_path):
     code = restore_main([str(setup['images'] / 'rgb8.png'), '-o', str(tmp_path), '--weights', str(setup['weights']),
                          '--tile', '16', '--tile-overlap', '4'])

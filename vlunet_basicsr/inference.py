@@ -161,9 +161,8 @@ def main(argv=None):
         with torch.no_grad(), autocast(device, AMP_DTYPES[args.amp]):
             vector, line = None, ''
             if clip is not None:
-                clip_images = clip.preprocess(lq)
-                vector = clip.encode_image(clip_images).float()
-                probabilities = clip.classify(clip_images, prompts)[0].float().cpu()
+                vector = clip.degradation_vector(lq)
+                probabilities = clip.prompt_probabilities(vector, prompts)[0].float().cpu()
                 best = int(probabilities.argmax())
                 rows.append([osp.basename(path), prompts[best], f'{probabilities[best]:.4f}',
                              *[f'{p:.4f}' for p in probabilities.tolist()]])

@@ -97,6 +97,15 @@ class DegradationCLIP(nn.Module):
             features = self.backbone.encode_image(clip_images)
         return self.image_adapter(features)
 
+    @torch.no_grad()
+    def degradation_vector(self, images):
+        """The guidance vector of images in [0, 1] (B, C, H, W): adapted image features (B, d) in float32.
+
+        What VLUNet is given, everywhere (training, validation, ``basicsr restore``, the benchmark). No
+        gradient; runs under the caller's autocast policy and returns float32 whatever it is.
+        """
+        return self.encode_image(self.preprocess(images)).float()
+
     def encode_text(self, prompts):
         """Adapted text features (K, d) of a list of prompts."""
         tokens = self.tokenizer(list(prompts)).to(self.mean.device)
@@ -115,8 +124,13 @@ class DegradationCLIP(nn.Module):
         Args:
             logit_scale (float | None): Multiplier of the cosine similarities. Default: the backbone's.
         """
-        image = F.normalize(self.encode_image(clip_images), dim=-1)
-        text = F.normalize(self.encode_text(prompts), dim=-1)
+        return self.prompt_probabilities(self.encode_image(clip_images), prompts, logit_scale)
+
+    @torch.no_grad()
+    def prompt_probabilities(self, image_features, prompts, logit_scale=None):
+        """`classify` from adapted image features (B, d) already computed, e.g. a `degradation_vector`."""
+        image = F.normalize(image_features, dim=-1)
+        text = F.normalize(self.encode_text(prompts), dim=-1).to(image.dtype)
         scale = self.backbone.logit_scale.exp() if logit_scale is None else logit_scale
         return (scale * image @ text.t()).softmax(dim=-1)
 

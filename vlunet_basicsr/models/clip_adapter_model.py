@@ -117,7 +117,7 @@ class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel
         confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)
         similarity_sum = torch.zeros(num_classes, num_classes, dtype=torch.float64)
         for data in dataloader:
-            image = F.normalize(clip.encode_image(clip.preprocess(data['lq'].to(self.device))), dim=-1)
+            image = F.normalize(clip.degradation_vector(data['lq'].to(self.device)), dim=-1)
             similarity = (image @ text.t()).cpu().double()
             labels = data['label'].long().cpu()
             confusion.index_put_((labels, similarity.argmax(dim=1)), torch.ones(len(labels), dtype=torch.float64),

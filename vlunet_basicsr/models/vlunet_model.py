@@ -83,7 +83,7 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
         if self.net_clip is None:
             return None
         with autocast(self.device, self._amp):
-            return self.net_clip.encode_image(self.net_clip.preprocess(lq)).float()
+            return self.net_clip.degradation_vector(lq)
 
     def feed_data(self, data):
         super().feed_data(data)
