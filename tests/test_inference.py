@@ -91,6 +91,11 @@ def test_never_overwrites_the_input(setup, tmp_path, capsys):
     assert image.read_bytes() == before
 
 
+def test_a_missing_input_is_named_as_such(setup, tmp_path, capsys):
+    assert restore_main([str(tmp_path / 'missing.png'), '-o', str(tmp_path / 'out'), '-opt', setup['opt']]) != 0
+    assert f"no image file or folder at {tmp_path / 'missing.png'}" in capsys.readouterr().err
+
+
 def test_restore_subcommand(setup, tmp_path):
     proc = run_basicsr(['restore', str(setup['images'] / 'gray.png'), '-o', str(tmp_path / 'o'), '-opt', setup['opt']],
                        cwd=tmp_path)

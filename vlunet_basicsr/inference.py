@@ -84,6 +84,8 @@ def load_networks(args):
 def list_inputs(path):
     if osp.isfile(path):
         return [path]
+    if not osp.exists(path):
+        raise FileNotFoundError(f'input: no image file or folder at {path}')
     return [osp.join(path, name) for name in list_image_files(path, 'input')]
 
 
