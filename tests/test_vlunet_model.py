@@ -82,6 +82,13 @@ def test_tiling_weights_sum_to_one_and_one_tile_equals_whole_image():
     assert tiled.shape == lq.shape and not torch.allclose(tiled, whole)  # MDTA sees the tile only
 
 
+def test_tiles_in_bf16_are_blended_in_float32():
+    image = torch.rand(1, 3, 70, 45)
+    blended = tiled_restore(lambda patch: patch.bfloat16(), image, tile=32, overlap=8)
+    assert blended.dtype == torch.float32
+    assert (blended - image.bfloat16().float()).abs().max() < 1e-6
+
+
 # Peak resident memory from /proc (VmHWM belongs to the address space, which exec() renews; ru_maxrss
 # would carry over the parent's peak).
 _PEAK = """

@@ -48,7 +48,8 @@ def tiled_restore(restore, image, tile, overlap):
     output = None
     for top, left, weight in layout:
         patch = restore(image[..., top:top + th, left:left + tw])
-        if output is None:
-            output = torch.zeros(*patch.shape[:2], *image.shape[-2:], dtype=patch.dtype, device=image.device)
+        if output is None:  # blended in float32 at least: bf16 sums of the overlaps would add their own rounding
+            dtype = torch.promote_types(patch.dtype, torch.float32)
+            output = torch.zeros(*patch.shape[:2], *image.shape[-2:], dtype=dtype, device=image.device)
         output[..., top:top + th, left:left + tw] += patch * weight
     return output
