@@ -44,4 +44,9 @@ def restore(net, lq, vector=None, tile=None, tile_overlap=32, self_ensemble=Fals
 
     if not self_ensemble:
         return run(lq)
-    return torch.stack([undo_dihedral(run(dihedral(lq, k)), k) for k in range(8)]).mean(dim=0)
+    total = None
+    for k in range(8):
+        output = undo_dihedral(run(dihedral(lq, k)), k)
+        # summed in float32 at least: a bf16 average would round each partial sum
+        total = output.to(torch.promote_types(output.dtype, torch.float32)) if total is None else total + output
+    return total / 8
