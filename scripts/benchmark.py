@@ -258,7 +258,7 @@ def main(argv=None):
     def vector_of(images):
         if clip is None:
             return None
-        with torch.no_grad(), autocast():
+        with autocast():
             return clip.degradation_vector(images)
 
     results = {}

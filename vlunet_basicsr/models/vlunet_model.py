@@ -77,7 +77,6 @@ class VLUNetModel(SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
                     module.linear.requires_grad_(False)
         return super().model_to_device(net)
 
-    @torch.no_grad()
     def degradation_vector_of(self, lq):
         """The adapted CLIP image features of ``lq`` (B, d), or None without ``network_clip``."""
         if self.net_clip is None:
