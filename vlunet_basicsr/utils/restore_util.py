@@ -1,6 +1,7 @@
 """Restoring one batch the way validation, testing and inference all do: optional tiles and x8 self-ensemble."""
 import torch
 
+from vlunet_basicsr.utils.precision import accumulation_dtype
 from vlunet_basicsr.utils.tiling import tiled_restore
 
 
@@ -47,6 +48,5 @@ def restore(net, lq, vector=None, tile=None, tile_overlap=32, self_ensemble=Fals
     total = None
     for k in range(8):
         output = undo_dihedral(run(dihedral(lq, k)), k)
-        # summed in float32 at least: a bf16 average would round each partial sum
-        total = output.to(torch.promote_types(output.dtype, torch.float32)) if total is None else total + output
+        total = output.to(accumulation_dtype(output.dtype)) if total is None else total + output
     return total / 8

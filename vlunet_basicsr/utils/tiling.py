@@ -1,6 +1,8 @@
 """Tiled restoration for images too large to restore at once, with blended seams."""
 import torch
 
+from vlunet_basicsr.utils.precision import accumulation_dtype
+
 
 def _starts(length, tile, stride):
     if length <= tile:
@@ -48,8 +50,8 @@ def tiled_restore(restore, image, tile, overlap):
     output = None
     for top, left, weight in layout:
         patch = restore(image[..., top:top + th, left:left + tw])
-        if output is None:  # blended in float32 at least: bf16 sums of the overlaps would add their own rounding
-            dtype = torch.promote_types(patch.dtype, torch.float32)
-            output = torch.zeros(*patch.shape[:2], *image.shape[-2:], dtype=dtype, device=image.device)
+        if output is None:
+            output = torch.zeros(*patch.shape[:2], *image.shape[-2:], dtype=accumulation_dtype(patch.dtype),
+                                 device=image.device)
         output[..., top:top + th, left:left + tw] += patch * weight
     return output
