@@ -9,13 +9,11 @@ import torch
 
 import vlunet_basicsr  # noqa: F401
 from conftest import run_basicsr, write_yaml
+from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.inference import main as restore_main
 
-TINY_CLIP = {'embed_dim': 32,
-             'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32, 'patch_size': 8, 'head_width': 16},
-             'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 32, 'heads': 2, 'layers': 1}}
-NET = {'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'de_dim': 5, 'degradation_dim': 32}
+NET = {key: value for key, value in TINY_NET.items() if key != 'type'}
 
 
 @pytest.fixture(scope='module')
@@ -23,8 +21,8 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp('restore')
     torch.manual_seed(0)
     torch.save({'params': VLUNet(**NET).state_dict()}, root / 'net_g.pth')
-    opt = {'name': 'restore', 'model_type': 'VLUNetModel', 'network_g': {'type': 'VLUNet', **NET},
-           'network_clip': {'type': 'DegradationCLIP', 'pretrained': None, 'model_cfg': TINY_CLIP},
+    opt = {'name': 'restore', 'model_type': 'VLUNetModel', 'network_g': dict(TINY_NET),
+           'network_clip': dict(TINY_CLIP_NET),
            'path': {'pretrain_network_g': str(root / 'net_g.pth')}}
     images = root / 'images'
     images.mkdir()
