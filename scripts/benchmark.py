@@ -123,7 +123,7 @@ def build_arch(name, args, **overrides):
     options = {**PRESETS[args.preset], **overrides}
     if name == 'VLUNetReleasePort':
         return VLUNetReleasePort(**options)
-    return VLUNet(**options, channels_last=args.memory_format == 'channels_last',
+    return VLUNet(**options, channels_last=args.channels_last,
                   fused_backward=args.fused_backward == 'on')
 
 
@@ -200,8 +200,8 @@ def main(argv=None):
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--amp', choices=list(AMP_DTYPES), default='none', help='see vlunet_basicsr/utils/precision.py')
-    parser.add_argument('--memory-format', choices=['channels_last', 'nchw'], default='channels_last',
-                        help="VLUNet's channels_last option")
+    parser.add_argument('--channels-last', action=argparse.BooleanOptionalAction, default=True,
+                        help="VLUNet's channels_last option: NHWC features (default) or, with --no-channels-last, NCHW")
     parser.add_argument('--fused-backward', choices=['on', 'off'], default='on', help="VLUNet's fused_backward")
     parser.add_argument('--cpu-allocator', choices=cpu_allocator.CHOICES, default='tuned',
                         help='see vlunet_basicsr/utils/cpu_allocator.py (applies to every arch alike)')
@@ -305,6 +305,9 @@ def main(argv=None):
     machine = {'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
                'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'torch': torch.__version__,
                'device': torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}
+    if device.type == 'cuda':  # "float32" convolutions run in TF32 under torch's default
+        machine.update(cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
+                       matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32)
     report = {'machine': machine, 'config': vars(args), 'results': results}
     print(f"{'measure':<22}{'seconds':>10}{'peak MB':>10}  notes")
     for name, values in results.items():

@@ -81,3 +81,23 @@ def test_compile_regions_compiles_each_block_and_gdm_and_reports_the_first_run(t
     assert all(args == {'mode': 'max-autotune', 'dynamic': False} for _, args in compiled)
     whole = json.loads((tmp_path / 'r.json').read_text())['results']['inference_whole']
     assert whole['first_call_s'] > 0 and whole['seconds'] > 0
+
+
+def test_channels_last_switch_reaches_vlunet(tmp_path, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
+    import benchmark
+    from vlunet_basicsr.archs import vlunet_arch
+    built = []
+
+    class RecordingVLUNet(vlunet_arch.VLUNet):
+        def __init__(self, **options):
+            super().__init__(**options)
+            built.append(self.channels_last)
+
+    monkeypatch.setattr(vlunet_arch, 'VLUNet', RecordingVLUNet)
+    common = ['--preset', 'tiny', '--clip', 'none', '--skip-train', '--infer-size', '16', '--warmup', '0',
+              '--repeat', '1', '--cpu-allocator', 'system', '--json', str(tmp_path / 'c.json')]
+    assert benchmark.main(common + ['--no-channels-last']) == 0
+    assert json.loads((tmp_path / 'c.json').read_text())['config']['channels_last'] is False
+    assert benchmark.main(common) == 0 and benchmark.main(common + ['--channels-last']) == 0
+    assert built == [False, True, True]
