@@ -76,6 +76,7 @@ def test_gram_chunks_only_on_cuda_for_batched_products_of_many_pixels(monkeypatc
 
 
 def test_gram_chunks_are_used_for_inference_only(monkeypatch):
+    from test_vlunet_arch import TINY
     from vlunet_basicsr.archs.vlunet_arch import VLUNet
     asked = []
 
@@ -84,7 +85,7 @@ def test_gram_chunks_are_used_for_inference_only(monkeypatch):
         return 4 if qt.shape[2] % 4 == 0 else 1
 
     torch.manual_seed(0)
-    net = VLUNet(dim=16, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, de_dim=5).eval()
+    net = VLUNet(**TINY).eval()
     lq, vector = torch.rand(2, 3, 32, 32), torch.randn(2, 512)
     with torch.no_grad():
         expected = net(lq, vector)

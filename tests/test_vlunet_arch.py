@@ -179,7 +179,7 @@ def test_compile_regions_traces_each_block_and_gdm_with_the_same_outputs():
     import torch._dynamo
     from torch._dynamo.testing import CompileCounter
     torch.manual_seed(0)
-    net = VLUNet(dim=16, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, de_dim=5).eval()
+    net = VLUNet(**TINY).eval()
     lq, vector = torch.rand(1, 3, 32, 32), torch.randn(1, 512)
     with torch.no_grad():
         expected = net(lq, vector)
