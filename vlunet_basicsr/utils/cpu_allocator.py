@@ -5,10 +5,9 @@ unmaps them on free, so each
 training step on CPU faults in, and the kernel zeroes, every large activation again. On the 2-core machine in
 docs/benchmarks that is about 5 CPU-seconds of kernel time per default VLUNet step (128 px, batch 2).
 ``tune_cpu_allocator('tuned')`` makes glibc serve all allocations from its heap and never trim it, so a
-steady training loop reuses the same pages: measured there, 6.55 s -> 4.21 s per step (the release's
-arithmetic: 13.30 s -> 6.91 s). The price: the process keeps its peak heap until it exits, and a heap that is
-never trimmed fragments under one-off allocations of very different sizes (restoring a whole 1024x1024 image:
-11.6 GB instead of 6.3 GB, 71 s instead of 122 s).
+steady training loop reuses the same pages (measured step times: README, "Speed and memory"). The price: the
+process keeps its peak heap until it exits, and a heap that is never trimmed fragments under one-off
+allocations of very different sizes (restoring a whole 1024x1024 image took almost twice the memory).
 
 Selected by the top-level YAML key ``cpu_allocator`` (applied when the run has no GPU; default ``tuned`` for
 ``basicsr train``, ``system`` for ``basicsr test``), ``basicsr restore --cpu-allocator`` (default ``system``)
