@@ -10,9 +10,13 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.clip_adapter import ClipAdapter
 from vlunet_basicsr.utils.clip_preprocess import clip_input
-from vlunet_basicsr.utils.release_checkpoint import convert_adapters, load_weights
+from vlunet_basicsr.utils.option_spec import Option
+from vlunet_basicsr.utils.checkpoint_util import load_weights
+from vlunet_basicsr.utils.release_checkpoint import convert_adapters
 
 ADAPTER_PREFIXES = ('image_adapter.', 'text_adapter.')
+RESAVE_TO_TRUST = ('load it with torch.load(weights_only=False) in a Python session and torch.save the state dict '
+                   'alone (network_clip has no trust switch)')
 
 
 def looks_like_path(value):
@@ -32,7 +36,7 @@ def create_clip_backbone(model_name, pretrained, model_cfg=None):
                                   'randomly initialised (fine for tests and the demo, not for real training).')
         return open_clip.create_model(model_name, pretrained=None, **model_cfg)
     if osp.isfile(pretrained):
-        return open_clip.create_model(model_name, pretrained=pretrained, **model_cfg)
+        return _create_from_file(model_name, pretrained, model_cfg)
     tags = open_clip.list_pretrained_tags_by_model(model_name)
     if looks_like_path(pretrained) or pretrained not in tags:
         raise FileNotFoundError(
@@ -50,6 +54,18 @@ def create_clip_backbone(model_name, pretrained, model_cfg=None):
             f'the Hugging Face cache, ~/.cache/huggingface/hub). Detail: {str(error).splitlines()[0]}') from error
 
 
+def _create_from_file(model_name, path, model_cfg):
+    """open_clip's model with the weights of the local file ``path``; a corrupt or unsafe file is named as such."""
+    try:
+        return open_clip.create_model(model_name, pretrained=path, **model_cfg)
+    except Exception as error:  # noqa: BLE001  (the file or the model config: load_weights tells which)
+        if path.endswith(('.safetensors', '.npz', '.npy')):
+            raise
+        load_weights(path, how_to_trust=RESAVE_TO_TRUST)  # raises a verdict naming the file when the file is bad
+        raise ValueError(f'network_clip.pretrained: {path} is a readable checkpoint but does not fit the '
+                         f'{model_name} model: {type(error).__name__}: {error}') from error
+
+
 @ARCH_REGISTRY.register()
 class DegradationCLIP(nn.Module):
     """Frozen open_clip backbone + image and text adapters that map CLIP features to degradation features.
@@ -65,6 +81,14 @@ class DegradationCLIP(nn.Module):
         model_cfg (dict | None): Overrides of the open_clip model config (e.g. a tiny model for tests).
             Default: None.
     """
+
+    OPTIONS = (
+        Option('model_name', 'str', 'ViT-B-32', 'open_clip model.'),
+        Option('pretrained', 'str', None, 'open_clip tag, local weights file, or ~ for random weights.'),
+        Option('adapter_path', 'str', None, 'Adapters (ours or the released clip_tuned.pth).'),
+        Option('activation', 'str', 'gelu', 'Adapter activation.', choices=('gelu', 'relu', 'silu', 'tanh')),
+        Option('model_cfg', 'dict', None, 'Overrides of the open_clip model config.'),
+    )
 
     def __init__(self, model_name='ViT-B-32', pretrained=None, adapter_path=None, activation='gelu', model_cfg=None):
         super().__init__()
@@ -145,7 +169,7 @@ class DegradationCLIP(nn.Module):
                 f'network_clip.adapter_path: no adapter file at {path}. Use the output of stage-1 adapter tuning '
                 '(experiments/<name>/models/net_clip_latest.pth) or convert the released clip_tuned.pth with '
                 'scripts/convert_official_checkpoint.py.')
-        checkpoint = load_weights(path)
+        checkpoint = load_weights(path, how_to_trust=RESAVE_TO_TRUST)
         if isinstance(checkpoint, dict) and 'learnable_params' in checkpoint:
             state = convert_adapters(checkpoint['learnable_params'])
         elif isinstance(checkpoint, dict) and isinstance(checkpoint.get('params'), dict):

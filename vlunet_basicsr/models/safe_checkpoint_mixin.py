@@ -3,8 +3,7 @@ import os.path as osp
 
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
-from vlunet_basicsr.utils.checkpoint_util import atomic_torch_save
-from vlunet_basicsr.utils.release_checkpoint import load_weights
+from vlunet_basicsr.utils.checkpoint_util import atomic_torch_save, load_weights
 
 
 class SafeCheckpointMixin:

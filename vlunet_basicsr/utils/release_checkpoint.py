@@ -13,39 +13,15 @@ Outputs, each written only when the input holds it:
 """
 import os
 import os.path as osp
-import pickle
 
 import torch
+
+from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError, load_weights
 
 NET_PREFIX = 'net.'
 BACKBONE_PREFIX = 'model_degradation.ad_imageEncoder.clip_model.'
 RELEASE_ADAPTER_PREFIXES = {'ad_imageEncoder.adapter.': 'image_adapter.', 'ad_textEncoder.adapter.': 'text_adapter.'}
 FILE_NAMES = {'network': 'net_g.pth', 'adapters': 'clip_adapter.pth', 'backbone': 'clip_backbone.pth'}
-
-
-class CheckpointFormatError(ValueError):
-    """The file is not a released VLU-Net checkpoint or adapter file, or does not match what was asked."""
-
-
-def load_weights(path, trust_checkpoint=False, how_to_trust='pass --trust-checkpoint (trust_checkpoint=True)'):
-    """``torch.load`` with ``weights_only=True``; a pickle that needs more is refused unless trusted.
-
-    Args:
-        path (str): File to read.
-        trust_checkpoint (bool): Allow arbitrary unpickling (only for files from a source you trust).
-        how_to_trust (str): How the caller's user opts in, for the refusal message.
-    """
-    if not osp.isfile(path):
-        raise FileNotFoundError(f'No such checkpoint file: {path}')
-    try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except pickle.UnpicklingError as error:
-        if not trust_checkpoint:
-            raise CheckpointFormatError(
-                f'{path} needs arbitrary unpickling to load (it holds more than tensors and plain containers), '
-                f'which can run code. If you trust its source, {how_to_trust}. '
-                f'Detail: {str(error).splitlines()[0]}') from error
-    return torch.load(path, map_location='cpu', weights_only=False)
 
 
 def _strip(state, prefix):

@@ -40,18 +40,23 @@ def tile_layout(height, width, tile, overlap, device=None):
     return [(top, left, window / total[top:top + th, left:left + tw]) for top, left in corners], (th, tw)
 
 
-def tiled_restore(restore, image, tile, overlap):
+def tiled_restore(restore, image, tile, overlap, progress=None):
     """Restore ``image`` (B, C, H, W) tile by tile with ``restore`` and blend the overlaps (see `tile_layout`).
 
     Only one tile is in memory at a time besides the output. MDTA attends over the whole tile, so the
     result differs from untiled restoration, except when one tile covers the image.
+
+    Args:
+        progress (callable | None): Called as ``progress(done, total)`` after each tile (e.g. to move a bar).
     """
     layout, (th, tw) = tile_layout(image.shape[-2], image.shape[-1], tile, overlap, image.device)
     output = None
-    for top, left, weight in layout:
+    for done, (top, left, weight) in enumerate(layout, 1):
         patch = restore(image[..., top:top + th, left:left + tw])
         if output is None:
             output = torch.zeros(*patch.shape[:2], *image.shape[-2:], dtype=accumulation_dtype(patch.dtype),
                                  device=image.device)
         output[..., top:top + th, left:left + tw] += patch * weight
+        if progress is not None:
+            progress(done, len(layout))
     return output
