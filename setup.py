@@ -7,6 +7,7 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['vlunet_basicsr', 'vlunet_basicsr.*']),
+    py_modules=['vlunet_basicsr_cli'],  # the `basicsr` command's torch-free front door
     python_requires='>=3.9',
     # Ranges, not pins: requirements.txt pins the tested stack. basicsr builds against the installed torch,
     # so install torch first and basicsr with --no-build-isolation (see scripts/setup_env.sh).
@@ -24,8 +25,9 @@ setup(
         'tqdm>=4.60',
         'tensorboard>=2.10',
         'matplotlib>=3.5',
+        'pytorch-msssim>=1.0',
     ],
     entry_points={
-        'console_scripts': ['basicsr=vlunet_basicsr.cli:main'],
+        'console_scripts': ['basicsr=vlunet_basicsr_cli:main'],
     },
 )

@@ -9,7 +9,7 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.models import build_model
 from conftest import write_image_pairs, write_yaml
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
-from vlunet_basicsr import compat
+from vlunet_basicsr import options
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.inference import main as restore_main
 
@@ -112,7 +112,7 @@ def test_bad_speed_options_name_the_yaml_file_and_the_key(tmp_path, section, key
     opt[section][key] = value
     path = write_yaml(tmp_path / 'bad_speed.yml', opt)
     with pytest.raises(ValueError) as info:
-        compat.parse_options(str(tmp_path), argv=['-opt', path])
+        options.parse_options(str(tmp_path), argv=['-opt', path])
     assert str(info.value).startswith(f'{path}: ') and message in str(info.value)
 
 

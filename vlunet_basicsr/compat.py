@@ -10,18 +10,18 @@ failure it prevents; ``tests/test_compat.py`` has one test per fix that fails wi
 4. Resume maps every tensor with ``.cuda()``: see `load_resume_state`.
 5. ``--auto_resume`` looks in ``./experiments`` instead of the experiment root: see `load_resume_state`.
 6. Only Adam is accepted as optimizer: see `get_optimizer`.
-7. Test mode raises KeyError without ``val.suffix``: see `parse_options`.
-8. ``torch.distributed.launch`` passes ``--local-rank``: see `parse_options`.
+7. Test mode raises KeyError without ``val.suffix``: `vlunet_basicsr.options.parse_options` sets it.
+8. ``torch.distributed.launch`` passes ``--local-rank``: accepted by ``vlunet_basicsr_cli.pipeline_parser``.
 
-Fixes 2, 4, 5, 7 and 8 live in basicsr's option parsing and ``train_pipeline`` helpers; they are replaced
-as module attributes of ``basicsr.train`` / ``basicsr.test`` (the only callers). Fixes 3 and 6 are methods
-of ``BaseModel`` and are patched there, because users also run basicsr's own ``SRModel`` with our archs.
+Fixes 2, 7 and 8 take effect through basicsr's option parsing, which is replaced by our option pipeline
+(`vlunet_basicsr.options`, which calls `init_dist`); fixes 4 and 5 through ``train_pipeline``'s
+``load_resume_state``. Both are replaced as module attributes of ``basicsr.train`` / ``basicsr.test`` (the only
+callers). Fixes 3 and 6 are methods of ``BaseModel`` and are patched there, because users also run basicsr's
+own ``SRModel`` with our archs.
 """
-import argparse
 import importlib
 import os
 import os.path as osp
-import random
 import subprocess
 import sys
 
@@ -124,13 +124,14 @@ def _load_complete_state(path, models_dir, device):
     """The state at ``path`` if it and the network files of its iteration load; else None (and why, on stderr)."""
     import glob
     iteration = osp.basename(path)[:-len('.state')]
+    from vlunet_basicsr.utils.checkpoint_util import load_weights
     try:
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = load_weights(path, map_location=device)
         networks = glob.glob(osp.join(models_dir, f'net_*_{iteration}.pth'))
         if not networks:
             raise FileNotFoundError(f'no net_*_{iteration}.pth beside it in {models_dir}')
         for network in networks:
-            torch.load(network, map_location='cpu', weights_only=True)
+            load_weights(network)
         return state
     except Exception as error:  # truncated, unreadable or incomplete: fall back to the previous state
         print(f'WARNING: cannot resume from {path}: {type(error).__name__}: {error}; trying the previous state',
@@ -151,7 +152,7 @@ def load_resume_state(opt):
         dict | None: The training state, or None when starting fresh.
     """
     from basicsr.utils import check_resume
-    from vlunet_basicsr.utils.checkpoint_util import training_states_newest_first
+    from vlunet_basicsr.utils.checkpoint_util import load_weights, training_states_newest_first
     device = model_device(opt)
     if opt['auto_resume']:
         state, path = None, None
@@ -166,124 +167,12 @@ def load_resume_state(opt):
             return None
         if not osp.isfile(path):
             raise FileNotFoundError(f'path.resume_state: no training state at {path}')
-        state = torch.load(path, map_location=device, weights_only=True)
+        state = load_weights(path, bool(opt['path'].get('trust_checkpoint', False)),
+                             'set path.trust_checkpoint: true in the YAML', map_location=device)
     if state is None:
         return None
     check_resume(opt, state['iter'])
     return state
-
-
-def _build_argument_parser():
-    parser = argparse.ArgumentParser(add_help=True)
-    parser.add_argument('-opt', type=str, required=True, help='Path to option YAML file.')
-    parser.add_argument('--launcher', choices=['none', 'pytorch', 'slurm'], default='none', help='job launcher')
-    parser.add_argument('--auto_resume', action='store_true', help='resume from the latest training state')
-    parser.add_argument('--debug', action='store_true')
-    # Fix 8: torch.distributed.launch (torch >= 2.0) passes --local-rank; older launchers --local_rank.
-    parser.add_argument('--local_rank', '--local-rank', type=int, default=0)
-    parser.add_argument(
-        '--force_yml', nargs='+', default=None, help='Override YAML values. Examples: train:ema_decay=0.999')
-    return parser
-
-
-def _apply_cpu_allocator(opt, opt_path, is_train):
-    """Top-level key ``cpu_allocator`` (tuned | system; default tuned for training, system for testing, whose
-    whole large images fragment a never-trimmed heap), applied to runs without a GPU."""
-    from vlunet_basicsr.utils.cpu_allocator import check_mode, tune_cpu_allocator
-    mode = opt.setdefault('cpu_allocator', 'tuned' if is_train else 'system')
-    check_mode(mode, f'{opt_path}: cpu_allocator')
-    if opt['num_gpu'] == 0 or not torch.cuda.is_available():
-        tune_cpu_allocator(mode)
-
-
-def parse_options(root_path, is_train=True, argv=None):
-    """Replacement for ``basicsr.utils.options.parse_options``, with fixes 2, 7 and 8.
-
-    Same flags and the same resulting ``opt`` as basicsr, except that ``--local-rank`` is accepted (fix 8),
-    ``dist_params`` is honoured for every launcher (fix 2), ``val.suffix`` defaults to None (fix 7), the
-    modules listed under the YAML key ``plugins`` are imported, and before anything is built every ``type`` is
-    checked against its registry, every key of our own classes against their options, and every data and
-    weight path for existence (all problems reported at once). ``--force_yml`` values are parsed as YAML.
-    Runs without a GPU get the CPU allocator chosen by ``cpu_allocator`` (`vlunet_basicsr.utils.cpu_allocator`).
-
-    Args:
-        root_path (str): Where ``experiments/``, ``results/`` and ``tb_logger/`` are created.
-        is_train (bool): Training or test mode.
-        argv (list[str] | None): Arguments; default ``sys.argv[1:]``.
-
-    Returns:
-        tuple[dict, argparse.Namespace]: Options and parsed arguments.
-    """
-    from basicsr.utils import set_random_seed
-    from basicsr.utils.dist_util import get_dist_info
-    from vlunet_basicsr.utils import options_util
-
-    args = _build_argument_parser().parse_args(argv)
-    opt = options_util.load_yaml(args.opt)
-    options_util.import_plugins(opt.get('plugins'), args.opt)
-    if args.force_yml is not None:
-        options_util.force_values(opt, args.force_yml)
-    options_util.check_registered_types(opt, args.opt)
-    options_util.check_option_keys(opt, args.opt)
-    options_util.check_speed_options(opt, args.opt)
-    options_util.check_required_paths(opt, args.opt)
-
-    if args.launcher == 'none':
-        opt['dist'] = False
-        print('Disable distributed.', flush=True)
-    else:
-        opt['dist'] = True
-        init_dist(args.launcher, **(opt.get('dist_params') or {}))
-    opt['rank'], opt['world_size'] = get_dist_info()
-
-    seed = opt.get('manual_seed')
-    if seed is None:
-        seed = random.randint(1, 10000)
-        opt['manual_seed'] = seed
-    set_random_seed(seed + opt['rank'])
-
-    opt['auto_resume'] = args.auto_resume
-    opt['is_train'] = is_train
-    if args.debug and not opt['name'].startswith('debug'):
-        opt['name'] = 'debug_' + opt['name']
-    if opt.get('num_gpu', 'auto') == 'auto':
-        opt['num_gpu'] = torch.cuda.device_count()
-    _apply_cpu_allocator(opt, args.opt, is_train)
-
-    for phase, dataset in opt['datasets'].items():
-        dataset['phase'] = phase.split('_')[0]
-        if 'scale' in opt:
-            dataset['scale'] = opt['scale']
-        for key in ('dataroot_gt', 'dataroot_lq'):
-            if dataset.get(key) is not None:
-                dataset[key] = osp.expanduser(dataset[key])
-
-    opt.setdefault('path', {})
-    for key, val in opt['path'].items():
-        if val is not None and ('resume_state' in key or 'pretrain_network' in key):
-            opt['path'][key] = osp.expanduser(val)
-    if opt.get('val') is not None:
-        opt['val'].setdefault('suffix', None)  # fix 7: SRModel reads opt['val']['suffix'] in test mode
-        opt['val'].setdefault('save_img', False)  # read unconditionally by basicsr's pipelines
-
-    if is_train:
-        experiments_root = osp.join(root_path, 'experiments', opt['name'])
-        opt['path']['experiments_root'] = experiments_root
-        opt['path']['models'] = osp.join(experiments_root, 'models')
-        opt['path']['training_states'] = osp.join(experiments_root, 'training_states')
-        opt['path']['log'] = experiments_root
-        opt['path']['visualization'] = osp.join(experiments_root, 'visualization')
-        if 'debug' in opt['name']:
-            if opt.get('val') is not None:
-                opt['val']['val_freq'] = 8
-            opt['logger']['print_freq'] = 1
-            opt['logger']['save_checkpoint_freq'] = 8
-    else:
-        results_root = osp.join(root_path, 'results', opt['name'])
-        opt['path']['results_root'] = results_root
-        opt['path']['log'] = results_root
-        opt['path']['visualization'] = osp.join(results_root, 'visualization')
-    return opt, args
 
 
 def apply():
@@ -295,6 +184,7 @@ def apply():
     import basicsr.test
     import basicsr.train
     from basicsr.models.base_model import BaseModel
+    from vlunet_basicsr.options import parse_options
     basicsr.train.parse_options = parse_options
     basicsr.test.parse_options = parse_options
     basicsr.train.load_resume_state = load_resume_state

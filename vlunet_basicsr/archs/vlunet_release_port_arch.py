@@ -90,6 +90,8 @@ class VLUNetReleasePort(VLUNet):
     Args: as :class:`VLUNet` (YAML ``network_g``); ``channels_last`` and ``fused_backward`` are always off.
     """
 
+    OPTIONS = tuple(o for o in VLUNet.OPTIONS if o.name not in ('channels_last', 'fused_backward'))
+
     def __init__(self, **kwargs):
         # NCHW input and autograd's own backward (the GDFN gate then takes restormer_ops' plain path,
         # which is the release's gelu(gate) * value).

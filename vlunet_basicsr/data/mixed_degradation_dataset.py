@@ -12,6 +12,7 @@ from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import DATASET_REGISTRY
 from vlunet_basicsr.data.degradations import add_gaussian_noise, noise_rng
 from vlunet_basicsr.data.image_source import ImageSource, to_sample
+from vlunet_basicsr.utils.option_spec import REQUIRED, Option
 
 
 def _pad_to_at_least(image, size):
@@ -91,8 +92,24 @@ class MixedDegradationDataset(data.Dataset):
     and ``source`` (the source's name). Training noise is drawn from ``np.random`` (seeded per worker by BasicSR).
     """
 
-    OPTION_KEYS = frozenset({'sources', 'sampling', 'samples_per_epoch', 'sampling_seed', 'gt_size', 'pad_if_smaller',
-                             'use_hflip', 'use_rot', 'noise_seed', 'skip_bad_samples'})
+    SOURCE_OPTIONS = ImageSource.OPTIONS + (
+        Option('repeat', 'int', 1, "sampling 'repeat': times per epoch.", minimum=0),
+        Option('weight', 'float', 1.0, "sampling 'balanced': share of each epoch.", minimum=0),
+    )
+    OPTIONS = (
+        Option('sources', 'list[dict]', REQUIRED, 'The degradation sources.', entries=SOURCE_OPTIONS,
+               entry_owner='a source'),
+        Option('sampling', 'str', 'repeat', 'How sources fill an epoch.', choices=('repeat', 'balanced')),
+        Option('samples_per_epoch', 'int', None, 'Balanced only: samples per epoch.', minimum=1),
+        Option('sampling_seed', 'int', 0, 'Balanced only: which images fill each share.', minimum=0),
+        Option('gt_size', 'int', REQUIRED, 'Side of the random training crop; ~ for full images.', minimum=1,
+               nullable=True),
+        Option('noise_seed', 'int', None, 'Fixed noise per (seed, image, sigma) instead of fresh noise.', minimum=0),
+        Option('pad_if_smaller', 'bool', True, 'Reflect-pad images smaller than gt_size.'),
+        Option('use_hflip', 'bool', True, 'Random horizontal flips.'),
+        Option('use_rot', 'bool', True, 'Random vertical flips and 90-degree rotations.'),
+        Option('skip_bad_samples', 'bool', False, 'Skip unreadable or corrupt images (each logged once).'),
+    )
 
     def __init__(self, opt):
         super().__init__()

@@ -4,6 +4,7 @@ from torch.utils import data
 from basicsr.utils.registry import DATASET_REGISTRY
 from vlunet_basicsr.data.degradations import add_gaussian_noise, noise_rng
 from vlunet_basicsr.data.image_source import ImageSource, to_sample
+from vlunet_basicsr.utils.option_spec import Option
 
 
 @DATASET_REGISTRY.register()
@@ -20,7 +21,10 @@ class PairedDegradationDataset(data.Dataset):
     A sample: ``lq``, ``gt`` (float CHW RGB in [0, 1]), ``label``, ``text``, ``lq_path``, ``gt_path``, ``source``.
     """
 
-    OPTION_KEYS = ImageSource.OPTION_KEYS | {'noise_seed', 'crop_to_multiple'}
+    OPTIONS = ImageSource.OPTIONS + (
+        Option('noise_seed', 'int', 0, 'Seed of the deterministic noise of each image.', minimum=0),
+        Option('crop_to_multiple', 'int', None, 'Crop so that sides are multiples of this.', minimum=1),
+    )
 
     def __init__(self, opt):
         super().__init__()

@@ -6,6 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import LOSS_REGISTRY
+from vlunet_basicsr.utils.option_spec import Option
 
 #: CLIP clamps its logit scale (1 / temperature) at 100.
 MAX_LOGIT_SCALE = 100.0
@@ -35,6 +36,15 @@ class DegradationContrastiveLoss(nn.Module):
         multi_positive (bool): An image's positives are every prompt and every other batch image sharing its
             label (supervised-contrastive style), for rare degradations. Default: False.
     """
+
+    OPTIONS = (
+        Option('loss_weight', 'float', 1.0, 'Weight of the loss.', minimum=0),
+        Option('reduction', 'str', 'mean', 'Reduction over images.', choices=('mean', 'sum', 'none')),
+        Option('temperature', 'float', 0.07, 'Initial temperature tau.', minimum=0.01),
+        Option('learnable_temperature', 'bool', True, 'Train tau.'),
+        Option('symmetric', 'bool', False, 'Add the text->image direction.'),
+        Option('multi_positive', 'bool', False, 'Same-label images are positives too.'),
+    )
 
     def __init__(self, loss_weight=1.0, reduction='mean', temperature=0.07, learnable_temperature=True,
                  symmetric=False, multi_positive=False):

@@ -4,6 +4,7 @@ import math
 from torch.optim.lr_scheduler import LRScheduler
 
 from basicsr.utils.registry import Registry
+from vlunet_basicsr.utils.option_spec import REQUIRED, Option
 
 SCHEDULER_REGISTRY = Registry('scheduler')
 
@@ -23,6 +24,14 @@ class LinearWarmupCosineLR(LRScheduler):
         eta_min (float): Final learning rate. Default: 0.
         warmup_start_factor (float): lr at iteration 0 as a fraction of the base lr. Default: 0.
     """
+
+    OPTIONS = (
+        Option('warmup_iter', 'int', REQUIRED, 'Warm-up iterations.', minimum=0),
+        Option('total_iter', 'int', REQUIRED, 'Iteration where the cosine reaches eta_min.', minimum=1),
+        Option('eta_min', 'float', 0.0, 'Final learning rate.', minimum=0),
+        Option('warmup_start_factor', 'float', 0.0, 'lr at iteration 0 as a fraction of the base lr.', minimum=0,
+               maximum=1),
+    )
 
     def __init__(self, optimizer, warmup_iter, total_iter, eta_min=0.0, warmup_start_factor=0.0, last_epoch=-1):
         if not 0 <= warmup_iter < total_iter:

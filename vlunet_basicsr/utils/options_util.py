@@ -1,13 +1,33 @@
-"""Reading option files: YAML loading, plugin imports, ``--force_yml`` overrides and registry checks."""
-import difflib
-import os
+"""Reading option files: YAML loading, plugin imports and ``--force_yml`` overrides."""
 import importlib
+import os
 import os.path as osp
+import re
+import sys
 from importlib import metadata
 
 import yaml
 
 PLUGIN_ENTRY_POINT_GROUP = 'basicsr.plugins'
+
+
+class OptionLoader(yaml.SafeLoader):
+    """YAML's safe loader, reading ``1e-4`` as a number.
+
+    YAML 1.1 (PyYAML) reads a float only with a dot (``1.0e-4``), so ``lr: 2e-4`` and ``--force_yml
+    train:optim_g:lr=1e-4`` would give strings; BasicSR's own files write ``!!float 2e-4`` for that reason.
+    Here every plain scalar in exponent notation is a float, as in YAML 1.2 and JSON.
+    """
+
+
+OptionLoader.add_implicit_resolver(
+    'tag:yaml.org,2002:float', re.compile(r'^[-+]?(?:[0-9][0-9_]*)(?:\.[0-9_]*)?[eE][-+]?[0-9]+$'),
+    list('-+0123456789'))
+
+
+def parse_yaml(text):
+    """Parse option text (a file's content or a ``--force_yml`` value) with `OptionLoader`."""
+    return yaml.load(text, Loader=OptionLoader)
 
 
 def load_yaml(path):
@@ -16,7 +36,7 @@ def load_yaml(path):
         raise FileNotFoundError(f'Option file not found: {path}')
     with open(path, encoding='utf-8') as f:
         try:
-            opt = yaml.safe_load(f)
+            opt = parse_yaml(f)
         except yaml.YAMLError as error:
             raise ValueError(f'{path}: invalid YAML: {error}') from error
     if not isinstance(opt, dict):
@@ -35,12 +55,19 @@ def import_entry_point_plugins():
 
 
 def import_plugins(module_names, opt_path):
-    """Import the modules listed under the top-level YAML key ``plugins`` (they register their classes)."""
+    """Import the modules listed under the top-level YAML key ``plugins`` (they register their classes).
+
+    As with ``python -m``, the working folder is searched first, so a module beside the experiment is found
+    without ``PYTHONPATH``.
+    """
     import_entry_point_plugins()
     if module_names is None:
         return
     if isinstance(module_names, str) or not isinstance(module_names, list):
         raise ValueError(f'{opt_path}: plugins: expected a list of module names, got {module_names!r}')
+    working_folder = os.getcwd()
+    if working_folder not in (osp.abspath(p or '.') for p in sys.path):
+        sys.path.insert(0, working_folder)
     for name in module_names:
         try:
             importlib.import_module(name)
@@ -60,143 +87,4 @@ def force_values(opt, entries):
             if not isinstance(node, dict) or key not in node:
                 raise KeyError(f"--force_yml '{entry}': no option '{':'.join(parents[:depth + 1])}'")
             node = node[key]
-        node[last] = yaml.safe_load(value)
-
-
-def _registries():
-    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
-    return ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
-
-
-def _typed_entries(opt):
-    """Yield (yaml key path, registry name, type name) for every ``type`` that a BasicSR builder will look up."""
-    arch, dataset, loss, metric, model = _registries()
-    if 'model_type' in opt:
-        yield 'model_type', model, opt['model_type']
-    for key, value in opt.items():
-        if key.startswith('network_') and isinstance(value, dict) and 'type' in value:
-            yield f'{key}.type', arch, value['type']
-    for phase, dataset_opt in (opt.get('datasets') or {}).items():
-        if isinstance(dataset_opt, dict) and 'type' in dataset_opt:
-            yield f'datasets.{phase}.type', dataset, dataset_opt['type']
-    for key, value in (opt.get('train') or {}).items():
-        if key.endswith('_opt') and isinstance(value, dict) and 'type' in value:
-            yield f'train.{key}.type', loss, value['type']
-    for name, metric_opt in ((opt.get('val') or {}).get('metrics') or {}).items():
-        if isinstance(metric_opt, dict) and 'type' in metric_opt:
-            yield f'val.metrics.{name}.type', metric, metric_opt['type']
-
-
-def check_registered_types(opt, opt_path):
-    """Fail before building anything if a ``type`` is not registered, listing the registered names."""
-    problems = []
-    for key, registry, name in _typed_entries(opt):
-        if name in registry or f'{name}_basicsr' in registry:
-            continue
-        names = sorted(registry.keys())
-        close = difflib.get_close_matches(str(name), names, n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ''
-        problems.append(f"{key}: '{name}' is not in the {registry._name} registry.{hint} "
-                        f"Registered: {', '.join(names)}")
-    if problems:
-        raise ValueError(f'{opt_path}:\n  ' + '\n  '.join(problems))
-
-
-#: Keys that BasicSR's dataloader builder and option parser read from every dataset entry.
-LOADER_KEYS = frozenset({'name', 'type', 'phase', 'scale', 'batch_size_per_gpu', 'num_worker_per_gpu',
-                         'dataset_enlarge_ratio', 'prefetch_mode', 'num_prefetch_queue', 'pin_memory',
-                         'persistent_workers', 'use_shuffle'})
-
-
-def _ours(cls):
-    return cls.__module__.startswith('vlunet_basicsr.')
-
-
-def _keyword_names(cls):
-    """Keyword arguments of ``cls.__init__``, or None when it takes ``**kwargs``."""
-    import inspect
-    parameters = list(inspect.signature(cls.__init__).parameters.values())[1:]
-    if any(p.kind == p.VAR_KEYWORD for p in parameters):
-        return None
-    return {p.name for p in parameters}
-
-
-def _unknown(given, valid, where, class_name):
-    problems = []
-    for key in sorted(set(given) - set(valid)):
-        close = difflib.get_close_matches(key, sorted(valid), n=1)
-        hint = f" Did you mean '{close[0]}'?" if close else ''
-        problems.append(f"{where}: unknown option '{key}' for {class_name}.{hint}")
-    return problems
-
-
-def check_option_keys(opt, opt_path):
-    """Fail on an unknown key of one of our classes (archs, losses, datasets and their sources), naming the
-    closest valid key."""
-    from vlunet_basicsr.data.image_source import ImageSource
-    arch, dataset, loss, _, _ = _registries()
-    problems = []
-    for key, registry, name in _typed_entries(opt):
-        if registry not in (arch, loss, dataset):
-            continue
-        cls = registry.get(name)
-        if not _ours(cls):
-            continue
-        where = key[:-len('.type')]
-        entry = opt
-        for part in where.split('.'):
-            entry = entry[part]
-        if registry is dataset:
-            problems += _unknown(entry, cls.OPTION_KEYS | LOADER_KEYS, where, name)
-            for i, source in enumerate(entry.get('sources') or []):
-                if isinstance(source, dict):
-                    problems += _unknown(source, ImageSource.OPTION_KEYS | {'repeat', 'weight'},
-                                         f'{where}.sources[{i}]', 'a source')
-        else:
-            valid = _keyword_names(cls)
-            if valid is not None:
-                problems += _unknown(entry, valid | {'type'}, where, name)
-    if problems:
-        raise ValueError(f'{opt_path}:\n  ' + '\n  '.join(problems))
-
-
-def check_speed_options(opt, opt_path):
-    """``train.amp``, ``val.amp`` (`vlunet_basicsr.utils.precision`) and ``val.compile``, named with the YAML file."""
-    from vlunet_basicsr.utils.precision import amp_dtype, train_amp_dtype
-    from vlunet_basicsr.utils.restore_util import compile_arguments
-    val_opt = opt.get('val') or {}
-    try:
-        train_amp_dtype((opt.get('train') or {}).get('amp'))
-        amp_dtype(val_opt.get('amp'), 'val.amp')
-        compile_arguments(val_opt.get('compile'))
-    except ValueError as error:
-        raise ValueError(f'{opt_path}: {error}') from None
-
-
-def _path_entries(opt):
-    """(yaml key, path) of every file or folder the options need to exist before training or testing."""
-    from vlunet_basicsr.archs.degradation_clip_arch import looks_like_path
-    for phase, dataset_opt in (opt.get('datasets') or {}).items():
-        entries = [(f'datasets.{phase}', dataset_opt)]
-        entries += [(f'datasets.{phase}.sources[{i}]', s) for i, s in enumerate(dataset_opt.get('sources') or [])]
-        for where, entry in entries:
-            for key in ('dataroot_gt', 'dataroot_lq', 'meta_info_file'):
-                if isinstance(entry, dict) and entry.get(key) is not None:
-                    yield f'{where}.{key}', entry[key]
-    for key, value in opt.items():
-        if key.startswith('network_') and isinstance(value, dict):
-            if value.get('adapter_path') is not None:
-                yield f'{key}.adapter_path', value['adapter_path']
-            pretrained = value.get('pretrained')
-            if isinstance(pretrained, str) and looks_like_path(pretrained):
-                yield f'{key}.pretrained', pretrained
-    for key, value in (opt.get('path') or {}).items():
-        if value is not None and (key.startswith('pretrain_network') or key == 'resume_state'):
-            yield f'path.{key}', value
-
-
-def check_required_paths(opt, opt_path):
-    """Check every data and weight path of the options at once; list all that do not exist."""
-    missing = [f'{key}: {path}' for key, path in _path_entries(opt) if not os.path.exists(os.path.expanduser(path))]
-    if missing:
-        raise FileNotFoundError(f'{opt_path}: {len(missing)} path(s) do not exist:\n  ' + '\n  '.join(missing))
+        node[last] = parse_yaml(value)

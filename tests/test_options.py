@@ -1,0 +1,265 @@
+"""The option pipeline: declared keys and values, required keys, plain names, numbers, plugins, the torch-free CLI."""
+import inspect
+import os
+import os.path as osp
+import re
+import subprocess
+import sys
+
+import pytest
+
+import vlunet_basicsr  # noqa: F401
+from conftest import REPO, run_basicsr, write_image_pairs, write_yaml
+from vlunet_basicsr import options
+from vlunet_basicsr.options.reference import declaring_classes, render_reference
+
+TINY_NET = {'type': 'VLUNet', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'de_dim': 5}
+
+
+def _train_opt(gt, lq, name='opts'):
+    return {'name': name, 'model_type': 'VLUNetModel', 'num_gpu': 0, 'manual_seed': 0,
+            'datasets': {'train': {'name': 'mix', 'type': 'MixedDegradationDataset', 'gt_size': 16,
+                                   'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2,
+                                   'sources': [{'name': 'derain', 'label': 4, 'dataroot_gt': gt, 'dataroot_lq': lq},
+                                               {'name': 'noise', 'label': 0, 'dataroot_gt': gt, 'noise_sigma': 15}]}},
+            'network_g': dict(TINY_NET), 'network_clip': None, 'path': {},
+            'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3}, 'total_iter': 2,
+                      'scheduler': {'type': 'MultiStepLR', 'milestones': [1000], 'gamma': 0.5},
+                      'pixel_opt': {'type': 'L1Loss'}},
+            'logger': {'print_freq': 1, 'save_checkpoint_freq': 1, 'use_tb_logger': False}}
+
+
+def _parse(tmp_path, opt, *extra, is_train=True):
+    path = write_yaml(tmp_path / 'o.yml', opt)
+    return path, options.parse_options(str(tmp_path), is_train, argv=['-opt', path, *extra])
+
+
+def _problems(tmp_path, opt, *extra, error=ValueError, is_train=True):
+    path = write_yaml(tmp_path / 'o.yml', opt)
+    with pytest.raises(error) as info:
+        options.parse_options(str(tmp_path), is_train, argv=['-opt', path, *extra])
+    message = str(info.value)
+    assert message.startswith(f'{path}:'), message
+    return message
+
+
+def _set(opt, dotted, value):
+    *parents, last = dotted.split('.')
+    node = opt
+    for part in parents:
+        node = node[int(part)] if isinstance(node, list) else node[part]
+    node[last] = value
+
+
+@pytest.mark.parametrize('key, value, expected', [
+    ('datasets.train.gt_size', 'big', "datasets.train.gt_size: 'big' is not an integer >= 1"),
+    ('datasets.train.gt_size', 0, 'datasets.train.gt_size: 0 is out of range; expected an integer >= 1'),
+    ('datasets.train.sources.1.noise_sigma', 'high', "datasets.train.sources[1].noise_sigma: 'high' is not a number"),
+    ('datasets.train.sources.1.noise_sigma', -5, 'datasets.train.sources[1].noise_sigma: -5 is out of range'),
+    ('datasets.train.sources.0.label', 'rain', "datasets.train.sources[0].label: 'rain' is not an integer"),
+    ('train.optim_g.lr', 'fast', "train.optim_g.lr: 'fast' is not a number >= 0"),
+    ('train.optim_g.weight_decay', 'lots', "train.optim_g.weight_decay: 'lots' is not a number"),
+    ('datasets.train.batch_size_per_gpu', 0, 'datasets.train.batch_size_per_gpu: 0 is out of range'),
+    ('network_g.dim', 8, 'network_g.dim: 8 is out of range; expected an integer >= 10'),
+    ('network_g.num_blocks', [1, 1], 'network_g.num_blocks: [1, 1] has 2 entries; expected a list of 4 integers'),
+    ('datasets.train.sampling', 'random', "datasets.train.sampling: 'random' is not one of 'repeat', 'balanced'"),
+])
+def test_a_wrong_value_names_the_key_the_file_and_the_value(tmp_path, key, value, expected):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=2)
+    opt = _train_opt(gt, lq)
+    _set(opt, key, value)
+    assert expected in _problems(tmp_path, opt)
+
+
+def test_force_yml_values_are_checked_like_the_file(tmp_path):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=2)
+    message = _problems(tmp_path, _train_opt(gt, lq), '--force_yml', 'train:total_iter=many')
+    assert "train.total_iter: 'many' is not an integer >= 1" in message
+
+
+@pytest.mark.parametrize('remove, expected', [
+    ('name', 'name: required'),
+    ('datasets', 'datasets: required'),
+    ('network_g', 'network_g: required'),
+    ('train.total_iter', 'train.total_iter: required'),
+    ('datasets.train.batch_size_per_gpu', 'datasets.train.batch_size_per_gpu: required in training'),
+    ('logger', 'logger: required in training'),
+])
+def test_a_missing_required_key_is_named(tmp_path, remove, expected):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=2)
+    opt = _train_opt(gt, lq)
+    *parents, last = remove.split('.')
+    node = opt
+    for part in parents:
+        node = node[part]
+    del node[last]
+    assert expected in _problems(tmp_path, opt)
+
+
+def test_problems_of_several_keys_are_reported_together(tmp_path):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=2)
+    opt = _train_opt(gt, lq)
+    opt['datasets']['train']['gt_size'] = 'big'
+    opt['train']['optim_g']['lr'] = 'fast'
+    opt['network_g']['dimm'] = 16
+    message = _problems(tmp_path, opt)
+    assert 'gt_size' in message and 'optim_g.lr' in message and "Did you mean 'dim'?" in message
+
+
+def test_numbers_in_exponent_notation_are_numbers(tmp_path):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=2)
+    path = write_yaml(tmp_path / 'o.yml', _train_opt(gt, lq))
+    text = open(path).read().replace('lr: 0.001', 'lr: 2e-4')
+    assert 'lr: 2e-4' in text
+    open(path, 'w').write(text)
+    opt, _ = options.parse_options(str(tmp_path), argv=['-opt', path])
+    assert opt['train']['optim_g']['lr'] == 2e-4  # YAML 1.1 alone reads the string '2e-4'
+    opt, _ = options.parse_options(str(tmp_path), argv=['-opt', path, '--force_yml', 'train:optim_g:lr=1e-4',
+                                                        'logger:save_checkpoint_freq=5e3'])
+    assert opt['train']['optim_g']['lr'] == 1e-4 and isinstance(opt['train']['optim_g']['lr'], float)
+    assert opt['logger']['save_checkpoint_freq'] == 5000 and isinstance(opt['logger']['save_checkpoint_freq'], int)
+
+
+@pytest.mark.parametrize('key, value', [
+    ('name', '../../victim'), ('name', '/tmp/elsewhere'), ('name', 'a/b'), ('name', '..'),
+    ('datasets.train.name', '../out'), ('val.suffix', '../x'),
+])
+def test_names_that_leave_their_folder_are_refused(tmp_path, key, value):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=2)
+    opt = _train_opt(gt, lq)
+    opt['val'] = {'save_img': False}
+    _set(opt, key, value)
+    message = _problems(tmp_path, opt)
+    assert f'{key}: {value!r} is not a plain name' in message
+
+
+def test_an_escaping_experiment_name_touches_no_user_folder(tmp_path):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=2)
+    victim = tmp_path / 'victim'
+    victim.mkdir()
+    (victim / 'thesis.tex').write_text('years of work')
+    work = tmp_path / 'work' / 'deeper'
+    work.mkdir(parents=True)
+    opt_path = write_yaml(tmp_path / 'escape.yml', _train_opt(gt, lq, name='../../victim'))
+    proc = run_basicsr(['train', '-opt', opt_path], cwd=work)
+    assert proc.returncode != 0 and "name: '../../victim' is not a plain name" in proc.stderr
+    assert sorted(os.listdir(tmp_path)) == ['data', 'escape.yml', 'victim', 'work']
+    assert os.listdir(victim) == ['thesis.tex'] and (victim / 'thesis.tex').read_text() == 'years of work'
+    assert os.listdir(work) == []
+    test_opt = _train_opt(gt, lq, name='../../victim')
+    test_opt['datasets'] = {'test_1': {'name': 'set', 'type': 'PairedDegradationDataset', 'label': 4,
+                                       'dataroot_gt': gt, 'dataroot_lq': lq}}
+    proc = run_basicsr(['test', '-opt', write_yaml(tmp_path / 'escape_test.yml', test_opt)], cwd=work)
+    assert proc.returncode != 0 and "name: '../../victim' is not a plain name" in proc.stderr
+    assert os.listdir(victim) == ['thesis.tex'] and os.listdir(work) == []
+
+
+_PLUGIN = '''
+from torch import nn
+from basicsr.utils.registry import ARCH_REGISTRY
+
+
+@ARCH_REGISTRY.register()
+class WorkingFolderNet(nn.Module):
+    def forward(self, x):
+        return x
+'''
+
+
+def test_plugin_modules_are_found_in_the_working_folder(tmp_path):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=2)
+    (tmp_path / 'my_folder_plugin.py').write_text(_PLUGIN)
+    opt = _train_opt(gt, lq)
+    opt['plugins'] = ['my_folder_plugin']
+    opt['model_type'] = 'SRModel'
+    opt['network_g'] = {'type': 'WorkingFolderNet'}
+    del opt['network_clip']
+    path = write_yaml(tmp_path / 'plugin.yml', opt)
+    # -I: no script folder or '' on sys.path, as under the `basicsr` console script (pytest would add them).
+    code = ('import sys; from vlunet_basicsr import options\n'
+            f'options.parse_options({str(tmp_path)!r}, argv=["-opt", {path!r}])\n'
+            'from basicsr.utils.registry import ARCH_REGISTRY\n'
+            'print("REGISTERED", "WorkingFolderNet" in ARCH_REGISTRY)')
+    proc = subprocess.run([sys.executable, '-I', '-c', code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert 'REGISTERED True' in proc.stdout
+
+
+@pytest.mark.parametrize('argv', [['--help'], ['train', '--help'], ['test', '-h'], ['train'],
+                                  ['train', '-opt', 'x.yml', '--launcher', 'mpi'], ['nonsense']])
+def test_help_and_argument_errors_answer_without_importing_torch(tmp_path, argv):
+    code = ('import sys, vlunet_basicsr_cli\n'
+            'try:\n'
+            f'    code = vlunet_basicsr_cli.main({argv!r})\n'
+            'except SystemExit as stop:\n'
+            '    code = stop.code\n'
+            'print("EXIT", code, "TORCH", "torch" in sys.modules, "BASICSR", "basicsr" in sys.modules)')
+    proc = subprocess.run([sys.executable, '-I', '-c', code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert 'TORCH False BASICSR False' in proc.stdout, proc.stdout + proc.stderr
+    expected_exit = 0 if '--help' in argv or '-h' in argv else 2
+    assert f'EXIT {expected_exit} ' in proc.stdout
+    assert ('usage: basicsr' in proc.stdout + proc.stderr)
+
+
+def _documented_keys(cls):
+    """Keys documented as ``name (type): ...`` lines in a class docstring (not under Attributes/Returns/Raises)."""
+    text = re.split(r'^(?:Attributes|Returns|Raises|Yields):\s*$', inspect.getdoc(cls) or '', flags=re.M)[0]
+    return set(re.findall(r'^\s+([A-Za-z_][\w.]*) \([^)]*\):', text, flags=re.M)) - {'Args'}
+
+
+def test_every_class_declares_its_options_once_matching_its_constructor_and_docstring():
+    from vlunet_basicsr.options.basicsr_keys import DATASET_LOADER, PATH, PATH_PER_NETWORK, TRAIN, VAL
+    found = declaring_classes()
+    assert {cls.__name__ for _, _, cls in found} >= {'VLUNet', 'DegradationCLIP', 'MixedDegradationDataset',
+                                                      'PairedDegradationDataset', 'DegradationContrastiveLoss',
+                                                      'LinearWarmupCosineLR', 'VLUNetModel', 'CLIPAdapterModel'}
+    for kind, _, cls in found:
+        assert 'OPTIONS' in vars(cls) or any('OPTIONS' in vars(base) for base in cls.__mro__[1:]), cls
+        names = [option.name for option in cls.OPTIONS]
+        assert len(names) == len(set(names)), f'{cls.__name__} declares a key twice'
+        owner = next(c for c in cls.__mro__ if 'OPTIONS' in vars(c))  # the class that declares them documents them
+        # ... or a base of it that the docstring refers to ("Args: as VLUNet")
+        docstring = '\n'.join(inspect.getdoc(c) or '' for c in owner.__mro__ if c.__module__.startswith('vlunet_'))
+        for name in names:
+            assert re.search(rf'\b{re.escape(name.split(".")[-1])}\b', docstring), \
+                f'{cls.__name__}: declared option {name} is not in its docstring'
+        basicsr_names = {o.name for o in TRAIN + VAL + PATH + DATASET_LOADER} | {o.key for o in DATASET_LOADER}
+        undeclared = {key for key in _documented_keys(owner) - set(names) - basicsr_names - {o.key for o in cls.OPTIONS}
+                      if not key.startswith(tuple(o.name for o in PATH_PER_NETWORK))}
+        assert not undeclared, f'{cls.__name__} documents keys it does not declare: {sorted(undeclared)}'
+        if kind in ('arch', 'loss', 'scheduler'):
+            parameters = inspect.signature(cls.__init__).parameters
+            if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
+                keywords = set(list(parameters)[1:]) - {'optimizer', 'last_epoch'}
+                assert keywords == set(names), f'{cls.__name__}: constructor {sorted(keywords)} vs {sorted(names)}'
+
+
+def test_the_option_reference_page_is_generated_from_the_declarations():
+    with open(osp.join(REPO, 'docs', 'option_reference.md'), encoding='utf-8') as f:
+        committed = f.read()
+    assert committed == render_reference(), 'docs/option_reference.md is stale: run python scripts/option_reference.py'
+
+
+@pytest.mark.parametrize('section, key, closest', [('val', 'tiles', 'tile'), ('train', 'grad_clip_nrom', 'grad_clip_norm'),
+                                                   ('path', 'trust_checkpiont', 'trust_checkpoint')])
+def test_a_misspelled_model_key_names_the_closest_declared_key(tmp_path, section, key, closest):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=2)
+    opt = _train_opt(gt, lq)
+    opt.setdefault(section, {})[key] = 1
+    message = _problems(tmp_path, opt)
+    assert f"{section}: unknown option '{key}' for VLUNetModel. Did you mean '{closest}'?" in message
+
+
+def test_guidance_that_the_arch_does_not_take_is_refused_before_building(tmp_path):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=2)
+    opt = _train_opt(gt, lq)
+    opt['model_type'] = 'GuidedRestorationModel'
+    opt['network_g'] = {'type': 'SwinIR', 'upscale': 1, 'img_size': 16, 'window_size': 4, 'img_range': 1.,
+                        'depths': [1], 'embed_dim': 12, 'num_heads': [2], 'mlp_ratio': 2, 'upsampler': ''}
+    opt['network_clip'] = {'type': 'DegradationCLIP', 'pretrained': None}
+    message = _problems(tmp_path, opt)
+    assert 'network_clip is set, but SwinIR takes no guidance' in message
+    opt['network_clip'] = None
+    opt['prompts'] = 'no_such_set'
+    assert "prompts" in _problems(tmp_path, opt) and 'no_such_set' in _problems(tmp_path, opt)
