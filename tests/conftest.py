@@ -42,6 +42,41 @@ def write_image_pairs(root, count=4, size=(32, 32), seed=0):
     return osp.join(root, 'gt'), osp.join(root, 'lq')
 
 
+def script_main(name):
+    """The ``main`` function of ``scripts/<name>.py`` (scripts are not a package)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'scripts', f'{name}.py'))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+def degradation_datasets(gt, lq, workers=0, seed=None):
+    """A tiny training mix (a paired derain source and a sigma-25 noise source) and two validation sets."""
+    paired = {'type': 'PairedDegradationDataset', 'label': 4, 'dataroot_gt': gt, 'dataroot_lq': lq}
+    noise_val = {**paired, 'name': 'val_noise', 'dataroot_lq': None, 'noise_sigma': 25}
+    if seed is not None:
+        noise_val['noise_seed'] = seed
+    return {'train': {'name': 'mix', 'type': 'MixedDegradationDataset', 'gt_size': 16, 'num_worker_per_gpu': workers,
+                      'batch_size_per_gpu': 2,
+                      'sources': [{'name': 'derain', 'label': 4, 'dataroot_gt': gt, 'dataroot_lq': lq},
+                                  {'name': 'denoise_25', 'label': 1, 'dataroot_gt': gt, 'noise_sigma': 25}]},
+            'val_1': {**paired, 'name': 'val_rain'}, 'val_2': noise_val}
+
+
+def step_then_test(model, size=(24, 20)):
+    """One training step on random images (it must change net_g and log l_pix), then ``test()``."""
+    import torch
+    batch = {'lq': torch.rand(2, 3, *size), 'gt': torch.rand(2, 3, *size)}
+    before = [p.detach().clone() for p in model.net_g.parameters()]
+    model.feed_data(batch)
+    model.optimize_parameters(1)
+    assert 'l_pix' in model.get_current_log()
+    assert any(not torch.equal(a, b) for a, b in zip(before, model.net_g.parameters()))
+    model.test()
+    assert model.output.shape == batch['lq'].shape
+
+
 def write_yaml(path, opt):
     with open(path, 'w') as f:
         yaml.safe_dump(opt, f, sort_keys=False)

@@ -16,7 +16,7 @@ import torch.multiprocessing as mp
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
-from conftest import free_port, write_image_pairs, write_yaml
+from conftest import degradation_datasets, free_port, write_image_pairs, write_yaml
 
 TINY_CLIP = {'type': 'DegradationCLIP', 'pretrained': None,
              'model_cfg': {'embed_dim': 32,
@@ -36,21 +36,11 @@ def _torchrun(args, cwd):
                           capture_output=True, text=True, timeout=600)
 
 
-def _datasets(gt, lq):
-    paired = {'type': 'PairedDegradationDataset', 'label': 4, 'dataroot_gt': gt, 'dataroot_lq': lq}
-    return {'train': {'name': 'train', 'type': 'MixedDegradationDataset', 'gt_size': 16, 'num_worker_per_gpu': 1,
-                      'batch_size_per_gpu': 2,
-                      'sources': [{'name': 'rain', 'label': 4, 'dataroot_gt': gt, 'dataroot_lq': lq},
-                                  {'name': 'noise', 'label': 1, 'dataroot_gt': gt, 'noise_sigma': 25}]},
-            'val_1': {**paired, 'name': 'val_rain'},
-            'val_2': {**paired, 'name': 'val_noise', 'dataroot_lq': None, 'noise_sigma': 25}}
-
-
 def test_torchrun_training_keeps_ranks_identical_and_resumes(tmp_path):
     gt, lq = write_image_pairs(tmp_path / 'data', count=5)
     opt = {'name': 'ddp', 'model_type': 'RankWeightsVLUNetModel', 'plugins': ['rank_weights_plugin'],
-           'num_gpu': 0, 'manual_seed': 0, 'datasets': _datasets(gt, lq), 'network_g': dict(TINY_NET),
-           'network_clip': dict(TINY_CLIP), 'path': {},
+           'num_gpu': 0, 'manual_seed': 0, 'datasets': degradation_datasets(gt, lq, workers=1),
+           'network_g': dict(TINY_NET), 'network_clip': dict(TINY_CLIP), 'path': {},
            'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3}, 'total_iter': 4,
                      'scheduler': {'type': 'LinearWarmupCosineLR', 'warmup_iter': 1, 'total_iter': 6},
                      'pixel_opt': {'type': 'L1Loss'}},

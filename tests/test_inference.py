@@ -99,3 +99,51 @@ def test_restore_subcommand(setup, tmp_path):
                        cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert cv2.imread(str(tmp_path / 'o' / 'gray.png'), cv2.IMREAD_UNCHANGED).ndim == 2
+
+
+SWINIR = {'type': 'SwinIR', 'upscale': 1, 'img_size': 16, 'window_size': 4, 'img_range': 1., 'depths': [1],
+          'embed_dim': 12, 'num_heads': [2], 'mlp_ratio': 2, 'upsampler': ''}
+TINY_VLUR = {'type': 'VLURNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [1, 1, 1, 1], 'text_dim': 32}
+
+
+def _restore_with(tmp_path, network_g, network_clip=None, prompts=None, extra=(), val=None):
+    from basicsr.archs import build_network
+    torch.manual_seed(0)
+    torch.save({'params': build_network(dict(network_g)).state_dict()}, tmp_path / 'net_g.pth')
+    opt = {'name': 'restore', 'model_type': 'GuidedRestorationModel', 'network_g': network_g,
+           'network_clip': network_clip, 'path': {'pretrain_network_g': str(tmp_path / 'net_g.pth')}}
+    if prompts is not None:
+        opt['prompts'] = prompts
+    if val is not None:
+        opt['val'] = val
+    image = np.random.default_rng(1).integers(0, 256, (21, 30, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'photo.png'), image)
+    code = restore_main([str(tmp_path / 'photo.png'), '-o', str(tmp_path / 'out'), '-opt',
+                         write_yaml(tmp_path / 'test.yml', opt), *extra])
+    return code, image
+
+
+def test_an_image_only_basicsr_arch_restores_through_its_declared_inputs(tmp_path, capsys):
+    code, image = _restore_with(tmp_path, SWINIR, val={'size_multiple': 4})  # basicsr's SwinIR does not pad
+    assert code == 0, capsys.readouterr().err
+    assert cv2.imread(str(tmp_path / 'out' / 'photo.png')).shape == image.shape
+    assert 'Network SwinIR: unguided' in capsys.readouterr().out
+
+
+def test_a_text_guided_arch_restores_with_the_predicted_or_the_given_type(tmp_path, capsys):
+    code, _ = _restore_with(tmp_path, TINY_VLUR, dict(TINY_CLIP_NET), 'cdd11')
+    assert code == 0, capsys.readouterr().err
+    with open(tmp_path / 'out' / 'degradations.csv') as f:
+        predicted = list(csv.DictReader(f))[0]
+    assert predicted['restored_as'] == predicted['predicted']
+    first = cv2.imread(str(tmp_path / 'out' / 'photo.png'))
+    other = 'low_haze' if predicted['predicted'] != 'The image has haze + low degradation' else 'snow'
+    code, _ = _restore_with(tmp_path, TINY_VLUR, dict(TINY_CLIP_NET), 'cdd11', ['--degradation-type', other,
+                                                                               '-o', str(tmp_path / 'given')])
+    assert code == 0, capsys.readouterr().err
+    with open(tmp_path / 'given' / 'degradations.csv') as f:
+        given = list(csv.DictReader(f))[0]
+    assert given['predicted'] == predicted['predicted'] and given['restored_as'] != predicted['restored_as']
+    assert not np.array_equal(cv2.imread(str(tmp_path / 'given' / 'photo.png')), first)  # the text matters
+    code, _ = _restore_with(tmp_path, TINY_VLUR, None, 'cdd11')
+    assert code == 2 and 'needs network_clip' in capsys.readouterr().err

@@ -7,7 +7,7 @@ from torch.utils.flop_counter import FlopCounterMode
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.models import build_model
-from conftest import reference_file
+from conftest import reference_file, step_then_test
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.archs.vlunet_release_port_arch import VLUNetReleasePort
 from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
@@ -165,14 +165,7 @@ def test_vlunet_inside_basicsr_srmodel():
                   'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1.0}},
     }
     model = build_model(opt)
-    batch = {'lq': torch.rand(2, 3, 24, 20), 'gt': torch.rand(2, 3, 24, 20)}
-    before = [p.detach().clone() for p in model.net_g.parameters()]
-    model.feed_data(batch)
-    model.optimize_parameters(1)
-    assert 'l_pix' in model.get_current_log()
-    assert any(not torch.equal(a, b) for a, b in zip(before, model.net_g.parameters()))
-    model.test()
-    assert model.output.shape == batch['lq'].shape
+    step_then_test(model)
 
 
 def test_compile_regions_traces_each_block_and_gdm_with_the_same_outputs():

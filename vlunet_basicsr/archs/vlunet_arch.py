@@ -12,6 +12,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import (MDTA, Downsample, OverlapPatchEmbed, TransformerBlock,
                                                    TransformerStack, Upsample)
 from vlunet_basicsr.archs.restormer_ops import channel_attention
+from vlunet_basicsr.utils.option_spec import Option
 from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 
 #: Heads of the D-GDM's two attention operators, fixed in the release.
@@ -143,7 +144,30 @@ class VLUNet(nn.Module):
         fused_backward (bool): Train the attention and GDFN gate with hand-written backward passes that skip
             autograd's chunk concatenations and layout copies (`vlunet_basicsr.archs.restormer_ops`); same
             forward, gradients equal to float rounding. Default: True.
+
+    Arch protocol (`vlunet_basicsr.models.network_inputs`): ``net(lq, vector)`` with the guidance encoder's
+    image features; one output image.
     """
+
+    guidance_input = 'image_features'
+    multi_stage_output = False
+
+    OPTIONS = (
+        Option('inp_channels', 'int', 3, 'Input channels.', minimum=1),
+        Option('out_channels', 'int', 3, 'Output channels.', minimum=1),
+        Option('dim', 'int', 48, 'Level-1 channels (key channels are (channels // 10) * stage).', minimum=10),
+        Option('num_blocks', 'list[int]', [4, 6, 6, 8], 'Transformer blocks at levels 1-4.', minimum=1, length=4),
+        Option('num_refinement_blocks', 'int', 4, 'Blocks in the refinement stage.', minimum=1),
+        Option('heads', 'list[int]', [1, 2, 4, 8], 'MDTA heads at levels 1-4.', minimum=1, length=4),
+        Option('ffn_expansion_factor', 'float', 2.66, 'GDFN expansion.', minimum=0.1),
+        Option('bias', 'bool', False, 'Bias in convolutions.'),
+        Option('LayerNorm_type', 'str', 'WithBias', 'Layer norm kind.', choices=('WithBias', 'BiasFree')),
+        Option('de_dim', 'int', 7, 'Keys in each degradation key database.', minimum=1),
+        Option('degradation_dim', 'int', 512, 'Length of the degradation (adapted CLIP) vector.', minimum=1),
+        Option('key_size', 'int', 96, 'Spatial size of the level-1 key database.', minimum=8),
+        Option('channels_last', 'bool', True, 'Compute on channels_last features.'),
+        Option('fused_backward', 'bool', True, 'Hand-written backward passes for attention and the GDFN gate.'),
+    )
 
     def __init__(self,
                  inp_channels=3,
@@ -207,6 +231,20 @@ class VLUNet(nn.Module):
         for module in self.modules():
             if hasattr(module, 'fused_backward'):
                 module.fused_backward = fused_backward
+
+    def freeze_guidance_layers(self):
+        """Freeze every D-GDM's ``linear`` (vector -> key weights), for the "w/o CLIP" ablation.
+
+        Without a vector the key mixture is uniform and these layers get no gradient; frozen, they are not
+        trained and DDP needs no ``find_unused_parameters``. The model calls this when ``network_clip`` is empty.
+
+        Returns:
+            VLUNet: self.
+        """
+        for module in self.modules():
+            if isinstance(module, DGDM):
+                module.linear.requires_grad_(False)
+        return self
 
     def forward(self, lq, degradation_vector=None):
         """Restore ``lq`` (B, C, H, W) guided by ``degradation_vector`` (B, degradation_dim) or None."""

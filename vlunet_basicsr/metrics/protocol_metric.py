@@ -8,7 +8,7 @@ from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from basicsr.utils.registry import METRIC_REGISTRY
 
-#: Metric types that receive float images (see VLUNetModel).
+#: Metric types that receive float images (see `vlunet_basicsr.models.restoration_metrics`).
 FLOAT_METRICS = ('calculate_psnr_float', 'calculate_ssim_float')
 
 
@@ -36,8 +36,20 @@ def calculate_psnr_float(img, img2, crop_border=0, **kwargs):
     return float(peak_signal_noise_ratio(img2, img, data_range=1))
 
 
+#: skimage's default SSIM window: images need at least this many pixels on each side (after ``crop_border``).
+SSIM_MIN_SIZE = 7
+
+
 @METRIC_REGISTRY.register()
 def calculate_ssim_float(img, img2, crop_border=0, **kwargs):
-    """SSIM with skimage's ``structural_similarity(data_range=1, channel_axis=-1)`` (default 7x7 uniform window)."""
+    """SSIM with skimage's ``structural_similarity(data_range=1, channel_axis=-1)`` (default 7x7 uniform window).
+
+    Raises:
+        ValueError: An image side is under `SSIM_MIN_SIZE` pixels (after ``crop_border``).
+    """
     img, img2 = _prepare(img, img2, crop_border)
+    if min(img.shape[:2]) < SSIM_MIN_SIZE:
+        cropped = f' after crop_border {crop_border}' if crop_border else ''
+        raise ValueError(f'SSIM needs images of at least {SSIM_MIN_SIZE}x{SSIM_MIN_SIZE} pixels (its window); '
+                         f'got {img.shape[0]}x{img.shape[1]}{cropped}')
     return float(structural_similarity(img2, img, data_range=1, channel_axis=-1))

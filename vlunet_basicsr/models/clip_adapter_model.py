@@ -6,7 +6,6 @@ from collections import OrderedDict
 import cv2
 import torch
 from torch.nn import functional as F
-from torch.utils.data import DataLoader, Subset
 
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
@@ -14,21 +13,24 @@ from basicsr.models.base_model import BaseModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
+from vlunet_basicsr.models.evaluation import ShardedEvaluation
 from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
+from vlunet_basicsr.models.resume_learning_rate import ConfiguredLearningRateMixin
 from vlunet_basicsr.models.safe_checkpoint_mixin import SafeCheckpointMixin
-from vlunet_basicsr.utils.checkpoint_util import atomic_torch_save
+from vlunet_basicsr.utils.checkpoint_util import atomic_torch_save, load_weights
+from vlunet_basicsr.utils.option_spec import REQUIRED, Option
 from vlunet_basicsr.utils.plot_util import save_similarity_heatmap
-from vlunet_basicsr.utils.prompts import DEGRADATION_PROMPTS
+from vlunet_basicsr.utils.prompts import resolve_prompts
 
 
 @MODEL_REGISTRY.register()
-class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel):
+class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel):
     """Trains the image and text adapters of ``DegradationCLIP`` (and the loss temperature); the backbone is frozen.
 
     Reads from the YAML:
         network_clip (dict): ``DegradationCLIP`` options.
-        prompts (list[str]): Prompt of each label, in label order. Default: the release's seven
-            (`vlunet_basicsr.utils.prompts.DEGRADATION_PROMPTS`).
+        prompts (list[str] | str): Prompt of each label, in label order, or the name of a prompt set
+            (``release``, ``cdd11``; `vlunet_basicsr.utils.prompts`). Default: the release's seven.
         class_names (list[str]): Names of the labels for logs and the heatmap. Default: the prompts.
         path.pretrain_network_clip (str): Adapters to start from (set automatically on resume).
         train.contrastive_opt (dict): ``DegradationContrastiveLoss`` options.
@@ -36,17 +38,39 @@ class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel
         train.scheduler (dict): A BasicSR scheduler or ``LinearWarmupCosineLR``.
     Batches need ``lq`` (images in [0, 1]) and ``label`` (int).
 
-    Validation logs top-1 accuracy per class and overall (log and tensorboard) and saves the mean
+    Validation is sharded over the ranks (`ShardedEvaluation`: rank r classifies images r, r + world_size, ...;
+    the counts are summed) and logs top-1 accuracy per class and overall (log and tensorboard) and saves the mean
     image-prompt cosine-similarity matrix (paper Fig. 5) as ``visualization/<set>/similarity_<iter>.png`` (also
     in tensorboard, ``similarity/<set>``),
     with the numbers (accuracies, confusion and similarity matrices) in ``classification_<iter>.json``.
     Checkpoints ``models/net_clip_<iter>.pth`` hold only the adapters (``params``, the format
-    ``DegradationCLIP.adapter_path`` loads) and the learned ``log_scale``.
+    ``DegradationCLIP.adapter_path`` loads) and the learned ``log_scale``. On resume, a ``train.optim_clip.lr``
+    that differs from the training state's is applied (`ConfiguredLearningRateMixin`).
     """
+
+    OPTIONS = (
+        Option('network_clip', 'dict', REQUIRED, 'DegradationCLIP options.'),
+        Option('prompts', 'any', None, "Prompt of each label (a list, or a set's name: release, cdd11)."),
+        Option('class_names', 'list[str]', None, 'Names of the labels for logs and the heatmap.'),
+        Option('train.optim_clip', 'dict', REQUIRED, 'Optimizer over the adapters and the temperature.'),
+        Option('train.contrastive_opt', 'dict', REQUIRED, 'DegradationContrastiveLoss options.'),
+    )
+
+    @classmethod
+    def check_options(cls, opt, is_train):
+        """``prompts`` names a prompt set or lists prompts, as many as ``class_names``."""
+        try:
+            prompts = resolve_prompts(opt.get('prompts'))
+        except ValueError as error:
+            return [str(error)]
+        names = opt.get('class_names')
+        if names is not None and len(names) != len(prompts):
+            return [f'class_names has {len(names)} entries but prompts has {len(prompts)}']
+        return []
 
     def __init__(self, opt):
         super().__init__(opt)
-        self.prompts = list(opt.get('prompts') or DEGRADATION_PROMPTS)
+        self.prompts = resolve_prompts(opt.get('prompts'))
         self.class_names = list(opt.get('class_names') or self.prompts)
         if len(self.class_names) != len(self.prompts):
             raise ValueError(f'class_names has {len(self.class_names)} entries but prompts has {len(self.prompts)}')
@@ -56,7 +80,7 @@ class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel
         load_path = opt['path'].get('pretrain_network_clip')
         if load_path is not None:
             self.clip.load_adapters(load_path)
-            self._pretrained_log_scale = torch.load(load_path, map_location='cpu', weights_only=True).get('log_scale')
+            self._pretrained_log_scale = load_weights(load_path).get('log_scale')
         if self.is_train:
             self.init_training_settings()
 
@@ -107,16 +131,14 @@ class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel
 
     @torch.no_grad()
     def _classify(self, dataloader, current_iter, tb_logger, rank, world_size):
-        dataset = dataloader.dataset
-        if world_size > 1:
-            dataloader = DataLoader(Subset(dataset, range(rank, len(dataset), world_size)), batch_size=1)
+        evaluation = ShardedEvaluation(dataloader, rank, world_size, self.device)
         clip = self.clip
         clip.eval()
         num_classes = len(self.prompts)
         text = F.normalize(clip.encode_text(self.prompts), dim=-1)
         confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)
         similarity_sum = torch.zeros(num_classes, num_classes, dtype=torch.float64)
-        for data in dataloader:
+        for data in evaluation:
             image = F.normalize(clip.degradation_vector(data['lq'].to(self.device)), dim=-1)
             similarity = (image @ text.t()).cpu().double()
             labels = data['label'].long().cpu()
@@ -124,18 +146,15 @@ class CLIPAdapterModel(SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel
                                  accumulate=True)
             similarity_sum.index_add_(0, labels, similarity)
         clip.train()
-        if world_size > 1:
-            both = torch.stack([confusion, similarity_sum]).to(self.device)
-            torch.distributed.all_reduce(both)
-            confusion, similarity_sum = both.cpu()
-        if rank != 0:
+        confusion, similarity_sum = evaluation.sum(torch.stack([confusion, similarity_sum]))
+        if not evaluation.is_main:
             return
         self.confusion_matrix = confusion.round().long()
         self.similarity_matrix = similarity_sum / confusion.sum(dim=1, keepdim=True).clamp(min=1)
         self.metric_results = {'accuracy': (confusion.diag().sum() / confusion.sum().clamp(min=1)).item()}
         self.class_counts = confusion.sum(dim=1).long().tolist()
         self.per_class_accuracy = (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist()
-        self._log_classification(dataset.opt['name'], current_iter, tb_logger)
+        self._log_classification(evaluation.name, current_iter, tb_logger)
 
     def _log_classification(self, dataset_name, current_iter, tb_logger):
         per_class = [(name, count, value) for name, count, value

@@ -1,6 +1,7 @@
 """Restoring one batch the way validation, testing and inference all do: optional tiles and x8 self-ensemble."""
 import torch
 
+from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 from vlunet_basicsr.utils.precision import accumulation_dtype
 from vlunet_basicsr.utils.tiling import tiled_restore
 
@@ -34,19 +35,45 @@ def compiled(net, option, where='val.compile'):
     return net if arguments is None else torch.compile(net, **arguments)
 
 
-def restore(net, lq, vector=None, tile=None, tile_overlap=32, self_ensemble=False):
-    """``net(lq, vector)`` at any size (the net pads to a multiple of 8 itself), tiled when ``tile`` is set
-    (the vector comes from the whole image), averaged over the 8 flips/rotations with ``self_ensemble``."""
+def padded(run, multiple):
+    """``run`` (image -> image) on inputs padded (bottom/right, `pad_to_multiple`) to a multiple of ``multiple``
+    and outputs cropped back; ``run`` itself when ``multiple`` is 1."""
+    if multiple < 1:
+        raise ValueError(f'size multiple must be at least 1, got {multiple}')
+    if multiple == 1:
+        return run
 
-    def run(image):
-        if tile:
-            return tiled_restore(lambda patch: net(patch, vector), image, tile, tile_overlap)
-        return net(image, vector)
+    def run_padded(image):
+        image, size = pad_to_multiple(image, multiple)
+        return crop_to(run(image), size)
+
+    return run_padded
+
+
+def restore_image(run, lq, tile=None, tile_overlap=32, self_ensemble=False, size_multiple=1, progress=None):
+    """``run(lq)`` for a one-argument network call ``run`` (image -> restored image of the same size).
+
+    Every call of ``run`` gets an input padded to ``size_multiple`` (see `padded`); with ``tile`` the image is
+    restored tile by tile with blended seams (`tiled_restore`); with ``self_ensemble`` the outputs of the 8
+    flips/rotations are averaged (in float32 at least, `accumulation_dtype`); ``progress(done, total)`` is
+    called after each tile.
+    """
+    run = padded(run, size_multiple)
+
+    def once(image):
+        return tiled_restore(run, image, tile, tile_overlap, progress) if tile else run(image)
 
     if not self_ensemble:
-        return run(lq)
+        return once(lq)
     total = None
     for k in range(8):
-        output = undo_dihedral(run(dihedral(lq, k)), k)
+        output = undo_dihedral(once(dihedral(lq, k)), k)
         total = output.to(accumulation_dtype(output.dtype)) if total is None else total + output
     return total / 8
+
+
+def restore(net, lq, vector=None, tile=None, tile_overlap=32, self_ensemble=False, progress=None):
+    """``net(lq, vector)`` at any size (VLUNet pads to a multiple of 8 itself), tiled when ``tile`` is set (the
+    vector comes from the whole image), averaged over the 8 flips/rotations with ``self_ensemble``.
+    For networks that take the image alone, use `restore_image` with ``run=net``."""
+    return restore_image(lambda image: net(image, vector), lq, tile, tile_overlap, self_ensemble, progress=progress)

@@ -1,0 +1,331 @@
+"""The restoration model for any arch: optional guidance, stage outputs, AMP, the non-finite guard, evaluation."""
+import os.path as osp
+from collections import OrderedDict
+from contextlib import contextmanager
+
+import torch
+
+from basicsr.archs import build_network
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger, imwrite, tensor2img
+from basicsr.utils.dist_util import master_only
+from basicsr.utils.registry import MODEL_REGISTRY
+from vlunet_basicsr.models.evaluation import ShardedEvaluation
+from vlunet_basicsr.models.guidance import Guidance
+from vlunet_basicsr.models.loss_terms import LossTerms
+from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
+from vlunet_basicsr.models.network_inputs import NetworkInputs, freeze_guidance_layers
+from vlunet_basicsr.models.nonfinite_guard import NonFiniteGuard
+from vlunet_basicsr.models.restoration_metrics import ImageMetrics, average_over_sets, metric_line, write_metrics_json
+from vlunet_basicsr.models.resume_learning_rate import ConfiguredLearningRateMixin
+from vlunet_basicsr.models.safe_checkpoint_mixin import SafeCheckpointMixin
+from vlunet_basicsr.utils.option_spec import REQUIRED, Option
+from vlunet_basicsr.utils.precision import AMP_DTYPES, amp_dtype, autocast, train_amp_dtype
+from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
+from vlunet_basicsr.utils.restore_util import compiled, restore_image
+
+
+@MODEL_REGISTRY.register()
+class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, RegisteredSchedulersMixin, SRModel):
+    """Image restoration with any arch, guided or not (`vlunet_basicsr.models.network_inputs`).
+
+    The arch declares what it takes: ``net_g(lq)`` (any BasicSR arch), ``net_g(lq, image_features)`` (VLUNet)
+    or ``net_g(lq, text_embedding)``, and whether it returns one image per unfolding stage (the loss is then
+    summed over the stages; the final image is used for metrics and saving). The guidance comes from a frozen
+    encoder (`vlunet_basicsr.models.guidance`), computed per batch from the LQ image on the model's device
+    without gradients; only ``net_g`` is trained, wrapped by DDP and saved. The log says at start which
+    network runs and whether and by what it is guided.
+
+    Reads from the YAML, besides SRModel's keys (``network_g``, ``path.pretrain_network_g``,
+    ``path.param_key_g``, ``path.strict_load_g``, ``train.optim_g``, ``train.ema_decay``, ``val.metrics``,
+    ``val.save_img``, ``val.suffix``):
+        train.<name>_opt (dict): Every loss (``pixel_opt``, ``perceptual_opt``, ``edge_opt``, ``msssim_opt``,
+            ``composite_opt``, ...), each summed over the output images; a loss class may ask for more of the
+            batch with ``batch_inputs`` (`vlunet_basicsr.models.loss_terms`). At least one is needed.
+        network_clip (dict | None): The frozen guidance encoder (``DegradationCLIP`` options). For an
+            'image_features' arch, ``~`` runs it unguided (VLUNet's "w/o CLIP" ablation); it must be ``~`` for
+            an unguided arch and set for a 'text_features' arch. Default: None.
+        prompts (list[str] | str): 'text_features' archs: prompt of each label, or the name of a prompt set
+            (``release``, ``cdd11``). Default: the release's seven.
+        train.scheduler (dict): BasicSR's schedulers or ``LinearWarmupCosineLR``.
+        train.amp (str): 'none' (float32) or 'bf16': forward, loss and the guidance under bf16 autocast
+            (`vlunet_basicsr.utils.precision`). Default: 'none'.
+        train.grad_clip_norm (float | None): Clip the gradient norm of net_g. Default: None.
+        train.max_nonfinite_steps (int): A step whose loss is not finite is skipped and logged with the batch's
+            image paths; after this many in a row training stops, saving the last weights that gave a finite
+            loss (`vlunet_basicsr.models.nonfinite_guard`). Default: 10.
+        path.trust_checkpoint (bool): Allow weight files that need arbitrary unpickling. Default: False.
+        val.amp (str): 'none', 'bf16' or 'fp16': autocast for validation and testing. Default: 'none'.
+        val.compile (bool | dict): Restore with ``torch.compile(net_g)`` (a dict: torch.compile's arguments,
+            e.g. ``{mode: max-autotune}``); compiled once, on first use. Default: false.
+        val.tile (int | None): Restore in tiles of this size (large images). Default: None (whole image).
+        val.tile_overlap (int): Overlap of neighbouring tiles, blended linearly. Default: 32.
+        val.self_ensemble (bool): Average the 8 flips/rotations. Default: False.
+        val.size_multiple (int): Pad every network input (bottom/right, reflect) to a multiple of this and crop
+            the output back, for archs that need it (e.g. SwinIR's window size; VLUNet pads itself). Default: 1.
+            Like tiles, this assumes outputs of the input's size (restoration, not up-scaling).
+        val.degradation_type (int | str | None): 'text_features' archs: the label or prompt to restore every
+            validation/test image with, instead of the encoder's prediction. Default: None.
+        val.pbar (bool): Progress bar during validation. Default: False.
+    Training steps: resuming keeps the YAML's learning rate when it differs from the state's
+    (`ConfiguredLearningRateMixin`). Evaluation is sharded over the ranks (`ShardedEvaluation`); metrics
+    (`ImageMetrics`) are logged per set with the number of images each averaged, then averaged over the sets
+    (``metrics/average/<metric>`` in tensorboard); in test mode every set also goes to
+    ``results/<name>/metrics.json``.
+
+    Attributes:
+        network_inputs (NetworkInputs): The arch's protocol.
+        guidance (Guidance): Computes each batch's guidance input.
+        net_clip (nn.Module | None): The frozen guidance encoder.
+        guidance_features (Tensor | None): The guidance input of the last batch fed.
+    """
+
+    OPTIONS = (
+        Option('network_g', 'dict', REQUIRED, 'The restoration network (any registered arch).'),
+        Option('network_clip', 'dict', None, 'The frozen guidance encoder (DegradationCLIP), or ~.'),
+        Option('prompts', 'any', None, "Prompt of each label (a list, or a set's name: release, cdd11)."),
+        Option('train.optim_g', 'dict', REQUIRED, 'Optimizer of net_g: any torch.optim class and its arguments.'),
+        Option('train.amp', 'str', 'none', 'Training autocast.', choices=('none', 'bf16')),
+        Option('train.grad_clip_norm', 'float', None, 'Clip the gradient norm of net_g.', minimum=0),
+        Option('train.max_nonfinite_steps', 'int', 10, 'Stop after this many non-finite losses in a row.',
+               minimum=1),
+        Option('path.trust_checkpoint', 'bool', False, 'Allow weight files that need arbitrary unpickling.'),
+        Option('val.amp', 'str', 'none', 'Evaluation autocast.', choices=tuple(AMP_DTYPES)),
+        Option('val.compile', 'any', False, 'true, false or a mapping of torch.compile arguments.'),
+        Option('val.tile', 'int', None, 'Restore in tiles of this size.', minimum=8),
+        Option('val.tile_overlap', 'int', 32, 'Overlap of neighbouring tiles.', minimum=0),
+        Option('val.self_ensemble', 'bool', False, 'Average the 8 flips/rotations.'),
+        Option('val.size_multiple', 'int', 1, 'Pad every network input to a multiple of this.', minimum=1),
+        Option('val.degradation_type', 'any', None, "'text_features' archs: label or prompt for every image."),
+    )
+
+    @classmethod
+    def check_options(cls, opt, is_train):
+        """Constraints between keys, checked before anything is built: the guidance the arch declares (and
+        ``network_clip``), ``prompts`` and ``val.degradation_type``."""
+        from basicsr.utils.registry import ARCH_REGISTRY
+        problems = []
+        network = opt.get('network_g')
+        arch = network.get('type') if isinstance(network, dict) else None
+        if arch in ARCH_REGISTRY:
+            try:
+                NetworkInputs.of(ARCH_REGISTRY.get(arch)).check_encoder(opt.get('network_clip') is not None)
+            except ValueError as error:
+                problems.append(str(error))
+        try:
+            prompts = resolve_prompts(opt.get('prompts'))
+            degradation_type = (opt.get('val') or {}).get('degradation_type')
+            if degradation_type is not None:
+                prompt_label(degradation_type, prompts)
+        except ValueError as error:
+            problems.append(str(error))
+        return problems
+
+    def __init__(self, opt):
+        self.train_amp = train_amp_dtype((opt.get('train') or {}).get('amp')) if opt['is_train'] else None
+        self.val_amp = amp_dtype((opt.get('val') or {}).get('amp'), 'val.amp')
+        self._amp = self.train_amp if opt['is_train'] else self.val_amp  # the policy of the batch being fed
+        self._evaluating = not opt['is_train']  # whether batches fed are validation/test batches
+        self.log_dict = OrderedDict()
+        self._set_results = {}
+        self._compiled_for_test = {}
+        # SRModel.__init__ is replaced (BaseModel's is run): the arch's protocol is read, and layers that get
+        # no gradient are frozen, before DDP wraps the network.
+        super(SRModel, self).__init__(opt)
+        net = build_network(opt['network_g'])
+        self.network_inputs = NetworkInputs.of(type(net))
+        self.guidance = Guidance.from_options(opt, self.network_inputs, self.device)
+        self.net_clip = self.guidance.encoder
+        if self.network_inputs.guided and self.net_clip is None:
+            freeze_guidance_layers(net)
+        self.net_g = self.model_to_device(net)
+        self.print_network(self.net_g)
+        encoder_name = None if self.net_clip is None else type(self.net_clip).__name__
+        get_root_logger().info(self.network_inputs.describe(encoder_name))
+        load_path = opt['path'].get('pretrain_network_g')
+        if load_path is not None:
+            param_key = opt['path'].get('param_key_g', 'params')
+            self.load_network(self.net_g, load_path, opt['path'].get('strict_load_g', True), param_key)
+        if self.is_train:
+            self.init_training_settings()
+
+    def init_training_settings(self):
+        """SRModel's, with every ``train.<name>_opt`` loss (`LossTerms`) and the non-finite guard."""
+        self.net_g.train()
+        train_opt = self.opt['train']
+        self.ema_decay = train_opt.get('ema_decay', 0)
+        if self.ema_decay > 0:
+            get_root_logger().info(f'Use Exponential Moving Average with decay: {self.ema_decay}')
+            self.net_g_ema = build_network(self.opt['network_g']).to(self.device)
+            load_path = self.opt['path'].get('pretrain_network_g')
+            if load_path is not None:
+                strict = self.opt['path'].get('strict_load_g', True)
+                self.load_network(self.net_g_ema, load_path, strict, 'params_ema')
+            else:
+                self.model_ema(0)
+            self.net_g_ema.eval()
+        self.losses = LossTerms(train_opt, self.device)
+        self.setup_optimizers()
+        self.setup_schedulers()
+        networks = [self.get_bare_model(self.net_g)] + ([self.net_g_ema] if self.ema_decay > 0 else [])
+        self.guard = NonFiniteGuard(networks, int(train_opt.get('max_nonfinite_steps', 10)), self.opt['dist'])
+
+    def feed_data(self, data):
+        super().feed_data(data)
+        self.batch_paths = list(data.get('lq_path', []))
+        with autocast(self.device, self._amp):
+            self.guidance_features = self.guidance(self.lq, data.get('label'), self._evaluating)
+        if self.is_train and not self._evaluating:
+            self.loss_inputs = {name: self._loss_input(data, name) for name in self.losses.batch_inputs}
+
+    def _loss_input(self, data, name):
+        if name == 'lq':
+            return self.lq
+        if name not in data:
+            raise ValueError(f"a training loss needs the batch's '{name}', which the training dataset does not give "
+                             f'(it gives {", ".join(sorted(data))})')
+        return data[name].to(self.device)
+
+    def optimize_parameters(self, current_iter):
+        self.optimizer_g.zero_grad()
+        self.guard.begin_step(current_iter)
+        with autocast(self.device, self.train_amp):
+            outputs = self.network_inputs.outputs(self.net_g, self.lq, self.guidance_features)
+            outputs = [output.float() for output in outputs]
+            losses = self.losses(outputs, self.gt, self.loss_inputs)
+        self.output = outputs[0]
+        total = sum(losses.values())
+        if not self.guard.loss_is_finite(total):
+            self._skip_step(current_iter, total, losses)
+            return
+        total.backward()
+        max_norm = self.opt['train'].get('grad_clip_norm')
+        if max_norm:
+            torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), max_norm)
+        self.guard.before_step(current_iter)
+        self.optimizer_g.step()
+        self.log_dict = self.reduce_loss_dict(losses)
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def _skip_step(self, current_iter, total, losses):
+        """A non-finite loss (on some rank): no step; stop with the last good weights saved after too many."""
+        self.log_dict = self.reduce_loss_dict(losses)
+        guard = self.guard
+        get_root_logger().warning(f'iter {current_iter}: non-finite loss ({total.item()}), step skipped '
+                                  f'({guard.in_a_row} in a row); batch: {", ".join(self.batch_paths)}')
+        if not guard.should_stop:
+            return
+        reset_optimizer = guard.restore_last_good()
+        if reset_optimizer:
+            for optimizer in self.optimizers:
+                optimizer.state.clear()
+        self.save(self.last_saved_epoch, current_iter)
+        raise RuntimeError(guard.stop_message(current_iter, reset_optimizer))
+
+    def test(self):
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        net.eval()
+        val_opt = self.opt.get('val') or {}
+        runner = self._compiled_for_test.get(net)
+        if runner is None:  # net_g, or net_g_ema, under val.compile (compiled once, on first use)
+            runner = self._compiled_for_test[net] = compiled(net, val_opt.get('compile'))
+        run = self.network_inputs.final(runner, self.guidance_features)
+        with torch.no_grad(), autocast(self.device, self.val_amp):
+            self.output = restore_image(run, self.lq, val_opt.get('tile'), val_opt.get('tile_overlap', 32),
+                                        val_opt.get('self_ensemble', False), val_opt.get('size_multiple', 1)).float()
+        net.train(was_training)
+
+    def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        """Sharded validation: rank r restores images r, r + world_size, ... (and saves those it made); metric
+        sums and counts are summed over the ranks, and rank 0 logs."""
+        with self._feeding_under(self.val_amp):
+            self._validate(dataloader, current_iter, tb_logger, save_img, self.opt['rank'], self.opt['world_size'])
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img):
+        with self._feeding_under(self.val_amp):
+            self._validate(dataloader, current_iter, tb_logger, save_img, 0, 1)
+
+    @contextmanager
+    def _feeding_under(self, dtype):
+        """Batches fed inside are evaluation batches, their guidance computed under ``dtype``'s autocast."""
+        previous = self._amp, self._evaluating
+        self._amp, self._evaluating = dtype, True
+        try:
+            yield
+        finally:
+            self._amp, self._evaluating = previous
+
+    def _validate(self, dataloader, current_iter, tb_logger, save_img, rank, world_size):
+        val_opt = self.opt['val']
+        evaluation = ShardedEvaluation(dataloader, rank, world_size, self.device, val_opt.get('pbar', False))
+        metrics = ImageMetrics(val_opt.get('metrics') or {}, evaluation.name)
+        for data in evaluation:
+            self.feed_data(data)
+            self.test()
+            output = self.output.detach().cpu()
+            gt = self.gt.detach().cpu() if hasattr(self, 'gt') else None
+            for i in range(output.shape[0]):
+                img_name = osp.splitext(osp.basename(data['lq_path'][i]))[0]
+                metrics.add(img_name, output[i], None if gt is None else gt[i])
+                if save_img:
+                    imwrite(tensor2img([output[i]]), self._image_path(img_name, evaluation.name, current_iter))
+            del self.lq, self.output
+            if hasattr(self, 'gt'):
+                del self.gt
+        left_out = evaluation.gather(metrics.left_out)
+        if evaluation.is_main:  # the other ranks' warnings (BasicSR's logger shows only errors there)
+            for message in (m for messages in left_out[1:] for m in messages):
+                get_root_logger().warning(message)
+        means, counts = metrics.results(evaluation.sum(metrics.totals))
+        self.validated_images = counts['images']
+        if metrics.metrics_opt and evaluation.is_main:
+            self.metric_results, self.metric_counts = means, counts
+            self._initialize_best_metric_results(evaluation.name)
+            for name, value in means.items():
+                self._update_best_metric_result(evaluation.name, name, value, current_iter)
+            self._log_validation_metric_values(current_iter, evaluation.name, tb_logger)
+            if not self.opt['is_train']:
+                self._write_metrics_json(evaluation.name)
+            self._log_average_over_sets(evaluation.name, current_iter, tb_logger)
+
+    def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
+        lines = [f'Validation {dataset_name}']
+        for metric, value in self.metric_results.items():
+            best = self.best_metric_results[dataset_name][metric]
+            lines.append(metric_line(metric, value, self.metric_counts[metric], self.metric_counts['images'])
+                         + f'\tBest: {best["val"]:.4f} @ {best["iter"]} iter')
+            if tb_logger and value == value:  # not NaN
+                tb_logger.add_scalar(f'metrics/{dataset_name}/{metric}', value, current_iter)
+        get_root_logger().info('\n'.join(lines))
+
+    def _image_path(self, img_name, dataset_name, current_iter):
+        visualization = self.opt['path']['visualization']
+        if self.opt['is_train']:
+            return osp.join(visualization, img_name, f'{img_name}_{current_iter}.png')
+        suffix = self.opt['val'].get('suffix') or self.opt['name']
+        return osp.join(visualization, dataset_name, f'{img_name}_{suffix}.png')
+
+    @master_only
+    def _write_metrics_json(self, dataset_name):
+        """Test mode: add this set to ``results/<name>/metrics.json`` (`write_metrics_json`)."""
+        path = osp.join(self.opt['path']['results_root'], 'metrics.json')
+        write_metrics_json(path, dataset_name, self.metric_results, self.metric_counts)
+
+    def _log_average_over_sets(self, dataset_name, current_iter, tb_logger):
+        """Once every val (or test) set of this round is done, log the metrics averaged over the sets."""
+        prefix = 'val' if self.opt['is_train'] else ''
+        expected = sum(1 for phase in self.opt.get('datasets', {}) if phase.startswith(prefix) and phase != 'train')
+        results = self._set_results.setdefault(current_iter, {})
+        results[dataset_name] = dict(self.metric_results)
+        if expected < 2 or len(results) < expected:
+            return
+        lines = [f'Average over {len(results)} sets ({", ".join(results)})']
+        for metric, (value, sets) in average_over_sets(results).items():
+            missing = '' if sets == len(results) else f' ({sets} of {len(results)} sets; the others had no image)'
+            lines.append(f'\t # {metric}: {value:.4f}{missing}')
+            if tb_logger and sets:
+                tb_logger.add_scalar(f'metrics/average/{metric}', value, current_iter)
+        get_root_logger().info('\n'.join(lines))
+        del self._set_results[current_iter]
