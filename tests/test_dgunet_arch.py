@@ -1,0 +1,293 @@
+"""DGUNet / DGUNet+: faithful to the published code (converted test vectors, key layouts, parameter counts, MACs,
+weight tying), any input size, no sharing across instances, the edge loss, the converter, and BasicSR's SRModel."""
+import copy
+import csv
+import inspect
+import os.path as osp
+import runpy
+import subprocess
+import sys
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+import vlunet_basicsr  # noqa: F401
+from basicsr.archs import build_network
+from basicsr.losses import build_loss
+from basicsr.models import build_model
+from conftest import REPO, reference_file, step_then_test
+from vlunet_basicsr.archs.dgunet_arch import DGUNet, DGUNetPlus, pad_for_dgunet
+from vlunet_basicsr.losses.edge_loss import EdgeLoss, gaussian_kernel, laplacian_residual
+from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError
+from vlunet_basicsr.utils.dgunet_checkpoint import convert_dgunet_checkpoint, dgunet_state_dict, infer_dgunet_options
+from vlunet_basicsr.utils.padding import crop_to
+
+SCRIPT = osp.join(REPO, 'scripts', 'convert_official_checkpoint.py')
+REFERENCES = {'DGUNet': 'dgunet_official_small.pt', 'DGUNetPlus': 'dgunet_plus_official_small.pt'}
+TINY = dict(n_feat=16, scale_unetfeats=8, scale_orsnetfeats=8)
+#: From shared/reference/README.md: parameters (a tied tensor counted once) of the published configurations.
+PUBLISHED_PARAMS = {('DGUNet', 80, 48, 32): 17_331_512, ('DGUNet', 40, 20, 16): 3_661_912,
+                    ('DGUNetPlus', 96, 48, 32): 69_572_915, ('DGUNetPlus', 80, 40, 32): 48_361_987,
+                    ('DGUNetPlus', 40, 20, 16): 12_176_107}
+#: state_dict keys / distinct tensors of the published networks (the tied PReLUs appear under several keys).
+PUBLISHED_KEYS = {'DGUNet': (216, 210), 'DGUNetPlus': (666, 647)}
+
+
+def _reference(variant):
+    return torch.load(reference_file(REFERENCES[variant]), weights_only=True)
+
+
+def _published_file(variant, folder):
+    """Write the reference's checkpoint as the release's training script saves it; returns the path."""
+    path = folder / f'{variant}_model_best.pth'
+    torch.save(_reference(variant)['checkpoint'], path)
+    return str(path)
+
+
+def _published_layouts():
+    """{(variant, n_feat, scale_unetfeats, scale_orsnetfeats): [(key, shape string), ...]} from the key list."""
+    layouts = {}
+    with open(reference_file('dgunet_official_keys.tsv')) as f:
+        for row in csv.DictReader(f, delimiter='\t'):
+            config = (row['variant'], int(row['n_feat']), int(row['scale_unetfeats']), int(row['scale_orsnetfeats']))
+            layouts.setdefault(config, []).append((row['key'], row['shape']))
+    return layouts
+
+
+def _distinct_tensors(net):
+    return len({value.data_ptr() for value in net.state_dict().values()})
+
+
+@pytest.mark.parametrize('variant', ['DGUNet', 'DGUNetPlus'])
+def test_converted_published_checkpoint_reproduces_every_stage(variant, tmp_path):
+    ref = _reference(variant)
+    proc = subprocess.run([sys.executable, SCRIPT, _published_file(variant, tmp_path), '--output-dir', str(tmp_path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert f'type: {variant}\n' in proc.stdout and 'n_feat: 16' in proc.stdout and 'scale_unetfeats: 8' in proc.stdout
+    assert ('depth: 5' in proc.stdout) == (variant == 'DGUNet')
+    state = torch.load(tmp_path / 'net_g.pth', weights_only=True)['params']
+    assert not any(key.startswith('module.') for key in state)
+    net = build_network({'type': variant, **ref['config']}).eval()
+    net.load_state_dict(state, strict=True)
+    assert len(net.state_dict()) == ref['num_state_keys']
+    assert sum(p.numel() for p in net.parameters()) == ref['num_params']
+    with torch.no_grad():
+        stages = net(ref['input'], return_stages=True)
+        final = net(ref['input'])
+    assert len(stages) == len(ref['outputs']) == 7
+    for stage, expected in zip(stages, ref['outputs']):
+        assert stage.shape == expected.shape and (stage - expected).abs().max().item() < 1e-5
+    assert torch.equal(final, stages[0])
+
+
+@pytest.mark.parametrize('variant', ['DGUNet', 'DGUNetPlus'])
+def test_nchw_path_and_training_mode_match_the_published_outputs_and_each_other(variant):
+    """channels_last (default) and NCHW both reproduce the release, also with autograd on; their gradients agree."""
+    ref = _reference(variant)
+    state = dgunet_state_dict(ref['checkpoint'])
+    grads = []
+    for channels_last in (True, False):
+        net = build_network({'type': variant, **ref['config'], 'channels_last': channels_last}).eval()
+        net.load_state_dict(state, strict=True)
+        stages = net(ref['input'], return_stages=True)
+        for stage, expected in zip(stages, ref['outputs']):
+            assert (stage.detach() - expected).abs().max().item() < 1e-5
+        sum(stage.square().mean() for stage in stages).backward()
+        grads.append({name: p.grad for name, p in net.named_parameters() if p.requires_grad})
+    for name, grad in grads[0].items():
+        assert (grad - grads[1][name]).abs().max().item() < 1e-5 * max(1.0, grad.abs().max().item()), name
+
+
+@pytest.mark.parametrize('config', sorted(_published_layouts()))
+def test_key_layout_parameter_count_and_inferred_options_match_each_published_configuration(config):
+    variant, n_feat, scale_unetfeats, scale_orsnetfeats = config
+    kwargs = dict(n_feat=n_feat, scale_unetfeats=scale_unetfeats, scale_orsnetfeats=scale_orsnetfeats)
+    with torch.device('meta'):  # no memory and no initialisation for the big configurations
+        net = {'DGUNet': DGUNet, 'DGUNetPlus': DGUNetPlus}[variant](**kwargs)
+    state = net.state_dict()
+    assert [(key, 'x'.join(map(str, value.shape))) for key, value in state.items()] == _published_layouts()[config]
+    assert sum(p.numel() for p in net.parameters()) == PUBLISHED_PARAMS[config]
+    options = infer_dgunet_options(variant, state)
+    assert {key: options[key] for key in ('n_feat', 'scale_unetfeats')} == {'n_feat': n_feat,
+                                                                          'scale_unetfeats': scale_unetfeats}
+    assert options.get('scale_orsnetfeats', scale_orsnetfeats) == scale_orsnetfeats
+    assert options['in_c'] == options['out_c'] == 3 and options['reduction'] == 4 and options['bias'] is False
+
+
+@pytest.mark.parametrize('variant, expected_gmacs', [('DGUNet', 843.2), ('DGUNetPlus', 1082.8)])
+def test_default_network_macs_at_256_match_the_published(variant, expected_gmacs):
+    with torch.device('meta'):
+        net = {'DGUNet': DGUNet, 'DGUNetPlus': DGUNetPlus}[variant]().eval()
+        image = torch.empty(1, 3, 256, 256)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        net(image)
+    assert round(counter.get_total_flops() / 2e9, 1) == expected_gmacs
+
+
+def test_weight_tying_is_the_published_one_within_a_network():
+    net = DGUNet(**TINY)
+    gradient_prelus = {id(getattr(module, name).body[1]) for module, names in
+                       ((net, ('phi_0', 'phit_0', 'phi_6', 'phit_6')), (net.basic, ('phi_1', 'phit_1')))
+                       for name in names}
+    assert len(gradient_prelus) == 1
+    assert net.shallow_feat1[1].body[1] is net.shallow_feat7[1].body[1]
+    assert net.basic.shallow_feat2[1].body[1] is not net.shallow_feat1[1].body[1]
+    assert net.basic.shallow_feat2[1].body[1] is not net.phi_0.body[1]
+    plus = DGUNetPlus(**TINY)
+    assert len({id(getattr(plus, f'{op}_{k}').body[1]) for op in ('phi', 'phit') for k in range(7)}) == 1
+    assert len({id(getattr(plus, f'shallow_feat{k}')[1].body[1]) for k in range(1, 8)}) == 1
+    for variant, model in (('DGUNet', net), ('DGUNetPlus', plus)):
+        assert (len(model.state_dict()), _distinct_tensors(model)) == PUBLISHED_KEYS[variant]
+
+
+@pytest.mark.parametrize('variant', ['DGUNet', 'DGUNetPlus'])
+def test_instances_and_deep_copies_share_no_parameter(variant):
+    """The published default-argument PReLU ties every network of a process (net_g to net_g_ema): not here."""
+    nets = [build_network({'type': variant, **TINY}) for _ in range(2)]
+    nets.append(copy.deepcopy(nets[0]))  # how BasicSR makes net_g_ema
+    pointers = [{p.data_ptr() for p in net.parameters()} for net in nets]
+    assert not pointers[0] & pointers[1] and not pointers[0] & pointers[2]
+    assert (len(nets[2].state_dict()), _distinct_tensors(nets[2])) == PUBLISHED_KEYS[variant]  # tying kept
+    with torch.no_grad():
+        nets[0].phi_0.body[1].weight.fill_(0.7)
+    assert nets[1].phi_0.body[1].weight.item() != 0.7 and nets[2].phi_0.body[1].weight.item() != 0.7
+
+
+@pytest.mark.parametrize('variant', ['DGUNet', 'DGUNetPlus'])
+def test_any_input_size_gives_same_size_outputs(variant):
+    torch.manual_seed(0)
+    net = build_network({'type': variant, **TINY}).eval()
+    with torch.no_grad():
+        for h, w in [(37, 50), (5, 3), (16, 16), (9, 24)]:
+            lq = torch.rand(1, 3, h, w)
+            assert net(lq).shape == lq.shape
+            stages = net(lq, return_stages=True)
+            assert len(stages) == 7 and all(stage.shape == lq.shape for stage in stages)
+
+
+def test_padding_rule():
+    x = torch.rand(1, 3, 16, 24)
+    assert pad_for_dgunet(x)[0] is x  # multiples of 8, at least 16: left alone
+    x = torch.rand(1, 3, 37, 50)
+    padded, size = pad_for_dgunet(x)
+    assert padded.shape[-2:] == (40, 56) and torch.equal(crop_to(padded, size), x)
+    assert torch.equal(padded[..., 37, :50], x[..., 35, :])  # reflection about the last row (the published rule)
+    assert pad_for_dgunet(torch.rand(1, 3, 8, 40))[0].shape[-2:] == (16, 40)  # at least 16 (instance norm)
+    tiny, _ = pad_for_dgunet(torch.rand(1, 1, 5, 3))
+    assert tiny.shape[-2:] == (16, 16) and tiny[0, 0, 15, 15] == tiny[0, 0, 4, 2]  # too small to reflect: edges
+
+
+def test_depth_sets_the_number_of_middle_stages():
+    torch.manual_seed(0)
+    net = DGUNet(**TINY, depth=2).eval()
+    with torch.no_grad():
+        assert len(net(torch.rand(1, 3, 16, 16), return_stages=True)) == 4
+
+
+def test_declarations_for_the_model_layer_and_bad_channels():
+    for cls in (DGUNet, DGUNetPlus):
+        assert cls.guidance_input is None and cls.multi_stage_output is True
+        with pytest.raises(ValueError, match='in_c and out_c must be equal'):
+            cls(in_c=3, out_c=1, **TINY)
+    net = DGUNet(in_c=1, out_c=1, **TINY).eval()
+    with torch.no_grad():
+        assert net(torch.rand(1, 1, 20, 20)).shape == (1, 1, 20, 20)
+
+
+@pytest.mark.parametrize('cls', [DGUNet, DGUNetPlus, EdgeLoss])
+def test_declared_options_are_the_constructor_keywords_and_defaults(cls):
+    parameters = inspect.signature(cls.__init__).parameters
+    assert {option.name: option.default for option in cls.OPTIONS} == {
+        name: parameter.default for name, parameter in parameters.items() if name != 'self'}
+    for option in cls.OPTIONS:
+        assert f'{option.name} (' in cls.__doc__, option.name  # documented in Args
+
+
+def test_gradients_reach_every_parameter_the_published_network_uses():
+    torch.manual_seed(0)
+    net = DGUNet(**TINY)
+    lq = torch.rand(2, 3, 32, 32)
+    sum(stage.sub(lq).abs().mean() for stage in net(lq, return_stages=True)).backward()
+    for name, param in net.named_parameters():
+        if name.startswith('basic.concat12.'):
+            assert not param.requires_grad and param.grad is None  # kept for the checkpoints, used by no stage
+        else:
+            assert param.grad is not None and param.grad.abs().sum() > 0, name
+
+
+def test_bfloat16_autocast_runs_the_subspace_projection_in_float32():
+    torch.manual_seed(0)
+    net = DGUNetPlus(**TINY).eval()
+    lq = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        expected = net(lq)
+        with torch.autocast('cpu', dtype=torch.bfloat16):
+            out = net(lq)
+    assert out.shape == lq.shape and torch.isfinite(out).all()
+    assert (out.float() - expected).abs().mean() < 0.05
+
+
+def test_edge_and_charbonnier_losses_match_the_published():
+    ref = torch.load(reference_file('dgunet_official_losses.pt'), weights_only=True)
+    edge = build_loss({'type': 'EdgeLoss', 'loss_weight': 1.0})
+    charbonnier = build_loss({'type': 'CharbonnierLoss', 'loss_weight': 1.0, 'eps': 1.0e-6})
+    assert abs(edge(ref['x'], ref['y']).item() - ref['edge'].item()) < 1e-6
+    assert abs(charbonnier(ref['x'], ref['y']).item() - ref['charbonnier_eps1e-3'].item()) < 1e-6
+
+
+def test_edge_loss_weight_reduction_and_gradient():
+    torch.manual_seed(0)
+    pred, target = torch.rand(2, 3, 21, 30, requires_grad=True), torch.rand(2, 3, 21, 30)
+    per_pixel = build_loss({'type': 'EdgeLoss', 'reduction': 'none'})(pred, target)
+    assert per_pixel.shape == pred.shape
+    mean = build_loss({'type': 'EdgeLoss'})(pred, target)
+    assert torch.allclose(build_loss({'type': 'EdgeLoss', 'reduction': 'sum'})(pred, target), per_pixel.sum())
+    assert torch.allclose(mean, per_pixel.mean())
+    assert torch.allclose(build_loss({'type': 'EdgeLoss', 'loss_weight': 0.05})(pred, target), 0.05 * mean)
+    weight = torch.zeros(2, 1, 21, 30)
+    weight[0] = 1
+    assert torch.allclose(build_loss({'type': 'EdgeLoss'})(pred, target, weight), per_pixel[0].mean())
+    residual = laplacian_residual(torch.full((1, 3, 16, 16), 0.3), gaussian_kernel(3))
+    assert residual[..., 4:-4, 4:-4].abs().max() < 1e-6  # a flat image has no edges (inside the border)
+    mean.backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+
+
+def test_converter_accepts_a_bare_state_dict_and_refuses_other_files(tmp_path):
+    ref = _reference('DGUNetPlus')
+    bare = {key[len('module.'):]: value for key, value in ref['checkpoint']['state_dict'].items()}
+    result = convert_dgunet_checkpoint(bare, str(tmp_path))
+    assert result['network_type'] == 'DGUNetPlus'
+    assert result['network_options'] == {'in_c': 3, 'out_c': 3, 'n_feat': 16, 'scale_unetfeats': 8,
+                                         'kernel_size': 3, 'reduction': 4, 'bias': False}
+    with pytest.raises(CheckpointFormatError, match='not a published DGUNet'):
+        convert_dgunet_checkpoint({'state_dict': {'r0': torch.ones(1)}}, str(tmp_path))
+    untied = dict(bare)
+    untied['phit_3.body.1.weight'] = untied['phit_3.body.1.weight'] + 1
+    with pytest.raises(CheckpointFormatError, match='phit_3.body.1.weight differs'):
+        convert_dgunet_checkpoint(untied, str(tmp_path / 'untied'))
+    assert not (tmp_path / 'untied').exists()
+
+
+def test_converter_script_refuses_de_dim_for_dgunet(tmp_path, capsys):
+    main = runpy.run_path(SCRIPT)['main']  # in-process: the conversion itself runs as a command above
+    assert main([_published_file('DGUNet', tmp_path), '--output-dir', str(tmp_path), '--de-dim', '7']) == 1
+    error = capsys.readouterr().err
+    assert 'DGUNet checkpoint' in error and '--de-dim' in error
+    assert not (tmp_path / 'net_g.pth').exists()
+
+
+def test_dgunet_inside_basicsr_srmodel():
+    opt = {
+        'model_type': 'SRModel', 'num_gpu': 0, 'is_train': True, 'dist': False, 'scale': 1,
+        'network_g': {'type': 'DGUNet', **TINY},
+        'path': {'pretrain_network_g': None, 'strict_load_g': True},
+        'train': {'ema_decay': 0.999, 'optim_g': {'type': 'Adam', 'lr': 1e-3},
+                  'scheduler': {'type': 'MultiStepLR', 'milestones': [9], 'gamma': 0.5},
+                  'pixel_opt': {'type': 'CharbonnierLoss', 'loss_weight': 1.0, 'eps': 1e-6}},
+    }
+    model = build_model(opt)
+    assert not ({p.data_ptr() for p in model.net_g.parameters()} & {p.data_ptr() for p in model.net_g_ema.parameters()})
+    step_then_test(model)
