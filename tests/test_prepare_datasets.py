@@ -1,6 +1,5 @@
 """scripts/prepare_datasets.py and scripts/export_noisy_testsets.py on miniature copies of the public layouts."""
 import hashlib
-import importlib.util
 import os
 import os.path as osp
 
@@ -11,18 +10,12 @@ import torch
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
-from conftest import REPO
+from conftest import script_main
 
 
-def _script(name):
-    spec = importlib.util.spec_from_file_location(name, osp.join(REPO, 'scripts', f'{name}.py'))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
 
-
-prepare = _script('prepare_datasets')
-export_noisy = _script('export_noisy_testsets')
+prepare = script_main('prepare_datasets')
+export_noisy = script_main('export_noisy_testsets')
 
 
 def _image(path, value, ext_size=(12, 10)):

@@ -9,11 +9,11 @@ client), and several sources often share one LMDB (noise sigma 15/25/50 on the s
 import os
 import os.path as osp
 
-import cv2
 import lmdb
-import numpy as np
 
 from basicsr.utils import FileClient
+from vlunet_basicsr.utils.option_spec import REQUIRED, Option
+from vlunet_basicsr.utils.image_io import decode_image as read_decoded
 from vlunet_basicsr.utils.prompts import DEGRADATION_PROMPTS
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
@@ -31,9 +31,38 @@ def lmdb_environment(path):
         if pid == os.getpid():
             return environment
         environment.close()  # inherited through fork(): an LMDB environment must not cross processes
-    environment = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False)
+    try:
+        environment = lmdb.open(path, readonly=True, lock=False, readahead=False, meminit=False)
+    except lmdb.Error as error:
+        raise OSError(f'cannot open the LMDB {path}: {error}') from error
+    try:
+        check_lmdb_size(environment, path)
+    except TruncatedLMDBError:
+        environment.close()
+        raise
     _LMDB_ENVIRONMENTS[key] = (os.getpid(), environment)
     return environment
+
+
+class TruncatedLMDBError(RuntimeError):
+    """A whole LMDB is unusable (not one bad sample: ``skip_bad_samples`` does not skip it)."""
+
+
+def check_lmdb_size(environment, path):
+    """Raise a `TruncatedLMDBError` naming ``path`` when its data.mdb is shorter than its header says it is.
+
+    A truncated data.mdb (an interrupted copy) opens fine, but reading a page past the end of the file kills
+    the process with SIGBUS; the header (meta page) gives the last page in use and the page size, so the file
+    must hold at least ``(last_pgno + 1) * psize`` bytes.
+    """
+    data_file = osp.join(path, 'data.mdb')
+    if not osp.isfile(data_file):
+        return  # not the folder layout; lmdb.open found its data elsewhere
+    needed = (environment.info()['last_pgno'] + 1) * environment.stat()['psize']
+    size = osp.getsize(data_file)
+    if size < needed:
+        raise TruncatedLMDBError(f'LMDB {path} is truncated: its data.mdb holds {size} bytes but its header says it '
+                                 f'uses {needed} bytes (an interrupted copy?); copy or build it again')
 
 
 def image_key(path):
@@ -60,18 +89,10 @@ def list_image_files(folder, where):
 
 
 def decode_image(content, path):
-    """Bytes of an image file -> float32 RGB HxWx3 in [0, 1]; 8/16-bit, gray and RGBA accepted (alpha dropped)."""
-    image = None if content is None else cv2.imdecode(np.frombuffer(content, np.uint8), cv2.IMREAD_UNCHANGED)
-    if image is None:
-        raise ValueError(f'cannot decode image {path}: the file is corrupt, truncated or not an image')
-    scale = 65535.0 if image.dtype == np.uint16 else 255.0
-    if image.ndim == 2:
-        image = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
-    elif image.shape[2] == 4:
-        image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
-    else:
-        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
-    return image.astype(np.float32) / scale
+    """Bytes of an image file -> float32 RGB HxWx3 in [0, 1] (alpha dropped), by the package's one decoder
+    (`vlunet_basicsr.utils.image_io.decode_image`: empty, truncated or corrupt files raise a ValueError naming
+    ``path``)."""
+    return read_decoded(content, path).rgb
 
 
 class ImageSource:
@@ -93,8 +114,18 @@ class ImageSource:
         where (str): YAML location of these options, for error messages.
     """
 
-    OPTION_KEYS = frozenset({'name', 'label', 'text', 'dataroot_gt', 'dataroot_lq', 'noise_sigma', 'io_backend',
-                             'meta_info_file', 'filename_tmpl'})
+    OPTIONS = (
+        Option('name', 'str', None, "Shown in logs and errors. Default: the GT folder's name."),
+        Option('label', 'int', REQUIRED, 'Degradation label (index into the prompt list).', minimum=0),
+        Option('text', 'str', None, "Prompt of the degradation. Default: the release's prompt of label."),
+        Option('dataroot_gt', 'str', REQUIRED, 'Folder or *.lmdb of clean images.'),
+        Option('dataroot_lq', 'str', None, 'Folder or *.lmdb of degraded images with the same names or keys.'),
+        Option('noise_sigma', 'float', None, 'Instead of dataroot_lq: Gaussian noise sigma (0-255 scale).',
+               minimum=0, maximum=255),
+        Option('io_backend', 'dict', None, '{type: disk} (default) or {type: lmdb}.'),
+        Option('meta_info_file', 'str', None, 'Disk only: a file whose lines start with the image names to use.'),
+        Option('filename_tmpl', 'str', '{}', 'Disk only: LQ name from the GT name without extension.'),
+    )
 
     def __init__(self, opt, where):
         self.where = where
@@ -196,6 +227,14 @@ class ImageSource:
         gt_display = self._display_path(gt_path, self.root_gt)
         lq_display = gt_display if lq_path is None else self._display_path(lq_path, self.root_lq)
         return {'key': key, 'gt': gt, 'lq': lq, 'gt_path': gt_display, 'lq_path': lq_display}
+
+    def read_lq(self, index):
+        """The LQ image of sample ``index`` alone (float32 RGB HxWx3 in [0, 1]) and its path, without reading
+        the GT (e.g. another degraded version of a scene); ``(None, None)`` for a clean set."""
+        _, _, lq_path = self.samples[index]
+        if lq_path is None:
+            return None, None
+        return self._read(lq_path, 'lq'), self._display_path(lq_path, self.root_lq)
 
     def _display_path(self, path, root):
         return osp.join(root, path) if self.backend == 'lmdb' else path

@@ -1,13 +1,17 @@
 """Finding clean/degraded pairs in the folder layouts of the public dataset releases.
 
-Each layout function takes the release's folder (or list file) and returns ``(pairs, problems)``: pairs
-``(key, gt_path, lq_path or None)`` sorted by key, and a description of every image it could not pair.
+Each layout function of `LAYOUTS` takes the release's folder (or list or .mat file) and returns
+``(pairs, problems)``: pairs ``(key, gt, lq or None)`` sorted by key (``gt`` and ``lq`` are file paths, or RGB
+arrays for `sidd_val_blocks`), and a description of every image it could not pair. A layout of
+`SCENE_LAYOUTS` (CDD-11) returns ``(sets, problems)`` instead: ``{set name: [(key, path)]}``, every set with the
+same keys (one scene each). `find_sets` gives every layout in the second form.
 """
 import os
 import os.path as osp
 import re
 
-from vlunet_basicsr.data.image_source import IMAGE_EXTENSIONS, image_key
+from vlunet_basicsr.data.image_source import IMAGE_EXTENSIONS, image_key, list_image_files
+from vlunet_basicsr.utils.prompts import CDD11_TYPES
 
 #: Image counts of the public splits, checked before anything is written.
 KNOWN_COUNTS = {
@@ -19,7 +23,14 @@ KNOWN_COUNTS = {
     'rain100l': {'train': 200, 'test': 100},
     'gopro': {'train': 2103, 'test': 1111},
     'lol': {'train': 485, 'test': 15},
+    # CDD-11 (OneRestore, Guo et al., ECCV 2024, arXiv 2407.04621; github.com/gy65896/OneRestore): 13,013
+    # training and 2,200 test pairs, i.e. 1,183 and 200 scenes, each in clear/ and in all 11 degradation folders.
+    'cdd11': {'train': 1183, 'test': 200},
+    # SIDD validation (ValidationNoisyBlocksSrgb.mat): 40 images x 32 blocks of 256x256.
+    'sidd_val_blocks': {'test': 1280},
 }
+#: What one counted item of a layout is, for messages. Default: 'images'.
+COUNT_UNITS = {'cdd11': 'scenes', 'sidd_val_blocks': 'blocks'}
 
 
 def _images_under(root):
@@ -147,6 +158,116 @@ def paths_list(list_file):
     return sorted(pairs), problems
 
 
+def input_target(root):
+    """MPRNet's, Restormer's and DGUNet's published layout: ``input/`` with ``target/`` (SIDD: ``groundtruth/``).
+
+    The two folders hold the same file names; key: the name without extension.
+    """
+    _require_dir(root, 'dataset')
+    input_dir, target_dir = _find_dir(root, ('input',)), _find_dir(root, ('target', 'groundtruth'))
+    inputs, problems = _images_by_key(input_dir, 'input image')
+    targets, target_problems = _images_by_key(target_dir, 'target image')
+    pairs, unmatched = _match([(key, key, path) for key, path in inputs.items()], targets, 'input image',
+                              f'{osp.basename(target_dir)} image')
+    return pairs, problems + target_problems + unmatched
+
+
+def _images_by_key(folder, what):
+    """{key: path} of the images directly in ``folder``, and a problem for each key two files share."""
+    found, problems = {}, []
+    for name in list_image_files(folder, what):
+        key = image_key(name)
+        if key in found:
+            problems.append(f'two {what}s share the name {key}: {found[key]} and {osp.join(folder, name)}')
+        found.setdefault(key, osp.join(folder, name))
+    return found, problems
+
+
+SIDD_MAT_FILES = {'lq': ('ValidationNoisyBlocksSrgb.mat', 'ValidationNoisyBlocksSrgb'),
+                  'gt': ('ValidationGtBlocksSrgb.mat', 'ValidationGtBlocksSrgb')}
+
+
+def _load_mat_blocks(path, variable):
+    import numpy as np
+    from scipy.io import loadmat, whosmat
+    if not osp.isfile(path):
+        raise FileNotFoundError(f'SIDD block file not found: {path}')
+    try:
+        content = loadmat(path, variable_names=[variable])
+    except (NotImplementedError, ValueError, OSError) as error:
+        raise ValueError(f'cannot read {path} with scipy.io.loadmat: {error}') from error
+    if variable not in content:
+        names = sorted(entry[0] for entry in whosmat(path))
+        raise ValueError(f'{path} has no variable {variable!r} (it holds {names})')
+    blocks = content[variable]
+    if blocks.ndim != 5 or blocks.shape[-1] != 3 or blocks.dtype != np.uint8:
+        raise ValueError(f'{path}: {variable} must be a uint8 array of shape (images, blocks, height, width, 3), '
+                         f'got {blocks.dtype} {blocks.shape}')
+    return blocks
+
+
+def sidd_val_blocks(root):
+    """SIDD validation: ``ValidationNoisyBlocksSrgb.mat`` and ``ValidationGtBlocksSrgb.mat`` in ``root``.
+
+    Each holds a uint8 RGB array (40, 32, 256, 256, 3) under its own name; block ``j`` of image ``i`` gets the
+    key ``iiii_jj`` (``0000_00`` ... ``0039_31``). The two arrays must have the same shape.
+    """
+    _require_dir(root, 'SIDD validation')
+    blocks = {part: _load_mat_blocks(osp.join(root, name), variable)
+              for part, (name, variable) in SIDD_MAT_FILES.items()}
+    if blocks['gt'].shape != blocks['lq'].shape:
+        raise ValueError(f"{osp.join(root, SIDD_MAT_FILES['lq'][0])} holds blocks of shape {blocks['lq'].shape} "
+                         f"but {osp.join(root, SIDD_MAT_FILES['gt'][0])} holds {blocks['gt'].shape}; "
+                         'they must be the same')
+    images, per_image = blocks['gt'].shape[:2]
+    pairs = [(f'{i:04d}_{j:02d}', blocks['gt'][i, j], blocks['lq'][i, j])
+             for i in range(images) for j in range(per_image)]
+    return pairs, []
+
+
+def cdd11(root):
+    """CDD-11 (OneRestore's release): ``clear/`` and the 11 folders of `CDD11_TYPES` with the same file names.
+
+    ``root`` is one split's folder (e.g. ``CDD-11_train``). Returns ``({'clear': [(key, path)], 'haze': ...},
+    problems)``: the sets in label order after ``clear``, each with every key; a problem for each missing
+    folder and for each name that is not in ``clear/`` and in all 11 folders.
+    """
+    _require_dir(root, 'CDD-11')
+    if not osp.isdir(osp.join(root, 'clear')):
+        raise FileNotFoundError(f"{root} has no clear/ folder; point INPUT at one split's folder (the one "
+                                f"holding clear/ and {', '.join(CDD11_TYPES)})")
+    clear, problems = _images_by_key(osp.join(root, 'clear'), 'clear image')
+    sets = {'clear': sorted(clear.items())}
+    for name in CDD11_TYPES:
+        folder = osp.join(root, name)
+        if not osp.isdir(folder):
+            problems.append(f'missing folder {folder}')
+            continue
+        images, duplicates = _images_by_key(folder, f'{name} image')
+        problems += duplicates
+        problems += [f'clear image {clear[key]} has no {name} image in {folder}'
+                     for key in sorted(set(clear) - set(images))]
+        problems += [f'{name} image {images[key]} has no clear image' for key in sorted(set(images) - set(clear))]
+        sets[name] = sorted(images.items())
+    return sets, problems
+
+
+def find_sets(layout, source):
+    """``(sets, problems)`` of any layout: ``{set name: [(key, image)]}`` with the same keys in every set.
+
+    Pair layouts give ``gt`` and, when every image has a degraded version, ``lq``.
+    """
+    if layout in SCENE_LAYOUTS:
+        return SCENE_LAYOUTS[layout](source)
+    if layout not in LAYOUTS:
+        raise ValueError(f'unknown layout {layout!r}; known: {", ".join(sorted(LAYOUTS) + sorted(SCENE_LAYOUTS))}')
+    pairs, problems = LAYOUTS[layout](source)
+    sets = {'gt': [(key, gt) for key, gt, _ in pairs]}
+    if pairs and all(lq is not None for _, _, lq in pairs):
+        sets['lq'] = [(key, lq) for key, _, lq in pairs]
+    return sets, problems
+
+
 LAYOUTS = {
     'bsd400': clean_images,
     'wed': clean_images,
@@ -158,4 +279,10 @@ LAYOUTS = {
     'gopro': gopro,
     'lol': lol,
     'paths_txt': paths_list,
+    'input_target': input_target,
+    'sidd_val_blocks': sidd_val_blocks,
+}
+#: Layouts of several degraded versions per scene, written as one LMDB (or folder) per set.
+SCENE_LAYOUTS = {
+    'cdd11': cdd11,
 }
