@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import GDFN, LayerNorm, OverlapPatchEmbed
 from vlunet_basicsr.archs.restormer_ops import NORM_EPS, channel_attention
+from vlunet_basicsr.utils.option_spec import Option
 from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 
 
@@ -201,6 +202,21 @@ class VLURNet(nn.Module):
     guidance_input = 'text_features'
     #: One restored image, not one per stage.
     multi_stage_output = False
+
+    OPTIONS = (
+        Option('inp_channels', 'int', 3, 'Input channels.', minimum=1),
+        Option('out_channels', 'int', 3, 'Output channels.', minimum=1),
+        Option('dim', 'int', 32, 'Level-1 channels (C).', minimum=1),
+        Option('num_blocks', 'list[int]', [1, 1, 1, 2], 'CTransAgg blocks at levels 1-4 (encoder and decoder).',
+               minimum=1, length=4),
+        Option('heads', 'list[int]', [8, 8, 8, 8], 'PGCA heads at levels 1-4.', minimum=1, length=4),
+        Option('ffn_expansion_factor', 'float', 2.66, 'FFN expansion.', minimum=0.1),
+        Option('bias', 'bool', False, 'Bias in convolutions and text projections.'),
+        Option('LayerNorm_type', 'str', 'WithBias', 'Layer norm kind.', choices=('WithBias', 'BiasFree')),
+        Option('text_dim', 'int', 512, 'Length of the text embedding.', minimum=1),
+        Option('text_query_size', 'int', 16, "Side of PGCA's pooled key grid.", minimum=1),
+        Option('fused_backward', 'bool', True, 'Hand-written backward passes for attention and the FFN gate.'),
+    )
 
     def __init__(self,
                  inp_channels=3,

@@ -8,6 +8,8 @@ from torchvision.models import VGG16_Weights
 
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import LOSS_REGISTRY
+from vlunet_basicsr.utils.checkpoint_util import load_weights
+from vlunet_basicsr.utils.option_spec import Option
 
 #: VGG-16's convolutional layers up to relu3_3: output channels, or 'M' for a 2x2 max-pool.
 VGG16_UP_TO_RELU3_3 = (64, 64, 'M', 128, 128, 'M', 256, 256, 256)
@@ -73,7 +75,7 @@ class VGG16Features(nn.Module):
         if not osp.isfile(weights_path):
             raise FileNotFoundError(f'CompositeDegradationLoss: vgg_path {weights_path!r} is not a file (expected '
                                     "torchvision's VGG-16 ImageNet weights, vgg16-397923af.pth)")
-        state = torch.load(weights_path, map_location='cpu', weights_only=True)
+        state = load_weights(weights_path)
         prefix = 'features.' if any(key.startswith('features.') for key in state) else ''
         wanted = {key: f'{prefix}{key}' for key in self.body.state_dict()}
         missing = [source for source in wanted.values() if source not in state]
@@ -124,6 +126,20 @@ class CompositeDegradationLoss(nn.Module):
             denominator is then the mean distance to the N + 1 degraded versions of the scene.
         eps (float): Added to the denominator (OneRestore's). Default: 1e-7.
     """
+
+    #: The batch entries the model passes after (pred, target): ``forward(pred, target, lq, negatives)``.
+    batch_inputs = ('lq', 'negatives')
+
+    OPTIONS = (
+        Option('loss_weight', 'float', 1.0, 'Weight of the loss.', minimum=0),
+        Option('reduction', 'str', 'mean', 'Reduction over the batch.', choices=('mean', 'sum', 'none')),
+        Option('vgg_path', 'str', None, 'VGG-16 ImageNet weights file (else torchvision\'s cache, else random).'),
+        Option('layers', 'list[str]', ['relu1_2', 'relu2_2', 'relu3_3'], 'VGG-16 ReLU outputs compared.'),
+        Option('imagenet_normalize', 'bool', True, "Normalise with ImageNet's mean and std before VGG-16."),
+        Option('lambda_input', 'float', None, 'l1 (weight of the distance to the input). ~: 1 / (N + 1).', minimum=0),
+        Option('lambda_negative', 'float', None, 'l2 (weight of each negative). ~: 1 / (N + 1).', minimum=0),
+        Option('eps', 'float', 1e-7, 'Added to the denominator.', minimum=0),
+    )
 
     def __init__(self, loss_weight=1.0, reduction='mean', vgg_path=None, layers=CDRL_LAYERS, imagenet_normalize=True,
                  lambda_input=None, lambda_negative=None, eps=1e-7):

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from basicsr.utils.registry import LOSS_REGISTRY
+from vlunet_basicsr.utils.option_spec import Option
 
 #: Wang et al.'s scale weights (coarsest last), the paper's and pytorch-msssim's default.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -32,6 +33,17 @@ class MSSSIMLoss(nn.Module):
         weights (list[float]): Scale weights, finest first. Default: [0.0448, 0.2856, 0.3001, 0.2363, 0.1333].
         K (list[float]): SSIM's stabilising constants (K1, K2). Default: [0.01, 0.03].
     """
+
+    OPTIONS = (
+        Option('loss_weight', 'float', 1.0, 'Weight of the loss.', minimum=0),
+        Option('reduction', 'str', 'mean', 'Reduction over the batch.', choices=('mean', 'sum', 'none')),
+        Option('data_range', 'float', 1.0, 'Value range of the images.', minimum=0),
+        Option('win_size', 'int', 11, 'Side of the Gaussian window (odd).', minimum=1),
+        Option('win_sigma', 'float', 1.5, 'Standard deviation of the window.', minimum=0),
+        Option('weights', 'list[float]', [0.0448, 0.2856, 0.3001, 0.2363, 0.1333], 'Scale weights, finest first.',
+               minimum=0),
+        Option('K', 'list[float]', [0.01, 0.03], "SSIM's stabilising constants (K1, K2).", minimum=0, length=2),
+    )
 
     def __init__(self, loss_weight=1.0, reduction='mean', data_range=1.0, win_size=11, win_sigma=1.5,
                  weights=MS_SSIM_WEIGHTS, K=(0.01, 0.03)):  # noqa: N803  (the library's keyword)

@@ -4,6 +4,7 @@ from torch.nn import functional as F
 
 from basicsr.losses.loss_util import weighted_loss
 from basicsr.utils.registry import LOSS_REGISTRY
+from vlunet_basicsr.utils.option_spec import Option
 
 
 @weighted_loss
@@ -23,6 +24,12 @@ class SmoothL1Loss(nn.Module):
         beta (float): Where the loss turns from quadratic to linear; torch's default, used by OneRestore.
             Default: 1.0.
     """
+
+    OPTIONS = (
+        Option('loss_weight', 'float', 1.0, 'Weight of the loss.', minimum=0),
+        Option('reduction', 'str', 'mean', 'Reduction over the batch.', choices=('mean', 'sum', 'none')),
+        Option('beta', 'float', 1.0, 'Where the loss turns from quadratic to linear.', minimum=1e-12),
+    )
 
     def __init__(self, loss_weight=1.0, reduction='mean', beta=1.0):
         super().__init__()
