@@ -12,64 +12,8 @@ import csv
 import os
 import os.path as osp
 import sys
-from collections import namedtuple
 
 from vlunet_basicsr_cli import restore_parser
-
-#: What `load_networks` returns.
-Networks = namedtuple('Networks', ['net', 'inputs', 'clip', 'prompts', 'fixed_label', 'size_multiple'])
-
-
-def load_networks(args):
-    """The network (VLUNet from ``--weights`` alone, else ``network_g``), its protocol and its guidance encoder.
-
-    Returns:
-        Networks: ``net``, ``inputs`` (`NetworkInputs`), ``clip`` (or None), ``prompts``, ``fixed_label`` (the
-        ``--degradation-type`` / ``val.degradation_type`` label of a text-guided arch, or None) and
-        ``size_multiple`` (``val.size_multiple``).
-    """
-    from basicsr.archs import build_network
-    from vlunet_basicsr.utils.checkpoint_util import load_weights
-    from vlunet_basicsr.utils.options_util import load_yaml
-    from vlunet_basicsr.models.network_inputs import NetworkInputs
-    from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
-    from vlunet_basicsr.utils.release_checkpoint import infer_network_options
-
-    opt = load_yaml(args.opt) if args.opt else {}
-    path_opt = opt.get('path') or {}
-    weights = args.weights or path_opt.get('pretrain_network_g')
-    if weights is None:
-        raise ValueError('give -opt (a test YAML with path.pretrain_network_g) or --weights net_g.pth')
-    trust = args.trust_checkpoint or bool(path_opt.get('trust_checkpoint', False))
-    checkpoint = load_weights(weights, trust, how_to_trust='pass --trust-checkpoint')
-    param_key = path_opt.get('param_key_g') or ('params_ema' if 'params_ema' in checkpoint else 'params')
-    if param_key not in checkpoint:
-        raise ValueError(f"{weights} has no '{param_key}' entry (keys: {sorted(checkpoint)})")
-    state = checkpoint[param_key]
-    net_opt = dict(opt['network_g']) if 'network_g' in opt else {'type': 'VLUNet', **infer_network_options(state)}
-    net = build_network(net_opt)
-    net.load_state_dict(state, strict=True)
-
-    clip_opt = dict(opt['network_clip']) if opt.get('network_clip') else None
-    if clip_opt is None and (args.clip_weights or args.adapter):
-        clip_opt = {'type': 'DegradationCLIP', 'model_name': args.clip_model}
-    if clip_opt is not None:
-        if args.clip_weights:
-            clip_opt['pretrained'] = args.clip_weights
-        if args.adapter:
-            clip_opt['adapter_path'] = args.adapter
-    clip = build_network(clip_opt) if clip_opt is not None else None
-    inputs = NetworkInputs.of(type(net))
-    inputs.check_encoder(clip is not None)
-    if args.explain and not hasattr(net, 'forward_with_trace'):
-        raise ValueError(f'--explain shows the key mixtures of VLU-Net; {type(net).__name__} has none')
-    prompts = resolve_prompts(opt.get('prompts'))
-    degradation_type = args.degradation_type or (opt.get('val') or {}).get('degradation_type')
-    fixed = None if degradation_type is None else prompt_label(degradation_type, prompts, '--degradation-type')
-    if fixed is not None and inputs.guidance_input != 'text_features':
-        raise ValueError(f'--degradation-type is for text-guided archs; {type(net).__name__} does not take one')
-    size_multiple = int((opt.get('val') or {}).get('size_multiple', 1))
-    return Networks(net, inputs, clip, prompts, fixed, size_multiple)
 
 
 def list_inputs(path):
@@ -108,36 +52,31 @@ def _tile_bar(tqdm, enabled):
 def run(args):
     """Restore as the parsed ``args`` say; returns the exit code (0: all restored, 1: some failed, 2: nothing ran)."""
     import cv2
-    import numpy as np
-    import torch
     from tqdm import tqdm
 
     import vlunet_basicsr  # noqa: F401  (registers the archs)
+    from vlunet_basicsr.restorer import Restorer, load_networks, resolve_device
     from vlunet_basicsr.utils.cpu_allocator import tune_cpu_allocator
     from vlunet_basicsr.utils.image_io import encode_like, read_image_file
     from vlunet_basicsr.utils.output_names import plan_outputs
     from vlunet_basicsr.utils.plot_util import save_mixture_weights, save_residual_maps
-    from vlunet_basicsr.utils.precision import AMP_DTYPES, autocast
-    from vlunet_basicsr.utils.restore_util import compiled, restore_image
 
     try:
         inputs = list_inputs(args.input)
         plans = plan_outputs(inputs, args.output, _explain_files if args.explain else None)
-        networks = load_networks(args)
+        networks = load_networks(args.opt, args.weights, args.clip_weights, args.adapter, args.clip_model,
+                                 args.trust_checkpoint, args.degradation_type)
+        if args.explain and not hasattr(networks.net, 'forward_with_trace'):
+            raise ValueError(f'--explain shows the key mixtures of VLU-Net; {type(networks.net).__name__} has none')
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
-    device = torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if args.device == 'auto' else args.device)
+    device = resolve_device(args.device)
     if device.type == 'cpu':
         tune_cpu_allocator(args.cpu_allocator)
-    net, clip, prompts = networks.net.to(device).eval(), networks.clip, networks.prompts
-    runner = compiled(net, args.compile, '--compile')
-    clip = clip.to(device).eval() if clip is not None else None
-    print(networks.inputs.describe(None if clip is None else type(clip).__name__))
-    text_features = None
-    if networks.inputs.guidance_input == 'text_features':
-        with torch.no_grad():
-            text_features = clip.encode_text(prompts).float()
+    restorer = Restorer(networks, device, args.amp, args.compile, args.tile, args.tile_overlap)
+    prompts = restorer.prompts
+    print(restorer.describe())
     os.makedirs(args.output, exist_ok=True)
     rows, failures = [], []
     for plan in tqdm(plans, desc='restore', unit='image', file=sys.stderr, disable=len(plans) < 2):
@@ -154,32 +93,19 @@ def run(args):
             failures.append(path)
             tqdm.write(f'error: {error}', file=sys.stderr)
             continue
-        lq = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1)[None].to(device)
-        with torch.no_grad(), autocast(device, AMP_DTYPES[args.amp]):
-            vector, guidance, line = None, None, ''
-            if clip is not None:
-                vector = clip.degradation_vector(lq)
-                probabilities = clip.prompt_probabilities(vector, prompts)[0].float().cpu()
-                best = int(probabilities.argmax())
-                used = best if networks.fixed_label is None else networks.fixed_label
-                rows.append([osp.basename(path), prompts[best], f'{probabilities[best]:.4f}', prompts[used],
-                             *[f'{p:.4f}' for p in probabilities.tolist()]])
-                line = f'  {prompts[best]} (p={probabilities[best]:.2f})'
-                if text_features is not None:
-                    guidance = text_features[used][None]
-                    line += '' if used == best else f'; restored as {prompts[used]}'
-                else:
-                    guidance = vector
-            run = networks.inputs.final(runner, guidance)
-            output = restore_image(run, lq, args.tile, args.tile_overlap, size_multiple=networks.size_multiple,
-                                   progress=_tile_bar(tqdm, args.tile))
-            if args.explain:
-                _, trace = net.forward_with_trace(lq, vector)
-                explain = [osp.join(args.output, p) for p in _explain_files(osp.basename(target))]
-                save_mixture_weights(trace, explain[0])
-                save_residual_maps(trace, explain[1])
-        restored = output[0].float().permute(1, 2, 0).cpu().numpy()
-        if not cv2.imwrite(target, encode_like(restored, alpha, is_gray, dtype)):
+        result = restorer.restore(rgb, progress=_tile_bar(tqdm, args.tile), explain=args.explain)
+        line, prediction = '', result.prediction
+        if prediction is not None:
+            rows.append([osp.basename(path), prompts[prediction.label], f'{prediction.probability:.4f}',
+                         prompts[prediction.used_label], *[f'{p:.4f}' for p in prediction.probabilities]])
+            line = f'  {prompts[prediction.label]} (p={prediction.probability:.2f})'
+            if prediction.used_label != prediction.label:
+                line += f'; restored as {prompts[prediction.used_label]}'
+        if result.trace is not None:
+            explain = [osp.join(args.output, p) for p in _explain_files(osp.basename(target))]
+            save_mixture_weights(result.trace, explain[0])
+            save_residual_maps(result.trace, explain[1])
+        if not cv2.imwrite(target, encode_like(result.rgb, alpha, is_gray, dtype)):
             failures.append(path)
             tqdm.write(f'error: {path}: cannot write {target}', file=sys.stderr)
             continue

@@ -1,0 +1,166 @@
+"""One loaded restoration system restoring your own images: what ``basicsr restore`` (and any other front end)
+calls, so there is one way of restoring.
+
+`load_networks` builds the network (``network_g`` of a test YAML, or VLUNet from a weights file alone), reads its
+declared inputs (`vlunet_basicsr.models.network_inputs`) and builds its guidance encoder; `Restorer` restores
+float RGB images with it: the degradation readout (zero-shot over the prompts with the tuned adapters), the
+guidance the arch takes, tiles and padding (`vlunet_basicsr.utils.restore_util`), precision and compile.
+"""
+from collections import namedtuple
+
+import numpy as np
+import torch
+
+#: What `load_networks` returns.
+Networks = namedtuple('Networks', ['net', 'inputs', 'clip', 'prompts', 'fixed_label', 'size_multiple'])
+
+#: The degradation readout of one image: the predicted label, its probability, every label's probability, and
+#: the label the image was restored with (the predicted one, or the one given for a text-guided arch).
+Prediction = namedtuple('Prediction', ['label', 'probability', 'probabilities', 'used_label'])
+
+#: One restored image: float32 HxWx3 RGB (not clipped), the `Prediction` (None without an encoder), and the
+#: per-stage trace of `VLUNet.forward_with_trace` when asked for.
+Restoration = namedtuple('Restoration', ['rgb', 'prediction', 'trace'])
+
+
+def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, clip_model='ViT-B-32',
+                  trust_checkpoint=False, degradation_type=None):
+    """The network, its declared inputs and its guidance encoder, from a test YAML and/or weight files.
+
+    Args:
+        opt_path (str | None): A test YAML (``network_g``, ``network_clip``, ``prompts``,
+            ``path.pretrain_network_g``, ``val.size_multiple``, ``val.degradation_type``).
+        weights (str | None): ``net_g.pth`` (BasicSR format); without a YAML the network is a VLUNet whose
+            options are read from the weights' shapes.
+        clip_weights (str | None): CLIP backbone weights (overrides ``network_clip.pretrained``).
+        adapter (str | None): CLIP adapters (overrides ``network_clip.adapter_path``).
+        clip_model (str): open_clip model when only ``clip_weights``/``adapter`` are given. Default: 'ViT-B-32'.
+        trust_checkpoint (bool): Allow a network file that needs arbitrary unpickling. Default: False.
+        degradation_type (str | int | None): Text-guided archs: restore every image with this label (number,
+            name or prompt) instead of the predicted one.
+
+    Returns:
+        Networks: ``net``, ``inputs`` (`NetworkInputs`), ``clip`` (or None), ``prompts``, ``fixed_label`` and
+        ``size_multiple``.
+    """
+    from basicsr.archs import build_network
+    from vlunet_basicsr.models.network_inputs import NetworkInputs
+    from vlunet_basicsr.utils.checkpoint_util import load_weights
+    from vlunet_basicsr.utils.options_util import load_yaml
+    from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
+    from vlunet_basicsr.utils.release_checkpoint import infer_network_options
+
+    opt = load_yaml(opt_path) if opt_path else {}
+    path_opt = opt.get('path') or {}
+    weights = weights or path_opt.get('pretrain_network_g')
+    if weights is None:
+        raise ValueError('give -opt (a test YAML with path.pretrain_network_g) or --weights net_g.pth')
+    trust = trust_checkpoint or bool(path_opt.get('trust_checkpoint', False))
+    checkpoint = load_weights(weights, trust, how_to_trust='pass --trust-checkpoint')
+    param_key = path_opt.get('param_key_g') or ('params_ema' if 'params_ema' in checkpoint else 'params')
+    if param_key not in checkpoint:
+        raise ValueError(f"{weights} has no '{param_key}' entry (keys: {sorted(checkpoint)})")
+    state = checkpoint[param_key]
+    net_opt = dict(opt['network_g']) if 'network_g' in opt else {'type': 'VLUNet', **infer_network_options(state)}
+    net = build_network(net_opt)
+    net.load_state_dict(state, strict=True)
+
+    clip_opt = dict(opt['network_clip']) if opt.get('network_clip') else None
+    if clip_opt is None and (clip_weights or adapter):
+        clip_opt = {'type': 'DegradationCLIP', 'model_name': clip_model}
+    if clip_opt is not None:
+        if clip_weights:
+            clip_opt['pretrained'] = clip_weights
+        if adapter:
+            clip_opt['adapter_path'] = adapter
+    clip = build_network(clip_opt) if clip_opt is not None else None
+    inputs = NetworkInputs.of(type(net))
+    inputs.check_encoder(clip is not None)
+    prompts = resolve_prompts(opt.get('prompts'))
+    val_opt = opt.get('val') or {}
+    degradation_type = degradation_type if degradation_type is not None else val_opt.get('degradation_type')
+    fixed = None if degradation_type is None else prompt_label(degradation_type, prompts, '--degradation-type')
+    if fixed is not None and inputs.guidance_input != 'text_features':
+        raise ValueError(f'--degradation-type is for text-guided archs; {type(net).__name__} does not take one')
+    return Networks(net, inputs, clip, prompts, fixed, int(val_opt.get('size_multiple', 1)))
+
+
+def resolve_device(name):
+    """'auto' (cuda when available, else cpu), 'cpu' or 'cuda' as a torch.device."""
+    return torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if name == 'auto' else name)
+
+
+class Restorer:
+    """Restores float RGB images with one loaded system.
+
+    Args:
+        networks (Networks): From `load_networks`.
+        device (torch.device): Where to run.
+        amp (str): 'none', 'bf16' or 'fp16' autocast. Default: 'none'.
+        compile (bool): ``torch.compile`` the network. Default: False.
+        tile (int | None): Restore in tiles of this size. Default: None (whole image).
+        tile_overlap (int): Overlap of neighbouring tiles. Default: 32.
+        runner (callable | None): What runs the network instead of the torch module (an exported graph, e.g.
+            ONNX Runtime): called like the module. Default: None (the module).
+    """
+
+    def __init__(self, networks, device, amp='none', compile=False, tile=None, tile_overlap=32, runner=None):
+        from vlunet_basicsr.utils.precision import AMP_DTYPES
+        from vlunet_basicsr.utils.restore_util import compiled
+        self.networks = networks
+        self.device = device
+        self.amp = AMP_DTYPES[amp]
+        self.tile, self.tile_overlap = tile, tile_overlap
+        self.net = networks.net.to(device).eval()
+        self.runner = runner if runner is not None else compiled(self.net, compile, '--compile')
+        self.clip = networks.clip.to(device).eval() if networks.clip is not None else None
+        self.text_features = None
+        if networks.inputs.guidance_input == 'text_features':
+            with torch.no_grad():
+                self.text_features = self.clip.encode_text(networks.prompts).float()
+
+    @property
+    def prompts(self):
+        return self.networks.prompts
+
+    def describe(self):
+        """One line: which network runs and whether (and by what) it is guided."""
+        return self.networks.inputs.describe(None if self.clip is None else type(self.clip).__name__)
+
+    def restore(self, rgb, degradation_type=None, progress=None, explain=False):
+        """Restore one image.
+
+        Args:
+            rgb (ndarray): float32 HxWx3 RGB in [0, 1].
+            degradation_type (str | int | None): Text-guided archs: the label to restore with (overrides the
+                loaded one and the prediction).
+            progress (callable | None): ``progress(done, total)`` after each tile.
+            explain (bool): Also return `VLUNet.forward_with_trace`'s per-stage trace.
+
+        Returns:
+            Restoration: The restored image, the degradation readout and the trace (or None).
+        """
+        from vlunet_basicsr.utils.precision import autocast
+        from vlunet_basicsr.utils.prompts import prompt_label
+        from vlunet_basicsr.utils.restore_util import restore_image
+        fixed = self.networks.fixed_label
+        if degradation_type is not None:
+            if self.text_features is None:
+                raise ValueError(f'a degradation type is for text-guided archs; {type(self.net).__name__} takes none')
+            fixed = prompt_label(degradation_type, self.prompts, 'degradation type')
+        lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(self.device)
+        prediction, vector, guidance, trace = None, None, None, None
+        with torch.no_grad(), autocast(self.device, self.amp):
+            if self.clip is not None:
+                vector = self.clip.degradation_vector(lq)
+                probabilities = self.clip.prompt_probabilities(vector, self.prompts)[0].float().cpu()
+                best = int(probabilities.argmax())
+                used = best if fixed is None else fixed
+                prediction = Prediction(best, float(probabilities[best]), probabilities.tolist(), used)
+                guidance = self.text_features[used][None] if self.text_features is not None else vector
+            run = self.networks.inputs.final(self.runner, guidance)
+            output = restore_image(run, lq, self.tile, self.tile_overlap, size_multiple=self.networks.size_multiple,
+                                   progress=progress)
+            if explain:
+                _, trace = self.net.forward_with_trace(lq, vector)
+        return Restoration(output[0].float().permute(1, 2, 0).cpu().numpy(), prediction, trace)
