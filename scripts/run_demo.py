@@ -56,10 +56,10 @@ def _write_png(path, rgb_float):
 
 def build_dataset(settings, root='demo_output'):
     """Write the demo images as PNGs (demo_output/images) and BasicSR LMDBs (demo_output/datasets)."""
-    from vlunet_basicsr.data import degradations
+    import demo_degradations
     from vlunet_basicsr.data.dataset_writer import write_pairs
-    synthesise = {'haze': degradations.add_haze, 'rain': degradations.add_rain,
-                  'blur': degradations.add_motion_blur, 'lowlight': degradations.add_low_light}
+    synthesise = {'haze': demo_degradations.add_haze, 'rain': demo_degradations.add_rain,
+                  'blur': demo_degradations.add_motion_blur, 'lowlight': demo_degradations.add_low_light}
     for split, photos in (('train', TRAIN_PHOTOS), ('test', TEST_PHOTOS)):
         side = settings[f'{split}_side']
         variants = settings['variants'] if split == 'train' else 1
