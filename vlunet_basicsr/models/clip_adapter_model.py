@@ -39,10 +39,13 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
     Batches need ``lq`` (images in [0, 1]) and ``label`` (int).
 
     Validation is sharded over the ranks (`ShardedEvaluation`: rank r classifies images r, r + world_size, ...;
-    the counts are summed) and logs top-1 accuracy per class and overall (log and tensorboard) and saves the mean
+    the counts are summed) and logs top-1 accuracy and the mean confidence (the softmax probability of the
+    predicted prompt, VL-UR's Eq. 3 with the backbone's logit scale, as `DegradationCLIP.prompt_probabilities`
+    and stage 2's reports compute it), per true class and overall (log and tensorboard) and saves the mean
     image-prompt cosine-similarity matrix (paper Fig. 5) as ``visualization/<set>/similarity_<iter>.png`` (also
     in tensorboard, ``similarity/<set>``),
-    with the numbers (accuracies, confusion and similarity matrices) in ``classification_<iter>.json``.
+    with the numbers (accuracies, confidences, confusion and similarity matrices) in
+    ``classification_<iter>.json``.
     Checkpoints ``models/net_clip_<iter>.pth`` hold only the adapters (``params``, the format
     ``DegradationCLIP.adapter_path`` loads) and the learned ``log_scale``. On resume, a ``train.optim_clip.lr``
     that differs from the training state's is applied (`ConfiguredLearningRateMixin`).
@@ -136,8 +139,10 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
         clip.eval()
         num_classes = len(self.prompts)
         text = F.normalize(clip.encode_text(self.prompts), dim=-1)
+        scale = clip.backbone.logit_scale.exp().item()  # DegradationCLIP.prompt_probabilities' softmax (Eq. 3)
         confusion = torch.zeros(num_classes, num_classes, dtype=torch.float64)
         similarity_sum = torch.zeros(num_classes, num_classes, dtype=torch.float64)
+        confidence_sum = torch.zeros(1, num_classes, dtype=torch.float64)  # per true class
         for data in evaluation:
             image = F.normalize(clip.degradation_vector(data['lq'].to(self.device)), dim=-1)
             similarity = (image @ text.t()).cpu().double()
@@ -145,8 +150,11 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
             confusion.index_put_((labels, similarity.argmax(dim=1)), torch.ones(len(labels), dtype=torch.float64),
                                  accumulate=True)
             similarity_sum.index_add_(0, labels, similarity)
+            confidence_sum[0].index_add_(0, labels, (scale * similarity).softmax(dim=1).max(dim=1).values)
         clip.train()
-        confusion, similarity_sum = evaluation.sum(torch.stack([confusion, similarity_sum]))
+        totals = evaluation.sum(torch.cat([confusion, similarity_sum, confidence_sum]))
+        confusion, similarity_sum = totals[:num_classes], totals[num_classes:2 * num_classes]
+        confidence_sum = totals[-1]
         if not evaluation.is_main:
             return
         self.confusion_matrix = confusion.round().long()
@@ -154,6 +162,8 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
         self.metric_results = {'accuracy': (confusion.diag().sum() / confusion.sum().clamp(min=1)).item()}
         self.class_counts = confusion.sum(dim=1).long().tolist()
         self.per_class_accuracy = (confusion.diag() / confusion.sum(dim=1).clamp(min=1)).tolist()
+        self.metric_results['confidence'] = (confidence_sum.sum() / confusion.sum().clamp(min=1)).item()
+        self.per_class_confidence = (confidence_sum / confusion.sum(dim=1).clamp(min=1)).tolist()
         self._log_classification(evaluation.name, current_iter, tb_logger)
 
     def _log_classification(self, dataset_name, current_iter, tb_logger):
@@ -161,6 +171,10 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
                      in zip(self.class_names, self.class_counts, self.per_class_accuracy) if count]
         lines = [f'Validation {dataset_name}', f"\t # accuracy: {self.metric_results['accuracy']:.4f}"]
         lines += [f'\t # accuracy [{name}]: {value:.4f} ({count} images)' for name, count, value in per_class]
+        lines.append(f"\t # confidence: {self.metric_results['confidence']:.4f} (mean softmax probability of the "
+                     'predicted prompt)')
+        lines += [f'\t # confidence [{name}]: {value:.4f} ({count} images)' for name, count, value
+                  in zip(self.class_names, self.class_counts, self.per_class_confidence) if count]
         lines.append(f'\t confusion matrix (rows: true, columns: predicted):\n{self.confusion_matrix.numpy()}')
         get_root_logger().info('\n'.join(lines))
         heatmap = self._save_classification_report(dataset_name, current_iter)
@@ -168,8 +182,13 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
             tb_logger.add_image(f'similarity/{dataset_name}', cv2.imread(heatmap)[..., ::-1], current_iter,
                                 dataformats='HWC')
             tb_logger.add_scalar(f'metrics/{dataset_name}/accuracy', self.metric_results['accuracy'], current_iter)
+            tb_logger.add_scalar(f'metrics/{dataset_name}/confidence', self.metric_results['confidence'], current_iter)
             for name, _, value in per_class:
                 tb_logger.add_scalar(f'metrics/{dataset_name}/accuracy_{name.replace(" ", "_")}', value, current_iter)
+            for name, count, value in zip(self.class_names, self.class_counts, self.per_class_confidence):
+                if count:
+                    tb_logger.add_scalar(f'metrics/{dataset_name}/confidence_{name.replace(" ", "_")}', value,
+                                         current_iter)
 
     @master_only
     def _save_classification_report(self, dataset_name, current_iter):
@@ -180,6 +199,8 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
                                 f'{dataset_name}: mean image-prompt cosine similarity @ {current_iter}')
         report = {'iter': current_iter, 'accuracy': self.metric_results['accuracy'], 'class_names': self.class_names,
                   'prompts': self.prompts, 'per_class_accuracy': dict(zip(self.class_names, self.per_class_accuracy)),
+                  'confidence': self.metric_results['confidence'],
+                  'per_class_confidence': dict(zip(self.class_names, self.per_class_confidence)),
                   'confusion_matrix': self.confusion_matrix.tolist(),
                   'similarity_matrix': self.similarity_matrix.tolist()}
         with open(osp.join(folder, f'classification_{current_iter}.json'), 'w') as f:

@@ -26,6 +26,9 @@ class Guidance:
     Attributes:
         encoder (nn.Module | None): The frozen encoder.
         last_prompts (Tensor | None): 'text_features': the prompt index used for each image of the last batch.
+        last_probabilities (Tensor | None): 'text_features' in evaluation: the last batch's probabilities over
+            ``prompts`` (B, K), float32, computed also when ``val.degradation_type`` fixes the prompt used (for
+            the reports, `vlunet_basicsr.models.degradation_report`); None after a training batch.
     """
 
     def __init__(self, kind, encoder, prompts=DEGRADATION_PROMPTS, degradation_type=None):
@@ -33,6 +36,7 @@ class Guidance:
         self.encoder = encoder
         self.prompts = list(prompts)
         self.last_prompts = None
+        self.last_probabilities = None
         self.fixed_prompt = None
         self._prompt_features = None
         if kind == 'text_features':
@@ -54,6 +58,14 @@ class Guidance:
         return cls(inputs.guidance_input, encoder, resolve_prompts(opt.get('prompts')),
                    val_opt.get('degradation_type'))
 
+    def last_prediction(self):
+        """'text_features' in evaluation: (predicted label (B,), its probability (B,), label used (B,)) of the
+        last batch, on the CPU; None otherwise (training, or another kind of guidance)."""
+        if self.last_probabilities is None:
+            return None
+        confidence, predicted = self.last_probabilities.max(dim=1)
+        return predicted.cpu(), confidence.cpu(), self.last_prompts.cpu()
+
     def __call__(self, lq, labels=None, evaluating=False):
         """The guidance input for images ``lq`` (B, C, H, W) in [0, 1] with their ``labels`` (B,) or None."""
         if self.kind is None or self.encoder is None:
@@ -65,11 +77,13 @@ class Guidance:
 
     def _prompt_indices(self, lq, labels, evaluating):
         device = self._prompt_features.device
-        if evaluating and self.fixed_prompt is not None:
-            return torch.full((lq.shape[0],), self.fixed_prompt, dtype=torch.long, device=device)
-        if evaluating:
+        self.last_probabilities = None
+        if evaluating:  # predicted also when a type is given: the reports give both
             features = self.encoder.degradation_vector(lq)
-            return self.encoder.prompt_probabilities(features, self.prompts).argmax(dim=1).to(device)
+            self.last_probabilities = self.encoder.prompt_probabilities(features, self.prompts).float()
+            if self.fixed_prompt is not None:
+                return torch.full((lq.shape[0],), self.fixed_prompt, dtype=torch.long, device=device)
+            return self.last_probabilities.argmax(dim=1).to(device)
         if labels is None:
             raise ValueError("text_features guidance in training needs the batch's 'label' (index into prompts)")
         labels = torch.as_tensor(labels).long().reshape(-1).to(device)

@@ -10,10 +10,12 @@ from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
+from vlunet_basicsr.models.degradation_report import DegradationTypeReport, write_csv
 from vlunet_basicsr.models.evaluation import ShardedEvaluation
 from vlunet_basicsr.models.guidance import Guidance
 from vlunet_basicsr.models.loss_terms import LossTerms
 from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
+from vlunet_basicsr.models.mixup import PairMixUp, check_mixable, mixup_problems
 from vlunet_basicsr.models.network_inputs import NetworkInputs, freeze_guidance_layers
 from vlunet_basicsr.models.nonfinite_guard import NonFiniteGuard
 from vlunet_basicsr.models.restoration_metrics import ImageMetrics, average_over_sets, metric_line, write_metrics_json
@@ -54,6 +56,11 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         train.max_nonfinite_steps (int): A step whose loss is not finite is skipped and logged with the batch's
             image paths; after this many in a row training stops, saving the last weights that gave a finite
             loss (`vlunet_basicsr.models.nonfinite_guard`). Default: 10.
+        train.mixup (bool | dict): MixUp of the training pairs within each batch, as the published MPRNet/DGUNet
+            denoising code (`vlunet_basicsr.models.mixup`): true (factors ~ Beta(0.6, 0.6) from the first
+            iteration), or a mapping with the keys alpha, beta (the Beta concentrations) and start_iter. Applied
+            at the start of each training step, never to validation batches; the guidance, and the 'lq' a loss
+            takes, are then the mixed images'. Reproducible from ``manual_seed``. Default: false.
         path.trust_checkpoint (bool): Allow weight files that need arbitrary unpickling. Default: False.
         val.amp (str): 'none', 'bf16' or 'fp16': autocast for validation and testing. Default: 'none'.
         val.compile (bool | dict): Restore with ``torch.compile(net_g)`` (a dict: torch.compile's arguments,
@@ -71,13 +78,18 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
     (`ConfiguredLearningRateMixin`). Evaluation is sharded over the ranks (`ShardedEvaluation`); metrics
     (`ImageMetrics`) are logged per set with the number of images each averaged, then averaged over the sets
     (``metrics/average/<metric>`` in tensorboard); in test mode every set also goes to
-    ``results/<name>/metrics.json``.
+    ``results/<name>/metrics.json``. For a 'text_features' arch every set also reports its degradation types
+    (`vlunet_basicsr.models.degradation_report`): the accuracy of the predicted type against the set's
+    ``label`` and the mean confidence in the log (and tensorboard), and in test mode per image the predicted
+    type, its probability and the type used in ``results/<name>/degradation_types_<set>.csv``.
 
     Attributes:
         network_inputs (NetworkInputs): The arch's protocol.
         guidance (Guidance): Computes each batch's guidance input.
         net_clip (nn.Module | None): The frozen guidance encoder.
         guidance_features (Tensor | None): The guidance input of the last batch fed.
+        degradation_types (dict): 'text_features' archs, rank 0: the last evaluated set's figures
+            (`DegradationTypeReport.summary`).
     """
 
     OPTIONS = (
@@ -89,6 +101,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         Option('train.grad_clip_norm', 'float', None, 'Clip the gradient norm of net_g.', minimum=0),
         Option('train.max_nonfinite_steps', 'int', 10, 'Stop after this many non-finite losses in a row.',
                minimum=1),
+        Option('train.mixup', 'any', False, 'MixUp of training pairs: true, false or {alpha, beta, start_iter}.'),
         Option('path.trust_checkpoint', 'bool', False, 'Allow weight files that need arbitrary unpickling.'),
         Option('val.amp', 'str', 'none', 'Evaluation autocast.', choices=tuple(AMP_DTYPES)),
         Option('val.compile', 'any', False, 'true, false or a mapping of torch.compile arguments.'),
@@ -102,14 +115,18 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
     @classmethod
     def check_options(cls, opt, is_train):
         """Constraints between keys, checked before anything is built: the guidance the arch declares (and
-        ``network_clip``), ``prompts`` and ``val.degradation_type``."""
+        ``network_clip``), ``prompts``, ``val.degradation_type`` and ``train.mixup``."""
         from basicsr.utils.registry import ARCH_REGISTRY
-        problems = []
+        mixup = (opt.get('train') or {}).get('mixup')
+        problems = mixup_problems(mixup)
         network = opt.get('network_g')
         arch = network.get('type') if isinstance(network, dict) else None
         if arch in ARCH_REGISTRY:
             try:
-                NetworkInputs.of(ARCH_REGISTRY.get(arch)).check_encoder(opt.get('network_clip') is not None)
+                inputs = NetworkInputs.of(ARCH_REGISTRY.get(arch))
+                inputs.check_encoder(opt.get('network_clip') is not None)
+                if not problems:
+                    check_mixable(mixup, inputs)
             except ValueError as error:
                 problems.append(str(error))
         try:
@@ -165,6 +182,10 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
                 self.model_ema(0)
             self.net_g_ema.eval()
         self.losses = LossTerms(train_opt, self.device)
+        check_mixable(train_opt.get('mixup'), self.network_inputs, self.losses.batch_inputs)
+        self.mixup = PairMixUp.from_options(train_opt.get('mixup'), self.opt.get('manual_seed') or 0, self.opt['rank'])
+        if self.mixup is not None:
+            get_root_logger().info(f'Training pairs are mixed: {self.mixup}.')
         self.setup_optimizers()
         self.setup_schedulers()
         networks = [self.get_bare_model(self.net_g)] + ([self.net_g_ema] if self.ema_decay > 0 else [])
@@ -186,7 +207,21 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
                              f'(it gives {", ".join(sorted(data))})')
         return data[name].to(self.device)
 
+    def _mix_batch(self, current_iter):
+        """``train.mixup``: mix the pairs of the training batch fed; the guidance and a loss's 'lq' follow."""
+        lq, self.gt = self.mixup(self.lq, self.gt, current_iter)
+        if lq is self.lq:  # before start_iter
+            return
+        self.lq = lq
+        if 'lq' in self.loss_inputs:
+            self.loss_inputs['lq'] = lq
+        if self.network_inputs.guided:
+            with autocast(self.device, self.train_amp):
+                self.guidance_features = self.guidance(lq, None, False)
+
     def optimize_parameters(self, current_iter):
+        if self.mixup is not None:
+            self._mix_batch(current_iter)
         self.optimizer_g.zero_grad()
         self.guard.begin_step(current_iter)
         with autocast(self.device, self.train_amp):
@@ -261,8 +296,13 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         val_opt = self.opt['val']
         evaluation = ShardedEvaluation(dataloader, rank, world_size, self.device, val_opt.get('pbar', False))
         metrics = ImageMetrics(val_opt.get('metrics') or {}, evaluation.name)
+        types = None
+        if self.network_inputs.guidance_input == 'text_features':
+            types = DegradationTypeReport(evaluation.name, self.guidance.prompts, self.guidance.fixed_prompt)
         for data in evaluation:
             self.feed_data(data)
+            if types is not None:
+                types.add(data['lq_path'], *self.guidance.last_prediction(), data.get('label'))
             self.test()
             output = self.output.detach().cpu()
             gt = self.gt.detach().cpu() if hasattr(self, 'gt') else None
@@ -274,6 +314,8 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
             del self.lq, self.output
             if hasattr(self, 'gt'):
                 del self.gt
+        if types is not None:
+            self._report_degradation_types(types, evaluation, current_iter, tb_logger)
         left_out = evaluation.gather(metrics.left_out)
         if evaluation.is_main:  # the other ranks' warnings (BasicSR's logger shows only errors there)
             for message in (m for messages in left_out[1:] for m in messages):
@@ -289,6 +331,21 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
             if not self.opt['is_train']:
                 self._write_metrics_json(evaluation.name)
             self._log_average_over_sets(evaluation.name, current_iter, tb_logger)
+
+    def _report_degradation_types(self, types, evaluation, current_iter, tb_logger):
+        """'text_features' archs: log the set's type accuracy and mean confidence (rank 0; every rank's rows are
+        gathered) and, in test mode, write every image's row to ``results/<name>/degradation_types_<set>.csv``."""
+        rows = types.gather(evaluation)
+        if not evaluation.is_main:
+            return
+        self.degradation_types = summary = types.summary(rows)
+        get_root_logger().info('\n'.join(types.log_lines(summary)))
+        if tb_logger:
+            for key, value in (('type_accuracy', summary['accuracy']), ('type_confidence', summary['mean_confidence'])):
+                if value is not None:
+                    tb_logger.add_scalar(f'metrics/{evaluation.name}/{key}', value, current_iter)
+        if not self.opt['is_train']:
+            write_csv(osp.join(self.opt['path']['results_root'], f'degradation_types_{evaluation.name}.csv'), rows)
 
     def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
         lines = [f'Validation {dataset_name}']

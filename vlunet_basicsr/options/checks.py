@@ -9,6 +9,7 @@
 import inspect
 import os
 import os.path as osp
+from dataclasses import replace
 
 from vlunet_basicsr.options import basicsr_keys
 from vlunet_basicsr.utils.option_spec import REQUIRED, Option, check_entry, closest_hint, section
@@ -144,17 +145,10 @@ def _model_problems(opt, model_cls, is_train):
             if key.startswith('optim_') and isinstance(value, dict):
                 problems += _optimizer_problems(f'train.{key}', value)
     problems += _section_problems(opt, model_options, 'val', owner, unknown=strict)
-    labels = _network_labels(opt, model_options)
-    per_network = {option.key + label for option in basicsr_keys.PATH_PER_NETWORK for label in labels}
-    path = _mapping(opt.get('path'))
-    extra = basicsr_keys.DERIVED_PATHS | per_network
-    problems += check_entry(path, section(basicsr_keys.PATH + model_options, 'path'), 'path', owner, extra,
-                            unknown=strict)
-    for option in basicsr_keys.PATH_PER_NETWORK:
-        for label in labels:
-            value = path.get(option.key + label)
-            if option.key + label in path and option.problem(value):
-                problems.append(f'path.{option.key}{label}: {option.problem(value)}')
+    per_network = tuple(replace(option, name=option.name + label) for option in basicsr_keys.PATH_PER_NETWORK
+                        for label in sorted(_network_labels(opt, model_options)))
+    problems += check_entry(_mapping(opt.get('path')), section(basicsr_keys.PATH + per_network + model_options, 'path'),
+                            'path', owner, basicsr_keys.DERIVED_PATHS, unknown=strict)
     return problems
 
 
@@ -181,9 +175,8 @@ def _dataset_problems(opt, is_train):
         else:
             problems += check_entry(entry, loader, where, entry.get('type'), unknown=False)
         if is_train and phase == 'train':
-            problems += [f'{where}.{key}: required in training ({option.doc})'
-                         for option in loader for key in [option.key]
-                         if key in ('batch_size_per_gpu', 'num_worker_per_gpu') and key not in entry]
+            problems += [f'{where}.{key}: required in training' for key in ('batch_size_per_gpu', 'num_worker_per_gpu')
+                         if key not in entry]
     return problems
 
 
