@@ -9,6 +9,7 @@ from torchvision.models import VGG16_Weights
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import LOSS_REGISTRY
 from vlunet_basicsr.utils.checkpoint_util import load_weights
+from vlunet_basicsr.losses.loss_util import check_reduction, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
 
 #: VGG-16's convolutional layers up to relu3_3: output channels, or 'M' for a 2x2 max-pool.
@@ -130,9 +131,7 @@ class CompositeDegradationLoss(nn.Module):
     #: The batch entries the model passes after (pred, target): ``forward(pred, target, lq, negatives)``.
     batch_inputs = ('lq', 'negatives')
 
-    OPTIONS = (
-        Option('loss_weight', 'float', 1.0, 'Weight of the loss.', minimum=0),
-        Option('reduction', 'str', 'mean', 'Reduction over the batch.', choices=('mean', 'sum', 'none')),
+    OPTIONS = weight_and_reduction('the batch') + (
         Option('vgg_path', 'str', None, 'VGG-16 ImageNet weights file (else torchvision\'s cache, else random).'),
         Option('layers', 'list[str]', ['relu1_2', 'relu2_2', 'relu3_3'], 'VGG-16 ReLU outputs compared.'),
         Option('imagenet_normalize', 'bool', True, "Normalise with ImageNet's mean and std before VGG-16."),
@@ -144,8 +143,7 @@ class CompositeDegradationLoss(nn.Module):
     def __init__(self, loss_weight=1.0, reduction='mean', vgg_path=None, layers=CDRL_LAYERS, imagenet_normalize=True,
                  lambda_input=None, lambda_negative=None, eps=1e-7):
         super().__init__()
-        if reduction not in ('mean', 'sum', 'none'):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        check_reduction(reduction)
         self.loss_weight = loss_weight
         self.reduction = reduction
         self.lambda_input = lambda_input

@@ -6,6 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import LOSS_REGISTRY
+from vlunet_basicsr.losses.loss_util import check_reduction, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
 
 #: CLIP clamps its logit scale (1 / temperature) at 100.
@@ -37,9 +38,7 @@ class DegradationContrastiveLoss(nn.Module):
             label (supervised-contrastive style), for rare degradations. Default: False.
     """
 
-    OPTIONS = (
-        Option('loss_weight', 'float', 1.0, 'Weight of the loss.', minimum=0),
-        Option('reduction', 'str', 'mean', 'Reduction over images.', choices=('mean', 'sum', 'none')),
+    OPTIONS = weight_and_reduction('images') + (
         Option('temperature', 'float', 0.07, 'Initial temperature tau.', minimum=0.01),
         Option('learnable_temperature', 'bool', True, 'Train tau.'),
         Option('symmetric', 'bool', False, 'Add the text->image direction.'),
@@ -49,8 +48,7 @@ class DegradationContrastiveLoss(nn.Module):
     def __init__(self, loss_weight=1.0, reduction='mean', temperature=0.07, learnable_temperature=True,
                  symmetric=False, multi_positive=False):
         super().__init__()
-        if reduction not in ('mean', 'sum', 'none'):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        check_reduction(reduction)
         if symmetric and reduction == 'none':
             raise ValueError("symmetric=True needs reduction 'mean' or 'sum'")
         self.loss_weight = loss_weight

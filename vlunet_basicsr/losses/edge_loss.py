@@ -5,6 +5,7 @@ from torch.nn import functional as F
 
 from basicsr.losses.basic_loss import charbonnier_loss
 from basicsr.utils.registry import LOSS_REGISTRY
+from vlunet_basicsr.losses.loss_util import check_reduction, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
 
 #: The 1-D binomial-like filter; the 2-D Gaussian kernel is its outer product.
@@ -45,16 +46,13 @@ class EdgeLoss(nn.Module):
         eps (float): Added to ``d^2`` inside the square root. Default: 1e-6.
     """
 
-    OPTIONS = (
-        Option('loss_weight', 'float', 1.0, 'Weight of the loss.', minimum=0),
-        Option('reduction', 'str', 'mean', 'Reduction over pixels.', choices=('none', 'mean', 'sum')),
+    OPTIONS = weight_and_reduction('pixels') + (
         Option('eps', 'float', 1e-6, 'Added to d^2 inside the square root.', minimum=0),
     )
 
     def __init__(self, loss_weight=1.0, reduction='mean', eps=1e-6):
         super().__init__()
-        if reduction not in ('none', 'mean', 'sum'):
-            raise ValueError(f"reduction must be 'none', 'mean' or 'sum', got {reduction!r}")
+        check_reduction(reduction)
         self.loss_weight = loss_weight
         self.reduction = reduction
         self.eps = eps

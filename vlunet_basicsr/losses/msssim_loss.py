@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from basicsr.utils.registry import LOSS_REGISTRY
+from vlunet_basicsr.losses.loss_util import check_reduction, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
 
 #: Wang et al.'s scale weights (coarsest last), the paper's and pytorch-msssim's default.
@@ -34,9 +35,7 @@ class MSSSIMLoss(nn.Module):
         K (list[float]): SSIM's stabilising constants (K1, K2). Default: [0.01, 0.03].
     """
 
-    OPTIONS = (
-        Option('loss_weight', 'float', 1.0, 'Weight of the loss.', minimum=0),
-        Option('reduction', 'str', 'mean', 'Reduction over the batch.', choices=('mean', 'sum', 'none')),
+    OPTIONS = weight_and_reduction('the batch') + (
         Option('data_range', 'float', 1.0, 'Value range of the images.', minimum=0),
         Option('win_size', 'int', 11, 'Side of the Gaussian window (odd).', minimum=1),
         Option('win_sigma', 'float', 1.5, 'Standard deviation of the window.', minimum=0),
@@ -52,8 +51,7 @@ class MSSSIMLoss(nn.Module):
             from pytorch_msssim import ms_ssim
         except ImportError as error:
             raise ImportError('MSSSIMLoss needs the pytorch-msssim package: pip install pytorch-msssim') from error
-        if reduction not in ('mean', 'sum', 'none'):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        check_reduction(reduction)
         if win_size % 2 != 1:
             raise ValueError(f'win_size must be odd, got {win_size}')
         self._ms_ssim = ms_ssim

@@ -4,6 +4,7 @@ from torch.nn import functional as F
 
 from basicsr.losses.loss_util import weighted_loss
 from basicsr.utils.registry import LOSS_REGISTRY
+from vlunet_basicsr.losses.loss_util import check_reduction, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
 
 
@@ -25,16 +26,13 @@ class SmoothL1Loss(nn.Module):
             Default: 1.0.
     """
 
-    OPTIONS = (
-        Option('loss_weight', 'float', 1.0, 'Weight of the loss.', minimum=0),
-        Option('reduction', 'str', 'mean', 'Reduction over the batch.', choices=('mean', 'sum', 'none')),
+    OPTIONS = weight_and_reduction('the batch') + (
         Option('beta', 'float', 1.0, 'Where the loss turns from quadratic to linear.', minimum=1e-12),
     )
 
     def __init__(self, loss_weight=1.0, reduction='mean', beta=1.0):
         super().__init__()
-        if reduction not in ('mean', 'sum', 'none'):
-            raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
+        check_reduction(reduction)
         if beta <= 0:
             raise ValueError(f'beta must be positive, got {beta}')
         self.loss_weight = loss_weight

@@ -1,0 +1,16 @@
+"""What every loss of this package shares: the ``loss_weight`` and ``reduction`` keys (BasicSR's convention)."""
+from vlunet_basicsr.utils.option_spec import Option
+
+REDUCTIONS = ('mean', 'sum', 'none')
+
+
+def weight_and_reduction(over):
+    """The declarations of ``loss_weight`` and ``reduction`` (a reduction ``over`` images, pixels, ...)."""
+    return (Option('loss_weight', 'float', 1.0, 'Weight of the loss.', minimum=0),
+            Option('reduction', 'str', 'mean', f'Reduction over {over}.', choices=REDUCTIONS))
+
+
+def check_reduction(reduction):
+    """Raise a ValueError unless ``reduction`` is one of `REDUCTIONS` (also for losses built in Python)."""
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
