@@ -77,6 +77,33 @@ def step_then_test(model, size=(24, 20)):
     assert model.output.shape == batch['lq'].shape
 
 
+def run_on_ranks(target, *args, world_size=2, timeout=300):
+    """Run ``target(rank, world_size, port, *args, queue)`` in ``world_size`` spawned processes; each puts
+    ``(rank, result)`` on the queue. Returns {rank: result}; fails (not hangs) when a rank dies or times out."""
+    import queue as queue_module
+    import time
+
+    import torch.multiprocessing as mp
+    context = mp.get_context('spawn')
+    queue, port = context.Queue(), free_port()
+    processes = [context.Process(target=target, args=(rank, world_size, port, *args, queue))
+                 for rank in range(world_size)]
+    for process in processes:
+        process.start()
+    results, deadline = {}, time.time() + timeout
+    while len(results) < world_size:
+        try:
+            rank, result = queue.get(timeout=1)
+            results[rank] = result
+        except queue_module.Empty:
+            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
+            assert not dead and time.time() < deadline, f'a rank failed (exit codes {dead}) or timed out'
+    for process in processes:
+        process.join(timeout=timeout)
+        assert process.exitcode == 0
+    return results
+
+
 def write_yaml(path, opt):
     with open(path, 'w') as f:
         yaml.safe_dump(opt, f, sort_keys=False)

@@ -2,21 +2,18 @@
 sharded validation."""
 import glob
 import os
-import queue as queue_module
 import os.path as osp
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
-from conftest import degradation_datasets, free_port, write_image_pairs, write_yaml
+from conftest import degradation_datasets, free_port, run_on_ranks, write_image_pairs, write_yaml
 
 TINY_CLIP = {'type': 'DegradationCLIP', 'pretrained': None,
              'model_cfg': {'embed_dim': 32,
@@ -110,24 +107,7 @@ def _worker(rank, world_size, port, task, args, queue):
 
 def _spawn(task, args=None):
     """Run ``_worker`` on 2 gloo ranks; fail (not hang) if a rank dies before reporting."""
-    context = mp.get_context('spawn')
-    queue = context.Queue()
-    port = free_port()
-    processes = [context.Process(target=_worker, args=(r, 2, port, task, args, queue)) for r in range(2)]
-    for p in processes:
-        p.start()
-    results, deadline = {}, time.time() + 300
-    while len(results) < len(processes):
-        try:
-            rank, result = queue.get(timeout=1)
-            results[rank] = result
-        except queue_module.Empty:
-            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
-            assert not dead and time.time() < deadline, f'a rank failed (exit codes {dead}) or timed out'
-    for p in processes:
-        p.join(timeout=300)
-        assert p.exitcode == 0
-    return results
+    return run_on_ranks(_worker, task, args)
 
 
 def test_one_ddp_step_equals_one_step_on_the_concatenated_batch():

@@ -7,18 +7,16 @@ import json
 import os.path as osp
 import queue as queue_module
 import re
-import time
 
 import pytest
 import torch
-import torch.multiprocessing as mp
 import yaml
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
-from conftest import REPO, free_port, run_basicsr, write_image_pairs, write_yaml
+from conftest import REPO, run_basicsr, run_on_ranks, write_image_pairs, write_yaml
 from test_prepare_layouts_extra import prepare, write_cdd11
 from test_vlunet_model import TINY_CLIP_NET
 from vlunet_basicsr.losses.msssim_loss import ms_ssim_min_side
@@ -246,23 +244,7 @@ def test_sharded_reports_gather_every_rank_in_the_sets_order(tmp_path):
     gt, lq = write_image_pairs(tmp_path / 'data', count=5, size=(24, 28))
     dataset_opt = {'name': 'shard', 'type': 'PairedDegradationDataset', 'phase': 'val', 'label': 4,
                    'dataroot_gt': gt, 'dataroot_lq': lq}
-    context = mp.get_context('spawn')
-    queue, port = context.Queue(), free_port()
-    processes = [context.Process(target=_evaluate, args=(r, 2, port, dataset_opt, str(tmp_path / 'dist'), queue))
-                 for r in range(2)]
-    for process in processes:
-        process.start()
-    summaries, deadline = {}, time.time() + 300
-    while len(summaries) < 2:
-        try:
-            rank, summary = queue.get(timeout=1)
-            summaries[rank] = summary
-        except queue_module.Empty:
-            dead = [p.exitcode for p in processes if p.exitcode not in (None, 0)]
-            assert not dead and time.time() < deadline, f'a rank failed (exit codes {dead}) or timed out'
-    for process in processes:
-        process.join(timeout=300)
-        assert process.exitcode == 0
+    summaries = run_on_ranks(_evaluate, dataset_opt, str(tmp_path / 'dist'))
     single = queue_module.Queue()
     _evaluate(0, 1, None, dataset_opt, str(tmp_path / 'single'), single)
     expected = single.get_nowait()[1]

@@ -9,7 +9,7 @@ from torchvision.models import VGG16_Weights
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import LOSS_REGISTRY
 from vlunet_basicsr.utils.checkpoint_util import load_weights
-from vlunet_basicsr.losses.loss_util import check_reduction, weight_and_reduction
+from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
 
 #: VGG-16's convolutional layers up to relu3_3: output channels, or 'M' for a 2x2 max-pool.
@@ -101,7 +101,7 @@ def _per_image_l1(a, b):
 
 
 @LOSS_REGISTRY.register()
-class CompositeDegradationLoss(nn.Module):
+class CompositeDegradationLoss(WeightedLoss):
     """CDRL: per VGG-16 layer, ``L1(r, gt) / (l1 * L1(r, lq) + sum_j l2 * L1(r, neg_j) + eps)``, averaged.
 
     ``r`` is the restored image, ``gt`` the positive, ``lq`` the degraded input and ``neg_j`` the same scene under
@@ -142,10 +142,7 @@ class CompositeDegradationLoss(nn.Module):
 
     def __init__(self, loss_weight=1.0, reduction='mean', vgg_path=None, layers=CDRL_LAYERS, imagenet_normalize=True,
                  lambda_input=None, lambda_negative=None, eps=1e-7):
-        super().__init__()
-        check_reduction(reduction)
-        self.loss_weight = loss_weight
-        self.reduction = reduction
+        super().__init__(loss_weight, reduction)
         self.lambda_input = lambda_input
         self.lambda_negative = lambda_negative
         self.eps = eps

@@ -6,7 +6,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import LOSS_REGISTRY
-from vlunet_basicsr.losses.loss_util import check_reduction, weight_and_reduction
+from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
 
 #: CLIP clamps its logit scale (1 / temperature) at 100.
@@ -21,7 +21,7 @@ def _mean_log_prob_of_positives(logits, positives):
 
 
 @LOSS_REGISTRY.register()
-class DegradationContrastiveLoss(nn.Module):
+class DegradationContrastiveLoss(WeightedLoss):
     """Cross-entropy over image-prompt cosine similarities divided by a learnable temperature.
 
     ``loss(image_features (B, d), text_features (K, d), labels (B,))``: prompt ``k`` describes label ``k``
@@ -47,12 +47,9 @@ class DegradationContrastiveLoss(nn.Module):
 
     def __init__(self, loss_weight=1.0, reduction='mean', temperature=0.07, learnable_temperature=True,
                  symmetric=False, multi_positive=False):
-        super().__init__()
-        check_reduction(reduction)
+        super().__init__(loss_weight, reduction)
         if symmetric and reduction == 'none':
             raise ValueError("symmetric=True needs reduction 'mean' or 'sum'")
-        self.loss_weight = loss_weight
-        self.reduction = reduction
         self.symmetric = symmetric
         self.multi_positive = multi_positive
         log_scale = torch.tensor(math.log(1.0 / temperature))

@@ -1,11 +1,10 @@
 """DGUNet's edge loss: Charbonnier distance between Laplacian-pyramid residuals (published with DGUNet/MPRNet)."""
 import torch
-from torch import nn
 from torch.nn import functional as F
 
 from basicsr.losses.basic_loss import charbonnier_loss
 from basicsr.utils.registry import LOSS_REGISTRY
-from vlunet_basicsr.losses.loss_util import check_reduction, weight_and_reduction
+from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
 
 #: The 1-D binomial-like filter; the 2-D Gaussian kernel is its outer product.
@@ -33,7 +32,7 @@ def laplacian_residual(img, kernel):
 
 
 @LOSS_REGISTRY.register()
-class EdgeLoss(nn.Module):
+class EdgeLoss(WeightedLoss):
     """Charbonnier loss ``sqrt(d^2 + eps)`` between the Laplacian residuals of ``pred`` and ``target``.
 
     The published training adds ``0.05 x`` this loss to the Charbonnier loss at every stage output (the sum over
@@ -51,10 +50,7 @@ class EdgeLoss(nn.Module):
     )
 
     def __init__(self, loss_weight=1.0, reduction='mean', eps=1e-6):
-        super().__init__()
-        check_reduction(reduction)
-        self.loss_weight = loss_weight
-        self.reduction = reduction
+        super().__init__(loss_weight, reduction)
         self.eps = eps
 
     def forward(self, pred, target, weight=None, **kwargs):

@@ -1,9 +1,8 @@
 """MS-SSIM loss, ``1 - MS-SSIM`` (VL-UR paper Eq. 9), computed by the pytorch-msssim library."""
 import torch
-from torch import nn
 
 from basicsr.utils.registry import LOSS_REGISTRY
-from vlunet_basicsr.losses.loss_util import check_reduction, weight_and_reduction
+from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
 
 #: Wang et al.'s scale weights (coarsest last), the paper's and pytorch-msssim's default.
@@ -16,7 +15,7 @@ def ms_ssim_min_side(win_size):
 
 
 @LOSS_REGISTRY.register()
-class MSSSIMLoss(nn.Module):
+class MSSSIMLoss(WeightedLoss):
     """``1 - MS-SSIM(pred, target)`` per image, by ``pytorch_msssim.ms_ssim``, then reduced over the batch.
 
     MS-SSIM is computed per image and channel (Gaussian window, five scales halved by 2x2 average pooling,
@@ -46,17 +45,14 @@ class MSSSIMLoss(nn.Module):
 
     def __init__(self, loss_weight=1.0, reduction='mean', data_range=1.0, win_size=11, win_sigma=1.5,
                  weights=MS_SSIM_WEIGHTS, K=(0.01, 0.03)):  # noqa: N803  (the library's keyword)
-        super().__init__()
+        super().__init__(loss_weight, reduction)
         try:
             from pytorch_msssim import ms_ssim
         except ImportError as error:
             raise ImportError('MSSSIMLoss needs the pytorch-msssim package: pip install pytorch-msssim') from error
-        check_reduction(reduction)
         if win_size % 2 != 1:
             raise ValueError(f'win_size must be odd, got {win_size}')
         self._ms_ssim = ms_ssim
-        self.loss_weight = loss_weight
-        self.reduction = reduction
         self.data_range = data_range
         self.win_size = win_size
         self.win_sigma = win_sigma

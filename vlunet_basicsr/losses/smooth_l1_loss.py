@@ -1,10 +1,9 @@
 """Smooth L1 loss (VL-UR paper Eq. 8; OneRestore's pixel term)."""
-from torch import nn
 from torch.nn import functional as F
 
 from basicsr.losses.loss_util import weighted_loss
 from basicsr.utils.registry import LOSS_REGISTRY
-from vlunet_basicsr.losses.loss_util import check_reduction, weight_and_reduction
+from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
 
 
@@ -14,7 +13,7 @@ def smooth_l1_loss(pred, target, beta=1.0):
 
 
 @LOSS_REGISTRY.register()
-class SmoothL1Loss(nn.Module):
+class SmoothL1Loss(WeightedLoss):
     """torch's smooth L1 (Huber with slope 1): ``0.5 d^2 / beta`` where ``|d| < beta``, else ``|d| - 0.5 beta``.
 
     Element-wise ``weight`` and the reductions follow BasicSR's ``L1Loss`` (`basicsr.losses.loss_util`).
@@ -31,12 +30,9 @@ class SmoothL1Loss(nn.Module):
     )
 
     def __init__(self, loss_weight=1.0, reduction='mean', beta=1.0):
-        super().__init__()
-        check_reduction(reduction)
+        super().__init__(loss_weight, reduction)
         if beta <= 0:
             raise ValueError(f'beta must be positive, got {beta}')
-        self.loss_weight = loss_weight
-        self.reduction = reduction
         self.beta = beta
 
     def forward(self, pred, target, weight=None):
