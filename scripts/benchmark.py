@@ -1,19 +1,28 @@
-"""Speed and memory of VLU-Net: a training step with CLIP guidance, and inference with and without tiles.
+"""Speed and memory of VLU-Net and DGUNet: a training step (VLU-Net: with CLIP guidance), and inference.
 
     python scripts/benchmark.py                                  # default VLUNet, 128x128, batch 2, CPU
     python scripts/benchmark.py --compare-release --skip-inference   # VLUNet vs the release's arithmetic
+    python scripts/benchmark.py --arch DGUNet --compare-release      # DGUNet vs the published arithmetic
     python scripts/benchmark.py --device cuda --batch 32 --amp bf16 --json docs/benchmarks/h100.json
     python scripts/benchmark.py --infer-size 1024 --tile 256 --skip-train
     python scripts/benchmark.py --device cuda --skip-train --infer-size 1024 --amp bf16 --compile reduce-overhead
+    python scripts/benchmark.py --backend onnxruntime --json docs/benchmarks/cpu_onnxruntime.json
 
---compare-release measures the training step of VLUNet and of VLUNetReleasePort (the release's arithmetic)
-with the same flags, each in a fresh process, and checks on shared weights that their outputs agree.
+--compare-release measures the training step of VLUNet and of VLUNetReleasePort (the release's arithmetic),
+or with --arch DGUNet / DGUNetPlus of that network and DGUNetReleasePort / DGUNetPlusReleasePort (the published
+arithmetic), with the same flags, each in a fresh process, and checks on shared weights that their outputs and
+gradients agree.
 
-Training step = CLIP vector (one batched no-grad call) + forward + backward + AdamW; the CLIP share of the
-step is reported. Warm-up runs, then the median of --repeat runs. Peak memory: CUDA's allocator peak, or on
-CPU the growth of the process's peak resident set (VmHWM, reset before each measurement). Inference is measured
-before training because the CPU allocator keeps freed memory resident; for exact CPU figures measure one thing
-per process (--skip-train / --skip-inference). Not a test: a tool.
+Training step = CLIP vector (one batched no-grad call; VLU-Net only) + forward + backward + AdamW; the CLIP
+share of the step is reported. The loss is L1, on every stage image for the multi-stage DGUNet archs (their
+training loss sums over the stages). Warm-up runs, then the median of --repeat runs. Peak memory: CUDA's
+allocator peak, or on CPU the growth of the process's peak resident set (VmHWM, reset before each measurement).
+Inference is measured before training because the CPU allocator keeps freed memory resident; for exact CPU
+figures measure one thing per process (--skip-train / --skip-inference). Not a test: a tool.
+
+--backend onnxruntime exports the network and its guidance encoder with basicsr export's code (verified against
+torch), then measures whole-image inference (CLIP vector + network) at each --infer-sizes size with torch eager
+and with ONNX Runtime in the same run, and the largest |ONNX Runtime - torch| of the restored images.
 """
 import argparse
 import json
@@ -35,6 +44,14 @@ PRESETS = {
     'small': {'dim': 24, 'num_blocks': [1, 2, 2, 2], 'num_refinement_blocks': 1},
     'tiny': {'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1},
 }
+DGUNET_PRESETS = {
+    'default': {},  # the published deblurring / denoising widths (DGUNet 80/48/32, DGUNet+ 96/48/32)
+    'small': {'n_feat': 40, 'scale_unetfeats': 20, 'scale_orsnetfeats': 16},  # the published deraining widths
+    'tiny': {'n_feat': 16, 'scale_unetfeats': 8, 'scale_orsnetfeats': 8},
+}
+#: Each measured arch and the reference that computes it with the release's arithmetic (--compare-release).
+RELEASE_PORTS = {'VLUNet': 'VLUNetReleasePort', 'DGUNet': 'DGUNetReleasePort', 'DGUNetPlus': 'DGUNetPlusReleasePort'}
+ARCHS = [name for pair in RELEASE_PORTS.items() for name in pair]
 CLIPS = {
     'vit-b-32': None,  # open_clip ViT-B-32 (random weights: speed does not depend on them)
     'small': {'embed_dim': 128, 'vision_cfg': {'image_size': 128, 'layers': 2, 'width': 128, 'patch_size': 16,
@@ -106,11 +123,16 @@ def print_profile(name, fn, device, rows):
     print(prof.key_averages().table(sort_by=sort_by, row_limit=rows, max_name_column_width=60))
 
 
+def is_dgunet(name):
+    """DGUNet, DGUNetPlus and their release ports: unguided, multi-stage networks."""
+    return name.startswith('DGUNet')
+
+
 def build(args, device):
     import vlunet_basicsr  # noqa: F401
     from vlunet_basicsr.archs.degradation_clip_arch import DegradationCLIP
     clip = None
-    if args.clip != 'none':
+    if args.clip != 'none' and not is_dgunet(args.arch):
         clip = DegradationCLIP(pretrained=None, model_cfg=CLIPS[args.clip]).to(device).eval()
     vector_dim = clip.backbone.visual.output_dim if clip is not None else 512
     net = build_arch(args.arch, args, degradation_dim=vector_dim).to(device)
@@ -120,6 +142,10 @@ def build(args, device):
 def build_arch(name, args, **overrides):
     from vlunet_basicsr.archs.vlunet_arch import VLUNet
     from vlunet_basicsr.archs.vlunet_release_port_arch import VLUNetReleasePort
+    if is_dgunet(name):
+        from basicsr.utils.registry import ARCH_REGISTRY
+        speed = {} if name.endswith('ReleasePort') else {'channels_last': args.channels_last}
+        return ARCH_REGISTRY.get(name)(**DGUNET_PRESETS[args.preset], **speed)
     options = {**PRESETS[args.preset], **overrides}
     if name == 'VLUNetReleasePort':
         return VLUNetReleasePort(**options)
@@ -127,19 +153,26 @@ def build_arch(name, args, **overrides):
                   fused_backward=args.fused_backward == 'on')
 
 
-def output_difference(args):
-    """Max |VLUNet - VLUNetReleasePort| on shared random weights: forward, and the gradients of one step."""
+def output_difference(args, arch='VLUNet'):
+    """Max |arch - its release port| on shared random weights: the outputs (every stage image of a DGUNet), and
+    the gradients of one step."""
     torch.manual_seed(0)
-    fast, release = build_arch('VLUNet', args), build_arch('VLUNetReleasePort', args)
+    fast, release = build_arch(arch, args), build_arch(RELEASE_PORTS[arch], args)
     release.load_state_dict(fast.state_dict())
     lq = torch.rand(args.batch, 3, args.size, args.size)
-    vector = torch.randn(args.batch, fast.degradation_dim)
+    if is_dgunet(arch):
+        inputs, kwargs = (lq,), {'return_stages': True}
+    else:
+        inputs, kwargs = (lq, torch.randn(args.batch, fast.degradation_dim)), {}
     outputs, grads = [], []
     for net in (fast, release):
-        out = net(lq, vector)
+        out = net(*inputs, **kwargs)
+        out = torch.stack(out) if is_dgunet(arch) else out
         out.abs().mean().backward()
         outputs.append(out.detach())
         grads.append({name: p.grad for name, p in net.named_parameters() if p.grad is not None})
+    if grads[0].keys() != grads[1].keys():
+        raise RuntimeError(f'{arch} and {RELEASE_PORTS[arch]} give gradients to different parameters')
     grad_diff = max((grads[0][name] - grads[1][name]).abs().max().item() for name in grads[0])
     return {'max_abs_output_diff': (outputs[0] - outputs[1]).abs().max().item(), 'max_abs_grad_diff': grad_diff}
 
@@ -148,8 +181,10 @@ def compare_release(args, argv):
     """Run this script once per arch in a fresh process; report the speed-up and the output agreement."""
     import subprocess
     import tempfile
+    fast = args.arch
+    release = RELEASE_PORTS[fast]
     runs = {}
-    for arch in ('VLUNetReleasePort', 'VLUNet'):
+    for arch in (release, fast):
         with tempfile.TemporaryDirectory() as tmp:
             path = os.path.join(tmp, 'run.json')
             command = [sys.executable, os.path.abspath(__file__), *_without_compare(argv), '--arch', arch,
@@ -159,12 +194,12 @@ def compare_release(args, argv):
             with open(path) as f:
                 runs[arch] = json.load(f)
     step = {arch: run['results']['train']['step_s'] for arch, run in runs.items()}
-    speedup = step['VLUNetReleasePort'] / step['VLUNet']
-    agreement = output_difference(args)
-    print(f"training step: release arithmetic {step['VLUNetReleasePort']:.3f} s, VLUNet {step['VLUNet']:.3f} s, "
+    speedup = step[release] / step[fast]
+    agreement = output_difference(args, fast)
+    print(f'training step: release arithmetic {step[release]:.3f} s, {fast} {step[fast]:.3f} s, '
           f"speed-up {speedup:.2f}x; max |output diff| {agreement['max_abs_output_diff']:.2e}, "
           f"max |grad diff| {agreement['max_abs_grad_diff']:.2e}")
-    report = {'machine': runs['VLUNet']['machine'], 'config': vars(args), 'runs': runs, 'speedup': speedup,
+    report = {'machine': runs[fast]['machine'], 'config': vars(args), 'runs': runs, 'speedup': speedup,
               **agreement}
     _write_json(args.json, report)
     return 0
@@ -189,19 +224,67 @@ def _write_json(path, report):
             json.dump(report, f, indent=1)
 
 
+def onnxruntime_comparison(args, net, clip, device):
+    """Torch eager against ONNX Runtime on the same network, guidance and images: median seconds per size."""
+    import tempfile
+
+    from vlunet_basicsr.models.network_inputs import NetworkInputs
+    from vlunet_basicsr.onnx_export import export_system
+    from vlunet_basicsr.onnx_runtime import OnnxGuidance, OnnxNetwork, execution_providers, guidance_path
+    from vlunet_basicsr.restorer import Networks
+    from vlunet_basicsr.utils.prompts import resolve_prompts
+    from vlunet_basicsr.utils.restore_util import restore
+    net.eval()
+    networks = Networks(net, NetworkInputs.of(type(net)), clip, resolve_prompts(None), None, 1)
+    providers = execution_providers(device.type)
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        path = os.path.join(args.onnx_dir or tmp, 'model.onnx')
+        start = time.perf_counter()
+        export_system(networks, path)
+        results['export_s'] = time.perf_counter() - start
+        onnx_net = OnnxNetwork(path, providers)
+        onnx_clip = OnnxGuidance(guidance_path(path), providers) if clip is not None else None
+        for size in args.infer_sizes:
+            image = torch.rand(1, 3, size, size, device=device)
+
+            def torch_eager():
+                with torch.no_grad():
+                    return restore(net, image, None if clip is None else clip.degradation_vector(image))
+
+            def onnxruntime():
+                with torch.no_grad():
+                    return restore(onnx_net, image, None if onnx_clip is None else onnx_clip.degradation_vector(image))
+
+            difference = (torch_eager() - onnxruntime()).abs().max().item()
+            torch_s = timed(torch_eager, device, args.warmup, args.repeat)[0]
+            onnx_s = timed(onnxruntime, device, args.warmup, args.repeat)[0]
+            results[f'inference_{size}'] = {'size': size, 'torch_eager_s': torch_s, 'onnxruntime_s': onnx_s,
+                                            'speedup': torch_s / onnx_s, 'max_abs_diff': difference}
+            print(f'{size}x{size}: torch eager {torch_s:.3f} s, ONNX Runtime {onnx_s:.3f} s '
+                  f'({torch_s / onnx_s:.2f}x), max |ONNX Runtime - torch| {difference:.2e}', flush=True)
+    results['providers'] = onnx_net.session.get_providers()
+    return results
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--arch', choices=['VLUNet', 'VLUNetReleasePort'], default='VLUNet')
+    parser.add_argument('--arch', choices=ARCHS, default='VLUNet',
+                        help='DGUNet archs take no CLIP vector (--clip is ignored) and are scored on every stage')
     parser.add_argument('--compare-release', action='store_true',
-                        help='measure VLUNet and VLUNetReleasePort side by side (training step)')
-    parser.add_argument('--preset', choices=sorted(PRESETS), default='default')
+                        help='measure --arch (VLUNet, DGUNet or DGUNetPlus) and its release port side by side '
+                             '(training step)')
+    parser.add_argument('--preset', choices=sorted(PRESETS), default='default',
+                        help='network size (PRESETS; for the DGUNet archs DGUNET_PRESETS: default = the published '
+                             '80/48/32, DGUNet+ 96/48/32; small = 40/20/16; tiny = 16/8/8)')
     parser.add_argument('--clip', choices=[*CLIPS, 'none'], default='vit-b-32')
     parser.add_argument('--size', type=int, default=128, help='training patch size')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
     parser.add_argument('--amp', choices=list(AMP_DTYPES), default='none', help='see vlunet_basicsr/utils/precision.py')
     parser.add_argument('--channels-last', action=argparse.BooleanOptionalAction, default=True,
-                        help="VLUNet's channels_last option: NHWC features (default) or, with --no-channels-last, NCHW")
+                        help='the channels_last option of VLUNet, DGUNet and DGUNetPlus: NHWC features (default) '
+                             'or, with --no-channels-last, NCHW')
     parser.add_argument('--fused-backward', choices=['on', 'off'], default='on', help="VLUNet's fused_backward")
     parser.add_argument('--cpu-allocator', choices=cpu_allocator.CHOICES, default='tuned',
                         help='see vlunet_basicsr/utils/cpu_allocator.py (applies to every arch alike)')
@@ -225,23 +308,38 @@ def main(argv=None):
     parser.add_argument('--profile', type=int, default=0, metavar='N',
                         help='after measuring, print the N operators with the most self time in one more run')
     parser.add_argument('--json', help='write the results here')
+    parser.add_argument('--backend', choices=['torch', 'onnxruntime'], default='torch',
+                        help='onnxruntime: export the network (basicsr export) and compare ONNX Runtime with torch '
+                        'eager on whole-image inference at --infer-sizes (no training step)')
+    parser.add_argument('--infer-sizes', type=int, nargs='+', default=[256, 512], metavar='SIZE',
+                        help='with --backend onnxruntime: the square image sizes (default: 256 512)')
+    parser.add_argument('--onnx-dir', help='with --backend onnxruntime: keep the exported graphs in this folder')
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if args.device == 'cpu':
         cpu_allocator.tune_cpu_allocator(args.cpu_allocator)
-    if (args.compare_release or args.arch == 'VLUNetReleasePort') and args.clip == 'none':
+    if args.compare_release and args.arch not in RELEASE_PORTS:
+        parser.error(f"--compare-release measures one of {', '.join(RELEASE_PORTS)} against its release port")
+    if (args.compare_release or args.arch == 'VLUNetReleasePort') and args.clip == 'none' \
+            and not is_dgunet(args.arch):
         parser.error('the release arithmetic needs a CLIP vector: use --clip vit-b-32 or --clip small')
     if args.compile_regions and not args.compile:
         parser.error('--compile-regions goes with --compile')
     if args.gram_chunk is not None and args.gram_chunk < 0:
         parser.error('--gram-chunk must be 0 (no chunks) or a number of pixels')
+    if args.backend == 'onnxruntime' and (args.compile or args.amp != 'none' or args.arch != 'VLUNet'
+                                          or args.compare_release):
+        parser.error('--backend onnxruntime compares float32 VLUNet in torch eager with ONNX Runtime: drop '
+                     '--compile, --amp, --arch and --compare-release')
+    if args.onnx_dir and not os.path.isdir(args.onnx_dir):
+        parser.error(f'--onnx-dir: no folder {args.onnx_dir}')
     if args.compare_release:
         return compare_release(args, argv)
     if args.gram_chunk is not None:
         from vlunet_basicsr.archs import restormer_ops
         restormer_ops.GRAM_CHUNK = args.gram_chunk or sys.maxsize
 
-    from vlunet_basicsr.utils.restore_util import restore
+    from vlunet_basicsr.utils.restore_util import restore, restore_image
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True  # as basicsr's train and test pipelines set it
     torch.manual_seed(0)
@@ -262,7 +360,9 @@ def main(argv=None):
             return clip.degradation_vector(images)
 
     results = {}
-    if not args.skip_inference:
+    if args.backend == 'onnxruntime':
+        results['onnxruntime'] = onnxruntime_comparison(args, net, clip, device)
+    elif not args.skip_inference:
         net.eval()
         image = torch.rand(1, 3, args.infer_size, args.infer_size, device=device)
         for name, tile in (('whole', None), ('tiled', args.tile or None)):
@@ -271,6 +371,8 @@ def main(argv=None):
 
             def infer():
                 with torch.no_grad(), autocast():
+                    if is_dgunet(args.arch):  # the image alone
+                        return restore_image(model, image, tile, args.tile_overlap)
                     return restore(model, image, vector_of(image), tile, args.tile_overlap)
 
             with PeakMemory(device) as memory:
@@ -280,7 +382,7 @@ def main(argv=None):
             if args.profile:
                 print_profile(f'inference_{name}', infer, device, args.profile)
 
-    if not args.skip_train:
+    if not args.skip_train and args.backend == 'torch':
         net.train()
         optimizer = torch.optim.AdamW(net.parameters(), lr=2e-4)
         lq = torch.rand(args.batch, 3, args.size, args.size, device=device)
@@ -290,7 +392,10 @@ def main(argv=None):
             vector = vector_of(lq)
             optimizer.zero_grad(set_to_none=True)
             with autocast():
-                loss = (model(lq, vector).float() - gt).abs().mean()
+                if is_dgunet(args.arch):  # trained on the sum of the stage losses
+                    loss = sum((stage.float() - gt).abs().mean() for stage in model(lq, return_stages=True))
+                else:
+                    loss = (model(lq, vector).float() - gt).abs().mean()
             loss.backward()
             optimizer.step()
 
@@ -311,6 +416,8 @@ def main(argv=None):
     report = {'machine': machine, 'config': vars(args), 'results': results}
     print(f"{'measure':<22}{'seconds':>10}{'peak MB':>10}  notes")
     for name, values in results.items():
+        if name == 'onnxruntime':
+            continue
         seconds = values.get('step_s', values.get('seconds'))
         note = f"CLIP {values['clip_s']:.3f} s = {100 * values['clip_share']:.1f}% of the step" if 'clip_s' in values \
             else f"{values['size']}x{values['size']}" + (f", tiles {values['tile']}" if values['tile'] else '')

@@ -1,4 +1,5 @@
 """scripts/benchmark.py runs for one tiny iteration and writes its JSON (a tool, not a timed test)."""
+import argparse
 import json
 import os
 import subprocess
@@ -34,6 +35,55 @@ def test_compare_release_reports_speedup_and_agreement(tmp_path):
     assert set(report['runs']) == {'VLUNet', 'VLUNetReleasePort'} and report['speedup'] > 0
     assert report['max_abs_output_diff'] < 1e-5 and report['max_abs_grad_diff'] < 1e-5
     assert 'speed-up' in proc.stdout
+
+
+def test_dgunet_compare_release_reports_speedup_and_stage_and_gradient_agreement(tmp_path):
+    """--arch DGUNet --compare-release: DGUNet and DGUNetReleasePort each in its own process, no CLIP vector."""
+    out = tmp_path / 'compare.json'
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'), '--arch', 'DGUNet',
+                           '--compare-release', '--preset', 'tiny', '--size', '32', '--batch', '1', '--warmup', '0',
+                           '--repeat', '1', '--json', str(out)], capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    assert set(report['runs']) == {'DGUNet', 'DGUNetReleasePort'} and report['speedup'] > 0
+    assert [run['config']['arch'] for run in report['runs'].values()] == ['DGUNetReleasePort', 'DGUNet']
+    for run in report['runs'].values():
+        assert set(run['results']) == {'train'} and run['results']['train']['clip_s'] == 0
+    assert 0 < report['max_abs_output_diff'] < 1e-5 and 0 < report['max_abs_grad_diff'] < 1e-5
+    assert 'DGUNet' in proc.stdout and 'speed-up' in proc.stdout
+
+
+def test_dgunet_agreement_covers_every_stage_and_each_arch_builds_with_its_speed_options(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
+    import benchmark
+    args = argparse.Namespace(preset='tiny', size=24, batch=1, channels_last=False)
+    agreement = benchmark.output_difference(args, 'DGUNetPlus')
+    assert agreement['max_abs_output_diff'] < 1e-5 and agreement['max_abs_grad_diff'] < 1e-5
+    assert benchmark.build_arch('DGUNet', args).channels_last is False
+    assert benchmark.build_arch('DGUNetPlusReleasePort', args).channels_last is False
+    args.channels_last = True
+    assert benchmark.build_arch('DGUNet', args).channels_last is True
+    from vlunet_basicsr.archs import dgunet_release_port_arch
+
+    class Differs(dgunet_release_port_arch.DGUNetPlusReleasePort):  # the check must see a different network
+        def _stages(self, y):
+            return [stage + 1e-3 for stage in super()._stages(y)]
+
+    from basicsr.utils.registry import ARCH_REGISTRY
+    monkeypatch.setitem(ARCH_REGISTRY._obj_map, 'DGUNetPlusReleasePort', Differs)
+    assert benchmark.output_difference(args, 'DGUNetPlus')['max_abs_output_diff'] > 9e-4
+
+
+def test_dgunet_plus_runs_training_and_inference_without_a_clip_vector(tmp_path):
+    out = tmp_path / 'plus.json'
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'), '--arch', 'DGUNetPlus',
+                           '--preset', 'tiny', '--size', '24', '--batch', '1', '--warmup', '0', '--repeat', '1',
+                           '--infer-size', '20', '--tile', '16', '--tile-overlap', '4', '--json', str(out)],
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    results = json.loads(out.read_text())['results']
+    assert set(results) == {'train', 'inference_whole', 'inference_tiled'}
+    assert results['train']['step_s'] > 0 and results['train']['clip_s'] == 0
 
 
 def test_compile_mode_and_gram_chunk_reach_torch_compile_and_restormer_ops(tmp_path, monkeypatch):

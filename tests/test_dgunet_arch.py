@@ -18,6 +18,8 @@ from basicsr.losses import build_loss
 from basicsr.models import build_model
 from conftest import REPO, reference_file, step_then_test
 from vlunet_basicsr.archs.dgunet_arch import DGUNet, DGUNetPlus, pad_for_dgunet
+from vlunet_basicsr.archs.dgunet_blocks import half_instance_norm, half_instance_norm_leaky_relu
+from vlunet_basicsr.archs.dgunet_release_port_arch import DGUNetPlusReleasePort, DGUNetReleasePort
 from vlunet_basicsr.losses.edge_loss import EdgeLoss, gaussian_kernel, laplacian_residual
 from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError
 from vlunet_basicsr.utils.dgunet_checkpoint import convert_dgunet_checkpoint, dgunet_state_dict, infer_dgunet_options
@@ -25,6 +27,7 @@ from vlunet_basicsr.utils.padding import crop_to
 
 SCRIPT = osp.join(REPO, 'scripts', 'convert_official_checkpoint.py')
 REFERENCES = {'DGUNet': 'dgunet_official_small.pt', 'DGUNetPlus': 'dgunet_plus_official_small.pt'}
+RELEASE_PORTS = {'DGUNet': DGUNetReleasePort, 'DGUNetPlus': DGUNetPlusReleasePort}
 TINY = dict(n_feat=16, scale_unetfeats=8, scale_orsnetfeats=8)
 #: From shared/reference/README.md: parameters (a tied tensor counted once) of the published configurations.
 PUBLISHED_PARAMS = {('DGUNet', 80, 48, 32): 17_331_512, ('DGUNet', 40, 20, 16): 3_661_912,
@@ -98,6 +101,87 @@ def test_nchw_path_and_training_mode_match_the_published_outputs_and_each_other(
         grads.append({name: p.grad for name, p in net.named_parameters() if p.requires_grad})
     for name, grad in grads[0].items():
         assert (grad - grads[1][name]).abs().max().item() < 1e-5 * max(1.0, grad.abs().max().item()), name
+
+
+@pytest.mark.parametrize('variant', ['DGUNet', 'DGUNetPlus'])
+def test_release_port_reproduces_the_published_outputs_and_the_fast_path_in_float64(variant):
+    """The release port (the published arithmetic) on the published test vector; then, in float64 on shared
+    weights, the fast path (channels_last and NCHW) against it: every stage image and every gradient."""
+    ref = _reference(variant)
+    release = RELEASE_PORTS[variant](**ref['config']).eval()
+    release.load_state_dict(dgunet_state_dict(ref['checkpoint']), strict=True)
+    with torch.no_grad():
+        for stage, expected in zip(release(ref['input'], return_stages=True), ref['outputs']):
+            assert (stage - expected).abs().max().item() < 1e-5
+    release.double()
+    lq = ref['input'].double()
+    results = {}
+    for name, net in (('release', release), ('channels_last', build_network({'type': variant, **ref['config']})),
+                      ('nchw', build_network({'type': variant, **ref['config'], 'channels_last': False}))):
+        net.double().load_state_dict(release.state_dict())
+        stages = net(lq, return_stages=True)
+        sum(stage.sub(lq).square().mean() for stage in stages).backward()
+        results[name] = ([stage.detach() for stage in stages],
+                         {key: p.grad for key, p in net.named_parameters() if p.grad is not None})
+    stages, grads = results.pop('release')
+    for name, (fast_stages, fast_grads) in results.items():
+        assert max((a - b).abs().max().item() for a, b in zip(fast_stages, stages)) < 1e-10, name
+        assert fast_grads.keys() == grads.keys()
+        for key, grad in grads.items():
+            assert (fast_grads[key] - grad).abs().max().item() < 1e-10 * max(1.0, grad.abs().max().item()), key
+
+
+@pytest.mark.parametrize('variant', ['DGUNet', 'DGUNetPlus'])
+def test_channels_last_features_stay_channels_last_through_every_block(variant):
+    """No layout flips: every 4-D tensor a block takes or returns is channels_last (1x1 maps are both)."""
+    torch.manual_seed(0)
+    net = build_network({'type': variant, **TINY})
+    layouts = []
+
+    def record(module, inputs, outputs):
+        outputs = outputs if isinstance(outputs, (tuple, list)) else (outputs,)
+        for tensor in (*inputs, *outputs):
+            if torch.is_tensor(tensor) and tensor.dim() == 4:
+                layouts.append((type(module).__name__, tensor.is_contiguous(memory_format=torch.channels_last)))
+
+    for module in net.modules():
+        if module is not net:
+            module.register_forward_hook(record)
+    net(torch.rand(1, 3, 24, 32), return_stages=True)
+    assert len(layouts) > 300 and [name for name, channels_last in layouts if not channels_last] == []
+
+
+@pytest.mark.parametrize('memory_format', [torch.contiguous_format, torch.channels_last])
+def test_half_instance_norm_is_the_published_chunk_norm_cat(memory_format):
+    torch.manual_seed(0)
+    norm = torch.nn.InstanceNorm2d(6, affine=True).double()
+    with torch.no_grad():
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.uniform_(-0.5, 0.5)
+    x = (torch.randn(2, 12, 9, 7, dtype=torch.float64) * 3 + 1).contiguous(memory_format=memory_format)
+    x.requires_grad_()
+    first, second = torch.chunk(x, 2, dim=1)
+    expected = torch.cat([norm(first), second], 1)
+    out = half_instance_norm(x, 6, norm)
+    assert out.is_contiguous(memory_format=memory_format)
+    assert torch.equal(out[:, 6:], x[:, 6:]) and (out - expected).abs().max().item() < 1e-12
+    upstream = torch.randn_like(out)
+    grads = torch.autograd.grad(out, (x, norm.weight, norm.bias), upstream, retain_graph=True)
+    expected_grads = torch.autograd.grad(expected, (x, norm.weight, norm.bias), upstream, retain_graph=True)
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert (grad - expected_grad).abs().max().item() < 1e-12
+    # with the leaky ReLU, the hand-written backward (training) and the plain operations (no gradient)
+    expected = torch.nn.functional.leaky_relu(expected, 0.2)
+    fused = half_instance_norm_leaky_relu(x, 6, norm, 0.2)
+    assert fused.grad_fn is not None and 'HalfInstanceNormLeakyReLU' in type(fused.grad_fn).__name__
+    assert fused.is_contiguous(memory_format=memory_format) and (fused - expected).abs().max().item() < 1e-12
+    grads = torch.autograd.grad(fused, (x, norm.weight, norm.bias), upstream)
+    expected_grads = torch.autograd.grad(expected, (x, norm.weight, norm.bias), upstream)
+    assert grads[0].is_contiguous(memory_format=memory_format)
+    for grad, expected_grad in zip(grads, expected_grads):
+        assert (grad - expected_grad).abs().max().item() < 1e-12
+    with torch.no_grad():
+        assert (half_instance_norm_leaky_relu(x, 6, norm, 0.2) - expected).abs().max().item() < 1e-12
 
 
 @pytest.mark.parametrize('config', sorted(_published_layouts()))

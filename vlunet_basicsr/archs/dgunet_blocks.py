@@ -98,6 +98,11 @@ class SAM(nn.Module):
         return self.conv1(feats) + feats, self.conv2(feats) + image
 
 
+def _at_least_float32(dtype):
+    """float32 for half-precision types, else ``dtype`` itself (float64 stays float64)."""
+    return torch.promote_types(dtype, torch.float32)
+
+
 def _float32_region(tensor):
     """Autocast off on the tensor's device (the Gram inverse needs float32), or nothing to do."""
     device_type = tensor.device.type
@@ -106,12 +111,20 @@ def _float32_region(tensor):
     return contextlib.nullcontext()
 
 
+def _inverse(matrix):
+    """``torch.linalg.inv``; while torch.export traces (ONNX export), ``inv_ex`` (the same inverse without the
+    singularity check, whose side effect has no ONNX translation)."""
+    if torch.compiler.is_exporting():
+        return torch.linalg.inv_ex(matrix).inverse
+    return torch.linalg.inv(matrix)
+
+
 class MergeBlock(nn.Module):
     """Merge a stage's shallow features ``x`` with the previous stage's SAM features by a subspace projection.
 
     ``subnet`` maps ``[x, bridge]`` to 16 basis maps, each L1-normalised over the pixels (V, N x 16); ``bridge``
     (N x C) is replaced by its projection ``V (V^T V)^-1 V^T bridge`` and the output is
-    ``x + conv_block([x, projection])``. The projection runs in float32 (also under autocast) and in the
+    ``x + conv_block([x, projection])``. The projection runs in float32 at least (also under autocast) and in the
     pixels-by-channels layout, which channels_last features already have.
 
     Args:
@@ -128,13 +141,88 @@ class MergeBlock(nn.Module):
         b, c, h, w = bridge.shape
         basis = self.subnet(torch.cat([x, bridge], 1))
         with _float32_region(basis):
-            v = basis.float().permute(0, 2, 3, 1).reshape(b, h * w, SUBSPACE_DIM)
+            v = basis.to(_at_least_float32(basis.dtype)).permute(0, 2, 3, 1).reshape(b, h * w, SUBSPACE_DIM)
             v = v / (1e-6 + v.abs().sum(dim=1, keepdim=True))
             v_t = v.transpose(1, 2)
-            feats = bridge.float().permute(0, 2, 3, 1).reshape(b, h * w, c)
-            projection = torch.linalg.inv(v_t @ v) @ v_t
+            feats = bridge.to(v.dtype).permute(0, 2, 3, 1).reshape(b, h * w, c)
+            projection = _inverse(v_t @ v) @ v_t
             projected = (v @ (projection @ feats)).reshape(b, h, w, c).permute(0, 3, 1, 2).to(bridge.dtype)
         return self.conv_block(torch.cat([x, projected], 1)) + x
+
+
+def _half_norm_affine(x, weight, bias, half, eps):
+    """Per-channel ``scale``, ``shift`` (B, C, 1, 1) of the half-instance norm, and the first half's ``mean``
+    and ``rstd`` (B, half, 1, 1); statistics in float32 at least."""
+    b, c = x.shape[:2]
+    variance, mean = torch.var_mean(x[:, :half].to(_at_least_float32(x.dtype)), dim=(2, 3), unbiased=False,
+                                    keepdim=True)
+    rstd = torch.rsqrt(variance + eps)
+    scale = rstd * weight.view(1, half, 1, 1)
+    shift = bias.view(1, half, 1, 1) - mean * scale
+    scale = torch.cat([scale, scale.new_ones(b, c - half, 1, 1)], 1)
+    shift = torch.cat([shift, shift.new_zeros(b, c - half, 1, 1)], 1)
+    return scale, shift, mean, rstd
+
+
+def half_instance_norm(x, half, norm):
+    """``norm`` (an affine InstanceNorm2d) on the first ``half`` channels of ``x``, the others unchanged.
+
+    Computed as one per-channel affine map ``x * scale + shift`` with the statistics in float32 at least: scale
+    1 and shift 0 leave the other channels exactly as they are, and the output keeps ``x``'s memory layout, so
+    channels_last features are neither split, copied to NCHW for the norm, nor concatenated again (the published
+    ``chunk``, ``InstanceNorm2d``, ``cat``). The same map as InstanceNorm2d's CPU kernel, to float rounding.
+    """
+    scale, shift, _, _ = _half_norm_affine(x, norm.weight, norm.bias, half, norm.eps)
+    return torch.addcmul(shift, x, scale)
+
+
+class _HalfInstanceNormLeakyReLU(torch.autograd.Function):
+    """``leaky_relu(half_instance_norm(x))`` with a hand-written backward.
+
+    Autograd's backward of the composition makes a full-size tensor per step (the slice's zero-filled gradient,
+    the products with ``x`` and ``scale``, the accumulation); here the input gradient is one affine map of the
+    activation's gradient and ``x`` per channel, ``g * A + x * C + D`` (A 1, C and D 0 beyond ``half``, which
+    pass those channels' gradient through unchanged), the instance-norm backward written out:
+    ``rstd * w * (g - mean(g) - xhat * mean(g * xhat))`` on the normalised channels.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, bias, half, eps, slope):
+        scale, shift, mean, rstd = _half_norm_affine(x, weight, bias, half, eps)
+        out = F.leaky_relu_(torch.addcmul(shift, x, scale), slope)
+        ctx.save_for_backward(x, out, weight, mean, rstd)
+        ctx.half, ctx.slope = half, slope
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        x, out, weight, mean, rstd = ctx.saved_tensors
+        half = ctx.half
+        grad = torch.ops.aten.leaky_relu_backward(grad, out, ctx.slope, True)
+        g_half = grad[:, :half].to(mean.dtype)
+        sum_g = g_half.sum(dim=(2, 3), keepdim=True)
+        sum_g_centred = (g_half * (x[:, :half].to(mean.dtype) - mean)).sum(dim=(2, 3), keepdim=True)
+        pixels = x.shape[2] * x.shape[3]
+        a = rstd * weight.view(1, half, 1, 1)
+        c = -a * (sum_g_centred * rstd / pixels) * rstd  # - rstd * w * mean(g * xhat) * rstd
+        d = -a * (sum_g / pixels) - c * mean
+        b, channels = x.shape[:2]
+        a = torch.cat([a, a.new_ones(b, channels - half, 1, 1)], 1)
+        c = torch.cat([c, c.new_zeros(b, channels - half, 1, 1)], 1)
+        d = torch.cat([d, d.new_zeros(b, channels - half, 1, 1)], 1)
+        grad_x = torch.addcmul(torch.addcmul(d, grad, a), x, c).to(x.dtype)
+        grad_weight = (sum_g_centred * rstd).sum(dim=(0, 2, 3)).to(weight.dtype)
+        grad_bias = sum_g.sum(dim=(0, 2, 3)).to(weight.dtype)
+        return grad_x, grad_weight, grad_bias, None, None, None
+
+
+def half_instance_norm_leaky_relu(x, half, norm, slope):
+    """``leaky_relu(half_instance_norm(x, half, norm), slope)``; with the hand-written backward when a gradient
+    is needed (`_HalfInstanceNormLeakyReLU`), else the plain operations (inference, export)."""
+    if torch.is_grad_enabled() and (x.requires_grad or norm.weight.requires_grad or norm.bias.requires_grad):
+        return _HalfInstanceNormLeakyReLU.apply(x, norm.weight, norm.bias, half, norm.eps, slope)
+    return F.leaky_relu(half_instance_norm(x, half, norm), slope)
 
 
 class UNetConvBlock(nn.Module):
@@ -169,8 +257,9 @@ class UNetConvBlock(nn.Module):
     def forward(self, x, enc=None, dec=None):
         out = self.conv_1(x)
         if self.half:
-            out = torch.cat([self.norm(out[:, :self.half]), out[:, self.half:]], 1)
-        out = F.leaky_relu(out, self.relu_slope)
+            out = half_instance_norm_leaky_relu(out, self.half, self.norm, self.relu_slope)
+        else:
+            out = F.leaky_relu(out, self.relu_slope)
         out = F.leaky_relu(self.conv_2(out), self.relu_slope) + self.identity(x)
         if enc is not None:
             if not self.use_csff:
