@@ -13,7 +13,7 @@ import os
 import os.path as osp
 import sys
 
-from vlunet_basicsr_cli import restore_parser
+from vlunet_basicsr_cli import restore_backend_error, restore_parser
 
 
 def list_inputs(path):
@@ -51,6 +51,10 @@ def _tile_bar(tqdm, enabled):
 
 def run(args):
     """Restore as the parsed ``args`` say; returns the exit code (0: all restored, 1: some failed, 2: nothing ran)."""
+    error = restore_backend_error(args)
+    if error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
     import cv2
     from tqdm import tqdm
 
@@ -64,19 +68,26 @@ def run(args):
     try:
         inputs = list_inputs(args.input)
         plans = plan_outputs(inputs, args.output, _explain_files if args.explain else None)
-        networks = load_networks(args.opt, args.weights, args.clip_weights, args.adapter, args.clip_model,
-                                 args.trust_checkpoint, args.degradation_type)
+        if args.backend == 'onnxruntime':
+            from vlunet_basicsr.onnx_runtime import load_onnx_networks
+            networks = load_onnx_networks(args.onnx, args.device, args.degradation_type)
+        else:
+            networks = load_networks(args.opt, args.weights, args.clip_weights, args.adapter, args.clip_model,
+                                     args.trust_checkpoint, args.degradation_type)
         if args.explain and not hasattr(networks.net, 'forward_with_trace'):
             raise ValueError(f'--explain shows the key mixtures of VLU-Net; {type(networks.net).__name__} has none')
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
-    device = resolve_device(args.device)
+    # ONNX Runtime meets torch on the host; its execution providers follow --device
+    device = resolve_device(args.device) if args.backend == 'torch' else resolve_device('cpu')
     if device.type == 'cpu':
         tune_cpu_allocator(args.cpu_allocator)
     restorer = Restorer(networks, device, args.amp, args.compile, args.tile, args.tile_overlap)
     prompts = restorer.prompts
     print(restorer.describe())
+    if args.backend == 'onnxruntime':
+        print(f"Backend onnxruntime: {args.onnx} on {', '.join(networks.net.session.get_providers())}.")
     os.makedirs(args.output, exist_ok=True)
     rows, failures = [], []
     for plan in tqdm(plans, desc='restore', unit='image', file=sys.stderr, disable=len(plans) < 2):

@@ -90,6 +90,11 @@ def resolve_device(name):
     return torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if name == 'auto' else name)
 
 
+def _prepared(module, device):
+    """A torch module on ``device`` in eval mode; an exported graph's runner (not a module) as it is."""
+    return module.to(device).eval() if isinstance(module, torch.nn.Module) else module
+
+
 class Restorer:
     """Restores float RGB images with one loaded system.
 
@@ -102,6 +107,9 @@ class Restorer:
         tile_overlap (int): Overlap of neighbouring tiles. Default: 32.
         runner (callable | None): What runs the network instead of the torch module (an exported graph, e.g.
             ONNX Runtime): called like the module. Default: None (the module).
+
+    ``networks.net`` and ``networks.clip`` may also be exported graphs' runners that stand in for the modules
+    (`vlunet_basicsr.onnx_runtime.load_onnx_networks`); they are used as they are.
     """
 
     def __init__(self, networks, device, amp='none', compile=False, tile=None, tile_overlap=32, runner=None):
@@ -111,9 +119,9 @@ class Restorer:
         self.device = device
         self.amp = AMP_DTYPES[amp]
         self.tile, self.tile_overlap = tile, tile_overlap
-        self.net = networks.net.to(device).eval()
+        self.net = _prepared(networks.net, device)
         self.runner = runner if runner is not None else compiled(self.net, compile, '--compile')
-        self.clip = networks.clip.to(device).eval() if networks.clip is not None else None
+        self.clip = _prepared(networks.clip, device) if networks.clip is not None else None
         self.text_features = None
         if networks.inputs.guidance_input == 'text_features':
             with torch.no_grad():
@@ -146,7 +154,7 @@ class Restorer:
         fixed = self.networks.fixed_label
         if degradation_type is not None:
             if self.text_features is None:
-                raise ValueError(f'a degradation type is for text-guided archs; {type(self.net).__name__} takes none')
+                raise ValueError(f'a degradation type is for text-guided archs; {self.networks.inputs.arch} takes none')
             fixed = prompt_label(degradation_type, self.prompts, 'degradation type')
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(self.device)
         prediction, vector, guidance, trace = None, None, None, None

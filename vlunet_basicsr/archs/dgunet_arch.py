@@ -11,13 +11,12 @@ Parameter names, wiring and weight tying follow the published code, so its check
 """
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.dgunet_blocks import (SAM, UNET_LEVELS, Decoder, Encoder, MergeBlock, ResBlock,
                                                 gradient_step, shallow_features)
 from vlunet_basicsr.utils.option_spec import Option
-from vlunet_basicsr.utils.padding import crop_to
+from vlunet_basicsr.utils.padding import crop_to, pad_bottom_right
 
 #: Stages of both networks (and images returned by ``forward(x, return_stages=True)`` at ``depth=5``).
 NUM_STAGES = 7
@@ -36,12 +35,11 @@ def pad_for_dgunet(x):
         tuple[Tensor, tuple[int, int]]: The padded tensor and the original (H, W), for `crop_to`.
     """
     h, w = x.shape[-2:]
-    pad_h = max(MIN_SIZE, -(-h // SIZE_MULTIPLE) * SIZE_MULTIPLE) - h
-    pad_w = max(MIN_SIZE, -(-w // SIZE_MULTIPLE) * SIZE_MULTIPLE) - w
-    if pad_h == 0 and pad_w == 0:
-        return x, (h, w)
-    mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode), (h, w)
+    # For ONNX export: sym_max, as max() would pin the traced sizes; and no floor division of negative sizes,
+    # which the exported graph rounds toward zero.
+    pad_h = torch.sym_max(MIN_SIZE, (h + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE) - h
+    pad_w = torch.sym_max(MIN_SIZE, (w + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE) - w
+    return pad_bottom_right(x, pad_h, pad_w), (h, w)
 
 
 def _common_options(n_feat, scale_orsnetfeats_doc):

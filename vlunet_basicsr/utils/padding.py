@@ -1,25 +1,56 @@
 """The one padding rule: pad the bottom/right edges up to a multiple of the network's down-sampling factor."""
+import torch
 from torch.nn import functional as F
 
 #: VLU-Net down-samples three times by 2, so feature maps need sides divisible by 8.
 SIZE_MULTIPLE = 8
 
 
+def pad_bottom_right(x, pad_h, pad_w):
+    """Pad an NCHW tensor by ``pad_h`` rows at the bottom and ``pad_w`` columns at the right.
+
+    Reflection where both pads are shorter than their sides, else edge replication (for tiny images).
+
+    While ``torch.export`` traces (ONNX export), the same values are gathered by index instead, with the mode
+    chosen in tensor arithmetic, so one exported graph pads every size as this function does (F.pad's mode is
+    fixed at trace time, and the branches on the sizes would pin the traced sizes).
+    """
+    if torch.compiler.is_exporting():
+        return _gather_pad(x, pad_h, pad_w)
+    if pad_h == 0 and pad_w == 0:
+        return x
+    h, w = x.shape[-2:]
+    mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
+def _gather_pad(x, pad_h, pad_w):
+    """`pad_bottom_right` as index gathers, without Python branches on the (symbolic) sizes."""
+    h, w = x.shape[-2:]
+    zero = torch.zeros((), dtype=torch.int64, device=x.device)
+    reflect = (zero + pad_h < h) & (zero + pad_w < w)
+
+    def indices(size, pad):
+        position = torch.arange(size + pad, device=x.device)
+        inside = position < size
+        mirrored = torch.where(inside, position, 2 * (size - 1) - position)
+        replicated = torch.where(inside, position, zero + (size - 1))
+        return torch.where(reflect, mirrored, replicated)
+
+    return x.index_select(-2, indices(h, pad_h)).index_select(-1, indices(w, pad_w))
+
+
 def pad_to_multiple(x, multiple=SIZE_MULTIPLE):
     """Pad an NCHW tensor on the bottom and right so H and W are multiples of ``multiple``.
 
     Reflection is used where the image is large enough (it is for any side longer than the padding,
-    i.e. > 7 px for 8); tinier sides fall back to edge replication.
+    i.e. > 7 px for 8); tinier sides fall back to edge replication (`pad_bottom_right`).
 
     Returns:
         tuple[Tensor, tuple[int, int]]: The padded tensor and the original (H, W), for `crop_to`.
     """
     h, w = x.shape[-2:]
-    pad_h, pad_w = -h % multiple, -w % multiple
-    if pad_h == 0 and pad_w == 0:
-        return x, (h, w)
-    mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode), (h, w)
+    return pad_bottom_right(x, -h % multiple, -w % multiple), (h, w)
 
 
 def crop_to(x, size):

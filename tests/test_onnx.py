@@ -1,0 +1,197 @@
+"""basicsr export and basicsr restore --backend onnxruntime: tiny VLUNet (with its CLIP encoder), DGUNet and VL-UR
+exported through the command, ONNX Runtime against torch at odd sizes, the two backends' restored files, and the
+errors. Each export takes tens of seconds on two cores, so every network is exported once per module."""
+import csv
+import json
+import os
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+import vlunet_basicsr  # noqa: F401
+from conftest import REPO, script_main, write_yaml
+from test_vlunet_model import TINY_CLIP_NET, TINY_NET
+from vlunet_basicsr.inference import main as restore_main
+from vlunet_basicsr.onnx_runtime import load_onnx_networks
+from vlunet_basicsr.restorer import load_networks
+from vlunet_basicsr_cli import main as basicsr_main
+
+TINY_DGUNET = {'type': 'DGUNet', 'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'depth': 1}
+TINY_VLUR = {'type': 'VLURNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [1, 1, 1, 1], 'text_dim': 32}
+SIZES = ['24x24', '13x21']
+SEED = 5
+
+
+def _system(root, network_g, network_clip=None, prompts=None):
+    """A test YAML with random weights for ``network_g`` (and ``network_clip``) under ``root``.
+
+    The tiny CLIP has random weights drawn when it is built: every load of the YAML is preceded by
+    ``torch.manual_seed(SEED)``, so the exported, the reference and the torch backend's encoders are one encoder.
+    """
+    from basicsr.archs import build_network
+    root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save({'params': build_network(dict(network_g)).state_dict()}, root / 'net_g.pth')
+    opt = {'name': 'export', 'model_type': 'GuidedRestorationModel', 'network_g': dict(network_g),
+           'network_clip': network_clip, 'path': {'pretrain_network_g': str(root / 'net_g.pth')}}
+    if prompts is not None:
+        opt['prompts'] = prompts
+    return write_yaml(root / 'test.yml', opt)
+
+
+def _export(root, network_g, network_clip=None, prompts=None):
+    opt = _system(root, network_g, network_clip, prompts)
+    torch.manual_seed(SEED)
+    code = basicsr_main(['export', '-opt', opt, '-o', str(root / 'model.onnx'), '--verify-sizes', *SIZES])
+    assert code == 0
+    return opt, root / 'model.onnx'
+
+
+@pytest.fixture(scope='module')
+def vlunet(tmp_path_factory):
+    return _export(tmp_path_factory.mktemp('vlunet'), TINY_NET, dict(TINY_CLIP_NET))
+
+
+@pytest.fixture(scope='module')
+def vlur(tmp_path_factory):
+    return _export(tmp_path_factory.mktemp('vlur'), TINY_VLUR, dict(TINY_CLIP_NET), 'cdd11')
+
+
+def _images(folder):
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    cv2.imwrite(str(folder / 'odd.png'), rng.integers(0, 256, (19, 27, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / 'gray.png'), rng.integers(0, 256, (6, 9), dtype=np.uint8))  # below one multiple of 8
+    cv2.imwrite(str(folder / 'deep.png'), rng.integers(0, 65536, (16, 24, 3), dtype=np.uint16))
+    return folder
+
+
+def _both_backends(tmp_path, opt, model, extra=()):
+    """Restore one folder with each backend; returns the two output folders."""
+    images = _images(tmp_path / 'in')
+    torch_out, onnx_out = tmp_path / 'torch', tmp_path / 'onnx'
+    torch.manual_seed(SEED)
+    assert restore_main([str(images), '-o', str(torch_out), '-opt', opt, *extra]) == 0
+    assert restore_main([str(images), '-o', str(onnx_out), '--backend', 'onnxruntime', '--onnx', str(model),
+                         *extra]) == 0
+    for name in ('odd.png', 'gray.png', 'deep.png'):
+        a = cv2.imread(str(torch_out / name), cv2.IMREAD_UNCHANGED).astype(np.int64)
+        b = cv2.imread(str(onnx_out / name), cv2.IMREAD_UNCHANGED).astype(np.int64)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1, name  # the same file within rounding
+    return torch_out, onnx_out
+
+
+def _readout(folder):
+    with open(folder / 'degradations.csv') as f:
+        return list(csv.DictReader(f))
+
+
+def test_vlunet_export_matches_torch_at_two_sizes_and_restores_like_the_torch_backend(vlunet, tmp_path, capsys):
+    opt, model = vlunet
+    assert model.is_file() and model.with_name('model.guidance.onnx').is_file()
+    assert not list(model.parent.glob('*.partial.onnx'))
+    torch.manual_seed(SEED)
+    torch_net = load_networks(opt)
+    onnx_net = load_onnx_networks(str(model), 'cpu')
+    generator = torch.Generator().manual_seed(1)
+    for shape in ((3, 3, 11, 29), (1, 3, 5, 7)):  # a third batch size and sizes the export did not verify
+        lq = torch.rand(*shape, generator=generator)
+        with torch.no_grad():
+            vector = torch_net.clip.degradation_vector(lq)
+            assert (onnx_net.clip.degradation_vector(lq) - vector).abs().max() <= 1e-4
+            assert (onnx_net.net(lq, vector) - torch_net.net(lq, vector)).abs().max() <= 1e-4
+    torch_out, onnx_out = _both_backends(tmp_path, opt, model, ['--tile', '16', '--tile-overlap', '4'])
+    torch_rows, onnx_rows = _readout(torch_out), _readout(onnx_out)
+    assert [row['predicted'] for row in torch_rows] == [row['predicted'] for row in onnx_rows]
+    assert np.allclose([float(row['probability']) for row in torch_rows],
+                       [float(row['probability']) for row in onnx_rows], atol=2e-4)
+    assert 'Backend onnxruntime' in capsys.readouterr().out
+
+
+def test_dgunet_export_matches_torch_at_odd_sizes(tmp_path, capsys):
+    opt, model = _export(tmp_path, TINY_DGUNET)
+    printed = capsys.readouterr().out
+    assert 'verify (2, 3, 24, 24)' in printed and 'verify (1, 3, 13, 21)' in printed and 'verified' in printed
+    assert not model.with_name('model.guidance.onnx').exists()  # unguided: one graph
+    torch_net, onnx_net = load_networks(opt).net, load_onnx_networks(str(model), 'cpu').net
+    lq = torch.rand(2, 3, 9, 35, generator=torch.Generator().manual_seed(2))  # below DGUNet's 16-pixel minimum
+    with torch.no_grad():
+        assert (onnx_net(lq) - torch_net(lq)).abs().max() <= 1e-4
+    _both_backends(tmp_path / 'restore', opt, model)
+
+
+def test_vlur_restores_with_the_predicted_or_the_given_type_like_the_torch_backend(vlur, tmp_path):
+    opt, model = vlur
+    torch_out, onnx_out = _both_backends(tmp_path / 'predicted', opt, model)
+    assert [row['restored_as'] for row in _readout(torch_out)] == [row['restored_as'] for row in _readout(onnx_out)]
+    torch_out, onnx_out = _both_backends(tmp_path / 'given', opt, model, ['--degradation-type', 'low_haze'])
+    assert {row['restored_as'] for row in _readout(onnx_out)} == {'The image has haze + low degradation'}
+    meta = load_onnx_networks(str(model), 'cpu').clip
+    assert len(meta.prompts) == 11 and meta.prompt_features.shape == (11, 32)
+
+
+def test_a_failed_verification_keeps_no_file(tmp_path, monkeypatch, capsys):
+    from vlunet_basicsr.onnx_runtime import OnnxNetwork
+    call = OnnxNetwork.__call__
+    monkeypatch.setattr(OnnxNetwork, '__call__', lambda self, lq, guidance=None: call(self, lq, guidance) + 1e-3)
+    opt = _system(tmp_path, {**TINY_DGUNET, 'depth': 0})
+    assert basicsr_main(['export', '-opt', opt, '-o', str(tmp_path / 'bad.onnx'), '--verify-sizes', *SIZES]) == 1
+    assert 'failed verification' in capsys.readouterr().err
+    assert not list(tmp_path.glob('*.onnx'))
+
+
+def test_backend_and_export_errors_name_the_option_or_file(vlunet, tmp_path, capsys):
+    opt, model = vlunet
+    image = _images(tmp_path / 'in') / 'odd.png'
+    out = str(tmp_path / 'out')
+    assert restore_main([str(image), '-o', out, '--backend', 'onnxruntime']) == 2
+    assert 'needs --onnx' in capsys.readouterr().err
+    assert restore_main([str(image), '-o', out, '--backend', 'onnxruntime', '--onnx', str(model), '-opt', opt]) == 2
+    assert '-opt belong(s) to the torch backend' in capsys.readouterr().err
+    assert restore_main([str(image), '-o', out, '--onnx', str(model), '-opt', opt]) == 2
+    assert '--onnx goes with --backend onnxruntime' in capsys.readouterr().err
+    missing = tmp_path / 'missing.onnx'
+    assert restore_main([str(image), '-o', out, '--backend', 'onnxruntime', '--onnx', str(missing)]) == 2
+    assert f'no ONNX file at {missing}' in capsys.readouterr().err
+    garbage = tmp_path / 'garbage.onnx'
+    garbage.write_bytes(b'not a graph')
+    assert restore_main([str(image), '-o', out, '--backend', 'onnxruntime', '--onnx', str(garbage)]) == 2
+    assert f'{garbage} is not a loadable ONNX graph' in capsys.readouterr().err
+    guidance = model.with_name('model.guidance.onnx')
+    assert restore_main([str(image), '-o', out, '--backend', 'onnxruntime', '--onnx', str(guidance)]) == 2
+    assert f'{guidance} is a guidance graph, not a restoration graph' in capsys.readouterr().err
+    assert basicsr_main(['export', '-opt', opt, '-o', str(tmp_path / 'model.pt')]) == 2
+    assert 'must end with .onnx' in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        basicsr_main(['export', '-opt', opt, '-o', str(tmp_path / 'm.onnx'), '--verify-sizes', '24', '13x21'])
+    assert 'expected HEIGHTxWIDTH' in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('argv', [['export', '--help'], ['restore', 'x.png', '--backend', 'onnxruntime'],
+                                  ['restore', 'x.png', '--backend', 'onnxruntime', '--onnx', 'm.onnx', '--amp', 'bf16']])
+def test_export_help_and_backend_errors_answer_without_importing_torch(tmp_path, argv):
+    code = ('import sys, vlunet_basicsr_cli\n'
+            'try:\n'
+            f'    code = vlunet_basicsr_cli.main({argv!r})\n'
+            'except SystemExit as stop:\n'
+            '    code = stop.code\n'
+            'print("EXIT", code, "TORCH", "torch" in sys.modules)')
+    proc = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, 'PYTHONPATH': REPO})
+    assert f"EXIT {0 if '--help' in argv else 2} TORCH False" in proc.stdout, proc.stdout + proc.stderr
+    assert ('--verify-sizes' in proc.stdout) if '--help' in argv else ('--backend onnxruntime' in proc.stderr)
+
+
+def test_benchmark_compares_onnxruntime_with_torch_eager(tmp_path):
+    report = tmp_path / 'onnx.json'
+    assert script_main('benchmark')(['--backend', 'onnxruntime', '--preset', 'tiny', '--clip', 'small',
+                                     '--infer-sizes', '16', '20', '--warmup', '0', '--repeat', '1',
+                                     '--json', str(report)]) == 0
+    results = json.loads(report.read_text())['results']['onnxruntime']
+    for size in (16, 20):
+        row = results[f'inference_{size}']
+        assert row['torch_eager_s'] > 0 and row['onnxruntime_s'] > 0 and row['max_abs_diff'] <= 1e-4
