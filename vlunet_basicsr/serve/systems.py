@@ -1,0 +1,58 @@
+"""The restoration systems a server offers: one per ``-opt`` YAML, loaded like ``basicsr restore`` loads one."""
+import os.path as osp
+from collections import namedtuple
+
+#: One loaded system: its unique ``name`` (the YAML's ``name``, else the file's stem), the `Restorer`, the
+#: names of its degradation classes (empty without a guidance encoder), whether it takes a degradation type
+#: (text-guided, VL-UR) and whether it can explain itself (VLU-Net's per-stage trace).
+System = namedtuple('System', ['name', 'restorer', 'class_names', 'text_guided', 'explains', 'description'])
+
+
+def class_names(prompts):
+    """Display names of the degradation classes: a known prompt set's label names, else the prompts."""
+    from vlunet_basicsr.utils.prompts import label_names
+    return list(label_names(prompts) or prompts)
+
+
+def _unique(name, taken):
+    candidate, number = name, 2
+    while candidate in taken:
+        candidate, number = f'{name}_{number}', number + 1
+    return candidate
+
+
+def load_systems(opt_paths, device, amp='none', tile=None, tile_overlap=32, trust_checkpoint=False):
+    """Load every system, in the order given.
+
+    Args:
+        opt_paths (list[str]): Test YAMLs (``network_g``, ``network_clip``, ``path.pretrain_network_g``, ...).
+        device (torch.device): Where the networks run.
+        amp (str): 'none', 'bf16' or 'fp16'. Default: 'none'.
+        tile (int | None): Restore in tiles of this size. Default: None.
+        tile_overlap (int): Overlap of neighbouring tiles. Default: 32.
+        trust_checkpoint (bool): Allow network files that need arbitrary unpickling. Default: False.
+
+    Returns:
+        list[System]: The loaded systems.
+
+    Raises:
+        ValueError: A YAML or its weights cannot be used; the message names the YAML.
+    """
+    from vlunet_basicsr.restorer import Restorer, load_networks
+    from vlunet_basicsr.utils.options_util import load_yaml
+
+    systems = []
+    for path in opt_paths:
+        try:
+            opt = load_yaml(path)
+            networks = load_networks(path, trust_checkpoint=trust_checkpoint)
+        except (OSError, ValueError, KeyError) as error:
+            raise ValueError(str(error) if path in str(error) else f'{path}: {error}') from error
+        stem = osp.splitext(osp.basename(path))[0]
+        name = _unique(str(opt.get('name') or stem), {system.name for system in systems})
+        restorer = Restorer(networks, device, amp, tile=tile, tile_overlap=tile_overlap)
+        guided = networks.clip is not None
+        systems.append(System(name, restorer, class_names(networks.prompts) if guided else [],
+                              restorer.text_features is not None, hasattr(networks.net, 'forward_with_trace'),
+                              restorer.describe()))
+    return systems
