@@ -27,6 +27,10 @@ setup(
         'matplotlib>=3.5',
         'pytorch-msssim>=1.0',
     ],
+    extras_require={
+        'onnx': ['onnx>=1.17', 'onnxruntime>=1.20', 'onnxscript>=0.5'],  # basicsr export, restore --backend
+        'serve': ['gradio>=5,<7', 'gradio_client>=1'],  # basicsr serve
+    },
     entry_points={
         'console_scripts': ['basicsr=vlunet_basicsr_cli:main'],
     },
