@@ -320,15 +320,15 @@ def test_the_page_in_headless_chromium(systems, server, tmp_path):
             page.on('request', lambda request: None if request.url.startswith(('http://127.0.0.1', 'data:', 'blob:'))
                     else elsewhere.append(request.url))
             page.goto(server['url'], timeout=60000)
-            page.locator('#uploads input[type=file]').set_input_files(str(photo), timeout=30000)
-            page.locator('#uploads').get_by_text('coffee.png').first.wait_for(timeout=30000)
+            page.locator('#uploads input[type=file]').set_input_files(str(photo), timeout=120000)
+            page.locator('#uploads').get_by_text('coffee.png').first.wait_for(timeout=120000)
             page.locator('#restore').click()
             page.locator('#status').get_by_text('coffee.png with tiny_vlunet').wait_for(timeout=120000)
             slider_images = page.locator('#slider img')
-            slider_images.last.wait_for(timeout=30000)
+            slider_images.last.wait_for(timeout=120000)
             loaded = page.wait_for_function(
                 'n => [...document.querySelectorAll("#slider img")].filter(i => i.complete && i.naturalWidth > 0)'
-                '.length >= n', arg=2, timeout=30000)
+                '.length >= n', arg=2, timeout=120000)
             assert loaded
             sizes = slider_images.evaluate_all('images => images.map(i => [i.naturalWidth, i.naturalHeight])')
             assert [150, 100] in sizes, sizes
@@ -338,8 +338,8 @@ def test_the_page_in_headless_chromium(systems, server, tmp_path):
             assert bars.get_by_text('%').count() >= 7  # a confidence per class
             page.screenshot(path=str(tmp_path / 'serve.png'), full_page=True)
             link = page.locator('#download a[download]').first
-            assert link.get_attribute('download', timeout=30000) == 'coffee_tiny_vlunet.png'
-            png = page.request.get(link.get_attribute('href'), timeout=30000).body()  # what the link downloads
+            assert link.get_attribute('download', timeout=120000) == 'coffee_tiny_vlunet.png'
+            png = page.request.get(link.get_attribute('href'), timeout=120000).body()  # what the link downloads
             assert cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_UNCHANGED).shape == (100, 150, 3)
             if os.environ.get('VLUNET_SERVE_SCREENSHOT'):  # docs/serve.png: the top of the page
                 page.screenshot(path=os.environ['VLUNET_SERVE_SCREENSHOT'], clip={'x': 0, 'y': 0, 'width': 1400,
