@@ -309,7 +309,7 @@ def test_the_page_in_headless_chromium(systems, server, tmp_path):
     photo = tmp_path / 'coffee.png'
     from skimage import data
     cv2.imwrite(str(photo), cv2.resize(data.coffee(), (150, 100), interpolation=cv2.INTER_AREA)[..., ::-1])
-    elsewhere = []
+    elsewhere, seen = [], []  # seen: what the page logged and fetched, shown when a step times out
     sessions = os.path.join(server['root'], 'sessions')
     before = set(os.listdir(sessions))
     with sync_api.sync_playwright() as playwright:
@@ -319,6 +319,12 @@ def test_the_page_in_headless_chromium(systems, server, tmp_path):
             page = browser.new_page(viewport={'width': 1400, 'height': 1500})
             page.on('request', lambda request: None if request.url.startswith(('http://127.0.0.1', 'data:', 'blob:'))
                     else elsewhere.append(request.url))
+            page.on('console', lambda message: seen.append(f'console {message.type}: {message.text}'))
+            page.on('pageerror', lambda error: seen.append(f'page error: {error}'))
+            page.on('requestfailed', lambda request: seen.append(f'failed: {request.method} {request.url} '
+                                                                 f'{request.failure}'))
+            page.on('response', lambda response: seen.append(f'{response.status} {response.request.method} '
+                                                             f'{response.url}'))
             page.goto(server['url'], timeout=60000)
             page.locator('#uploads input[type=file]').set_input_files(str(photo), timeout=120000)
             page.locator('#uploads').get_by_text('coffee.png').first.wait_for(timeout=120000)
@@ -347,6 +353,10 @@ def test_the_page_in_headless_chromium(systems, server, tmp_path):
             session = set(os.listdir(sessions)) - before
             assert len(session) == 1  # this page's session folder
             page.close(run_before_unload=True)
+        except sync_api.TimeoutError:
+            page.screenshot(path=str(tmp_path / 'timeout.png'), full_page=True)
+            pytest.fail('a page step timed out; the page logged and fetched:\n' + '\n'.join(seen[-60:]) +
+                        f"\nscreenshot: {tmp_path / 'timeout.png'}\nserver log:\n{server['log'].read_text()[-2000:]}")
         finally:
             browser.close()
     assert cv2.imread(str(tmp_path / 'serve.png')) is not None
