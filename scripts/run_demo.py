@@ -4,9 +4,10 @@
    split by image): Gaussian noise sigma 15/25/50 (added on the fly), haze (atmospheric scattering model with a
    smooth synthetic depth), rain streaks, motion blur and low light, written as BasicSR LMDBs in the layout of
    scripts/prepare_datasets.py under demo_output/datasets/.
-2. Runs, through `basicsr train` / `basicsr test` and the YAMLs in options/demo/: stage 1 (adapter tuning on a
-   randomly initialised small CLIP backbone, unless --clip-weights gives a ViT-B-32 weights file), stage 2 (a
-   small CLIP-guided VLUNet), then testing on the held-out photographs.
+2. Runs, through `basicsr train` / `basicsr test` and the YAMLs in options/demo/: stage 1 (adapter tuning; with
+   no pretrained CLIP to be had offline, a small randomly initialised backbone whose image tower is trained
+   too, unless --clip-weights gives a ViT-B-32 weights file, which stays frozen), stage 2 (a small CLIP-guided
+   VLUNet on stage 1's backbone and adapters), then testing on the held-out photographs.
 3. Writes demo_output/report.json, report.md, grid.png (degraded | restored | clean per task) and
    similarity.png (the adapters' image-prompt similarity matrix).
 
@@ -101,6 +102,8 @@ def overrides(settings, clip_weights, stage):
             values.append(f'val:val_freq={total}')
     if clip_weights:
         values += [f'network_clip:pretrained={osp.abspath(clip_weights)}', 'network_clip:model_cfg=~']
+        if stage == 'stage1':
+            values.append('train:train_backbone=false')  # the real recipe: ViT-B-32 stays frozen
         if stage != 'stage1':
             values.append('network_g:degradation_dim=512')
     return ['--force_yml', *values] if values else []
@@ -151,7 +154,8 @@ def write_report(seconds, clip_weights, root='demo_output'):
     shutil.copy(classification_path.replace('classification_', 'similarity_').replace('.json', '.png'),
                 osp.join(root, 'similarity.png'))
     report = {'tasks': tasks, 'clip_accuracy': classification['accuracy'], 'seconds': seconds,
-              'clip_backbone': osp.abspath(clip_weights) if clip_weights else 'random initialisation',
+              'clip_backbone': osp.abspath(clip_weights) if clip_weights else
+              'small backbone trained in stage 1 from random initialisation',
               'class_names': classification['class_names'], 'confusion_matrix': classification['confusion_matrix'],
               'torch_threads': torch.get_num_threads()}
     with open(osp.join(root, 'report.json'), 'w') as f:
@@ -174,14 +178,15 @@ def write_report(seconds, clip_weights, root='demo_output'):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--clip-weights', help='a ViT-B-32 open_clip weights file (default: random small backbone)')
+    parser.add_argument('--clip-weights', help='a ViT-B-32 open_clip weights file, kept frozen (default: a small '
+                        'backbone trained in stage 1 from random weights)')
     parser.add_argument('--quick', action='store_true', help='tiny images and a few iterations (for tests)')
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     start = time.time()
-    print('CLIP backbone: ' + (args.clip_weights if args.clip_weights else
-                               'randomly initialised (no weights file given): the adapters learn from random '
-                               'CLIP features, so expect a lower accuracy than with real CLIP weights'), flush=True)
+    print('CLIP backbone: ' + (f'{args.clip_weights} (frozen)' if args.clip_weights else
+                               'a small one, randomly initialised (no weights file given) and trained in stage 1 '
+                               'with the adapters; the real recipe keeps a pretrained ViT-B-32 frozen'), flush=True)
     build_dataset(settings)
     basicsr('train', '-opt', osp.join(OPTIONS, 'train_clip_adapter_demo.yml'),
             *overrides(settings, args.clip_weights, 'stage1'))

@@ -13,6 +13,7 @@ import torch
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
+from basicsr.models import build_model
 from conftest import REPO, reference_file, run_basicsr, write_yaml
 from vlunet_basicsr.utils.clip_preprocess import clip_input
 
@@ -191,3 +192,47 @@ def test_stage1_adapter_tuning_from_yaml_learns_the_toy_degradations(tmp_path):
     assert 'log_scale' in saved
     tuned = _tiny_clip(adapter_path=str(exp / 'models' / 'net_clip_latest.pth'))  # the format DegradationCLIP loads
     assert torch.equal(tuned.image_adapter[0].weight, saved['params']['image_adapter.0.weight'])
+
+
+def _adapter_model(models, train_backbone, pretrain=None):
+    torch.manual_seed(0)  # the same initial backbone in every model
+    train = {'optim_clip': {'type': 'AdamW', 'lr': 1e-2}, 'train_backbone': train_backbone,
+             'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5},
+             'contrastive_opt': {'type': 'DegradationContrastiveLoss', 'temperature': 0.07}}
+    return build_model({'model_type': 'CLIPAdapterModel', 'num_gpu': 0, 'is_train': True, 'dist': False, 'rank': 0,
+                        'world_size': 1, 'name': 'unit', 'manual_seed': 0,
+                        'prompts': ['image with noise', 'image with low light', 'image with haze'],
+                        'network_clip': {'type': 'DegradationCLIP', 'model_name': 'ViT-B-32', 'pretrained': None,
+                                         'model_cfg': TINY_CLIP},
+                        'path': {'pretrain_network_clip': pretrain, 'models': str(models)}, 'train': train})
+
+
+def test_train_backbone_tunes_the_image_tower_saves_it_and_loads_it_on_resume(tmp_path):
+    """Stage 1 with train.train_backbone (the CPU demo's small random backbone): the image tower learns, the text
+    tower stays, the backbone is saved in the format network_clip.pretrained loads and is loaded on resume."""
+    batch = {'lq': torch.rand(6, 3, 32, 32, generator=torch.Generator().manual_seed(1)),
+             'label': torch.tensor([0, 1, 2, 0, 1, 2])}
+    frozen, tuned = _adapter_model(tmp_path / 'frozen', False), _adapter_model(tmp_path / 'tuned', True)
+    start = {key: value.clone() for key, value in frozen.clip.backbone.state_dict().items()}
+    assert all(torch.equal(start[key], value) for key, value in tuned.clip.backbone.state_dict().items())
+    for model in (frozen, tuned):
+        for it in range(3):
+            model.feed_data(batch)
+            model.optimize_parameters(it + 1)
+    for key, value in frozen.clip.backbone.state_dict().items():
+        assert torch.equal(start[key], value), key
+    changed = {key for key, value in tuned.clip.backbone.state_dict().items() if not torch.equal(start[key], value)}
+    assert changed and all(key.startswith('visual.') for key in changed), sorted(changed)[:5]
+
+    for model, folder in ((frozen, tmp_path / 'frozen'), (tuned, tmp_path / 'tuned')):
+        folder.mkdir()
+        model._save_adapters(-1)
+    assert not (tmp_path / 'frozen' / 'net_clip_backbone_latest.pth').exists()
+    adapters = str(tmp_path / 'tuned' / 'net_clip_latest.pth')
+    loaded = _tiny_clip(pretrained=str(tmp_path / 'tuned' / 'net_clip_backbone_latest.pth'), adapter_path=adapters)
+    image = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(2))
+    assert torch.allclose(loaded.degradation_vector(image), tuned.clip.degradation_vector(image), atol=1e-6)
+
+    resumed = _adapter_model(tmp_path / 'resumed', True, pretrain=adapters)
+    for key, value in resumed.clip.backbone.state_dict().items():
+        assert torch.equal(value, tuned.clip.backbone.state_dict()[key]), key

@@ -25,4 +25,7 @@ def test_quick_demo_writes_the_report(tmp_path):
     for name in ('report.md', 'grid.png', 'similarity.png'):
         assert (out / name).is_file()
     assert (out / 'datasets' / 'haze_train' / 'lq.lmdb' / 'meta_info.txt').is_file()
+    # stage 1 trained the small backbone, and stage 2 and the test ran on it (they load it by path)
+    assert (tmp_path / 'experiments' / 'demo_clip_adapter' / 'models' / 'net_clip_backbone_latest.pth').is_file()
+    assert report['clip_backbone'].startswith('small backbone trained in stage 1')
     assert not (tmp_path.parent / 'demo_output').exists()  # nothing outside the working directory

@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import time
+import warnings
 
 import cv2
 import numpy as np
@@ -302,6 +303,22 @@ def _chromium():
     return '/usr/bin/chromium'
 
 
+def _upload(page, photo, seen, timeout_error, tries=3):
+    """Give the page's file input the photo until the page lists it. Two of three CI runs on a loaded machine once
+    saw the first upload never listed (no request failed, nothing in the server log); a retry is reported as a
+    warning with what the page logged, so that it stays visible."""
+    for attempt in range(1, tries + 1):
+        page.locator('#uploads input[type=file]').set_input_files(str(photo), timeout=120000)
+        try:
+            page.locator('#uploads').get_by_text(photo.name).first.wait_for(timeout=40000)
+            return
+        except timeout_error:
+            if attempt == tries:
+                raise
+            warnings.warn(f'upload {attempt} of {photo.name} was not listed within 40 s; trying again. The page '
+                          'logged and fetched:\n' + '\n'.join(seen[-30:]))
+
+
 def test_the_page_in_headless_chromium(systems, server, tmp_path):
     sync_api = pytest.importorskip('playwright.sync_api', reason='the browser test needs playwright (pip install '
                                    'playwright; its browser download is not used)')
@@ -326,10 +343,10 @@ def test_the_page_in_headless_chromium(systems, server, tmp_path):
             page.on('response', lambda response: seen.append(f'{response.status} {response.request.method} '
                                                              f'{response.url}'))
             page.goto(server['url'], timeout=60000)
-            page.locator('#uploads input[type=file]').set_input_files(str(photo), timeout=120000)
-            page.locator('#uploads').get_by_text('coffee.png').first.wait_for(timeout=120000)
+            page.locator('#restore').wait_for(timeout=120000)  # the app has rendered
+            _upload(page, photo, seen, sync_api.TimeoutError)
             page.locator('#restore').click()
-            page.locator('#status').get_by_text('coffee.png with tiny_vlunet').wait_for(timeout=120000)
+            page.locator('#status').get_by_text('coffee.png with tiny_vlunet').first.wait_for(timeout=120000)
             slider_images = page.locator('#slider img')
             slider_images.last.wait_for(timeout=120000)
             loaded = page.wait_for_function(

@@ -116,8 +116,13 @@ class DegradationCLIP(nn.Module):
         return clip_input(images, self.input_size, self.mean, self.std)
 
     def encode_image(self, clip_images):
-        """Adapted image features (B, d) of preprocessed images (not normalised, as released)."""
-        with torch.no_grad():
+        """Adapted image features (B, d) of preprocessed images (not normalised, as released).
+
+        The backbone gets gradients only when its image tower was made trainable (stage 1's
+        ``train.train_backbone``); otherwise it runs without autograd, frozen.
+        """
+        trainable = any(p.requires_grad for p in self.backbone.visual.parameters())
+        with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
             features = self.backbone.encode_image(clip_images)
         return self.image_adapter(features)
 

@@ -35,6 +35,9 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
         path.pretrain_network_clip (str): Adapters to start from (set automatically on resume).
         train.contrastive_opt (dict): ``DegradationContrastiveLoss`` options.
         train.optim_clip (dict): Optimizer (any torch.optim class, e.g. AdamW) over adapters and temperature.
+        train.train_backbone (bool): Train the backbone's image tower too. For a randomly initialised small
+            backbone (the CPU demo, where no pretrained CLIP can be had); the paper keeps ViT-B-32 frozen.
+            Default: False.
         train.scheduler (dict): A BasicSR scheduler or ``LinearWarmupCosineLR``.
     Batches need ``lq`` (images in [0, 1]) and ``label`` (int).
 
@@ -47,7 +50,9 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
     with the numbers (accuracies, confidences, confusion and similarity matrices) in
     ``classification_<iter>.json``.
     Checkpoints ``models/net_clip_<iter>.pth`` hold only the adapters (``params``, the format
-    ``DegradationCLIP.adapter_path`` loads) and the learned ``log_scale``. On resume, a ``train.optim_clip.lr``
+    ``DegradationCLIP.adapter_path`` loads) and the learned ``log_scale``. With ``train.train_backbone`` the
+    backbone goes to ``models/net_clip_backbone_<iter>.pth`` beside them (the format ``network_clip.pretrained``
+    loads), and is loaded from there again on resume. On resume, a ``train.optim_clip.lr``
     that differs from the training state's is applied (`ConfiguredLearningRateMixin`).
     """
 
@@ -57,6 +62,8 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
         Option('class_names', 'list[str]', None, 'Names of the labels for logs and the heatmap.'),
         Option('train.optim_clip', 'dict', REQUIRED, 'Optimizer over the adapters and the temperature.'),
         Option('train.contrastive_opt', 'dict', REQUIRED, 'DegradationContrastiveLoss options.'),
+        Option('train.train_backbone', 'bool', False, "Train the backbone's image tower too (a small random "
+               'backbone, as in the CPU demo; the paper keeps ViT-B-32 frozen).'),
     )
 
     @classmethod
@@ -77,13 +84,20 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
         self.class_names = list(opt.get('class_names') or self.prompts)
         if len(self.class_names) != len(self.prompts):
             raise ValueError(f'class_names has {len(self.class_names)} entries but prompts has {len(self.prompts)}')
-        self.net_clip = self.model_to_device(build_network(opt['network_clip']))
-        self.print_network(self.net_clip)
+        net_clip = build_network(opt['network_clip'])
+        self.train_backbone = self.is_train and bool(opt['train'].get('train_backbone', False))
         self._pretrained_log_scale = None
         load_path = opt['path'].get('pretrain_network_clip')
         if load_path is not None:
-            self.clip.load_adapters(load_path)
+            net_clip.load_adapters(load_path)
             self._pretrained_log_scale = load_weights(load_path).get('log_scale')
+            backbone_path = self._backbone_path(load_path)
+            if self.train_backbone and osp.isfile(backbone_path):  # a resumed run: its own trained backbone
+                net_clip.backbone.load_state_dict(load_weights(backbone_path))
+        if self.train_backbone:  # before the DDP wrapper, which registers the trainable parameters
+            net_clip.backbone.visual.requires_grad_(True)
+        self.net_clip = self.model_to_device(net_clip)
+        self.print_network(self.net_clip)
         if self.is_train:
             self.init_training_settings()
 
@@ -211,9 +225,18 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
         self._save_adapters(current_iter)
         self.save_training_state(epoch, current_iter)
 
+    @staticmethod
+    def _backbone_path(adapter_path):
+        """Where the trained backbone of ``net_clip_<iter>.pth`` lies: ``net_clip_backbone_<iter>.pth`` beside it."""
+        folder, name = osp.split(adapter_path)
+        return osp.join(folder, name.replace('net_clip_', 'net_clip_backbone_', 1))
+
     @master_only
     def _save_adapters(self, current_iter):
         label = 'latest' if current_iter == -1 else current_iter
+        path = osp.join(self.opt['path']['models'], f'net_clip_{label}.pth')
+        if self.train_backbone:  # written first: an adapter file never names a backbone that is not there
+            backbone = {key: value.detach().cpu() for key, value in self.clip.backbone.state_dict().items()}
+            atomic_torch_save(backbone, self._backbone_path(path))
         state = {key: value.detach().cpu() for key, value in self.clip.adapter_state_dict().items()}
-        atomic_torch_save({'params': state, 'log_scale': self.cri_contrastive.log_scale.detach().cpu()},
-                          osp.join(self.opt['path']['models'], f'net_clip_{label}.pth'))
+        atomic_torch_save({'params': state, 'log_scale': self.cri_contrastive.log_scale.detach().cpu()}, path)
