@@ -30,6 +30,7 @@ import os
 import platform
 import re
 import statistics
+import subprocess
 import sys
 import time
 
@@ -297,6 +298,9 @@ def main(argv=None):
     parser.add_argument('--gram-chunk', type=int, metavar='PIXELS',
                         help='restormer_ops.GRAM_CHUNK, the smallest pixel chunk of the Gram matrices in CUDA '
                              'inference; 0: one product, no chunks (default: the module\'s value)')
+    parser.add_argument('--threads', type=int, help='torch.set_num_threads (default: torch\'s own choice)')
+    parser.add_argument('--load', type=int, default=0, metavar='N',
+                        help='keep N other CPU-bound processes busy while measuring (thread settings under load)')
     parser.add_argument('--warmup', type=int, default=1)
     parser.add_argument('--repeat', type=int, default=3)
     parser.add_argument('--infer-size', type=int, default=256)
@@ -316,6 +320,18 @@ def main(argv=None):
     parser.add_argument('--onnx-dir', help='with --backend onnxruntime: keep the exported graphs in this folder')
     argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    burners = [subprocess.Popen([sys.executable, '-c', 'while True: pass']) for _ in range(args.load)]
+    try:
+        return measure(parser, args, argv)
+    finally:
+        for burner in burners:
+            burner.kill()
+            burner.wait()
+
+
+def measure(parser, args, argv):
     if args.device == 'cpu':
         cpu_allocator.tune_cpu_allocator(args.cpu_allocator)
     if args.compare_release and args.arch not in RELEASE_PORTS:
@@ -409,6 +425,7 @@ def main(argv=None):
 
     machine = {'platform': platform.platform(), 'processor': platform.processor() or platform.machine(),
                'cpu_count': os.cpu_count(), 'torch_threads': torch.get_num_threads(), 'torch': torch.__version__,
+               'load_processes': args.load, 'omp_wait_policy': os.environ.get('OMP_WAIT_POLICY'),
                'device': torch.cuda.get_device_name() if device.type == 'cuda' else 'cpu'}
     if device.type == 'cuda':  # "float32" convolutions run in TF32 under torch's default
         machine.update(cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,

@@ -2,9 +2,9 @@
 
 1. Builds make demo's data from scikit-image photographs (scripts/run_demo.py, the same images and
    degradations) under demo_output/datasets/.
-2. Saves one small randomly initialised CLIP backbone (demo_output/compare_clip_backbone.pth), so that stage 1
-   and every run of the guided systems use the same backbone, and tunes its adapters on the demo's seven
-   degradations (stage 1, options/demo/train_clip_adapter_demo.yml as experiments/compare_clip_adapter).
+2. Stage 1 as in make demo (options/demo/train_clip_adapter_demo.yml as experiments/compare_clip_adapter): a
+   small CLIP backbone trained from random weights with its adapters on the demo's seven degradations; every
+   run of the guided systems uses that backbone and those adapters.
 3. Runs ``basicsr compare`` with options/demo/compare_demo.yml (its YAML paths made absolute, so any working
    folder will do) into compare_output/, replacing an earlier one (``--overwrite``): the three systems
    trained with the same iterations, tested on the held-out photographs, measured, reported in
@@ -24,25 +24,10 @@ import run_demo  # noqa: E402  (the demo's data and its basicsr runner)
 REPO = run_demo.REPO
 COMPARE_FILE = osp.join(REPO, 'options', 'demo', 'compare_demo.yml')
 STAGE1 = osp.join(REPO, 'options', 'demo', 'train_clip_adapter_demo.yml')
-BACKBONE = osp.join('demo_output', 'compare_clip_backbone.pth')
 FULL = {**run_demo.FULL}
 #: Tiny images and a few iterations, to check the pipeline (patches of 64 need training images of 64 or more).
 QUICK = {'train_side': 72, 'test_side': 36, 'variants': 1, 'gt_size': 64, 'stage1_iters': 4}
 QUICK_COMPARE = ['total_iter=4', 'timing:train_steps=1', 'timing:warmup_steps=0', 'timing:infer_images=2']
-
-
-def save_backbone(path):
-    """Save the small CLIP backbone of the compare YAMLs (their ``network_clip.model_cfg``), seeded."""
-    import torch
-
-    import vlunet_basicsr  # noqa: F401
-    from vlunet_basicsr.archs.degradation_clip_arch import create_clip_backbone
-    from vlunet_basicsr.utils.options_util import load_yaml
-    clip_opt = load_yaml(osp.join(REPO, 'options', 'demo', 'compare_train_vlunet.yml'))['network_clip']
-    torch.manual_seed(0)
-    backbone = create_clip_backbone(clip_opt['model_name'], None, clip_opt['model_cfg'])
-    os.makedirs(osp.dirname(path), exist_ok=True)
-    torch.save(backbone.state_dict(), path)
 
 
 def compare_file_here(path):
@@ -69,10 +54,7 @@ def main(argv=None):
     settings = QUICK if args.quick else FULL
     start = time.time()
     run_demo.build_dataset(settings)
-    save_backbone(BACKBONE)
-    stage1 = run_demo.overrides(settings, None, 'stage1')
-    stage1 = stage1 or ['--force_yml']
-    stage1 += ['name=compare_clip_adapter', f'network_clip:pretrained={BACKBONE}']
+    stage1 = run_demo.overrides(settings, None, 'stage1') + ['name=compare_clip_adapter']
     run_demo.basicsr('train', '-opt', STAGE1, *stage1)
     compare_file = compare_file_here(osp.join('demo_output', 'compare_demo.yml'))
     compare = ['compare', '-opt', compare_file, '-o', args.output, '--overwrite']

@@ -33,13 +33,15 @@ from tqdm import tqdm  # noqa: E402
 
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 OPTIONS = osp.join(REPO, 'options', 'demo')
+#: Colour photographs, then greyscale ones (textures and objects, as three equal channels): with the colour
+#: ones alone, the small stage-1 backbone learned the photographs more than the degradations (0.36-0.64 top-1).
 TRAIN_PHOTOS = ('astronaut', 'chelsea', 'rocket', 'hubble_deep_field', 'immunohistochemistry', 'stereo_motorcycle',
-                'stereo_motorcycle_right')
+                'stereo_motorcycle_right', 'camera', 'brick', 'grass', 'gravel', 'clock', 'coins')
 TEST_PHOTOS = ('coffee', 'retina')
 PAIRED_TASKS = ('haze', 'rain', 'blur', 'lowlight')
 NOISE_TASKS = {'denoise15': 15, 'denoise25': 25, 'denoise50': 50}
 TASKS = (*NOISE_TASKS, *PAIRED_TASKS)
-FULL = {'train_side': 160, 'test_side': 128, 'variants': 4, 'stage1_iters': 300, 'stage2_iters': 2000}
+FULL = {'train_side': 160, 'test_side': 128, 'variants': 4, 'stage1_iters': 600, 'stage2_iters': 2000}
 QUICK = {'train_side': 40, 'test_side': 36, 'variants': 1, 'gt_size': 32, 'stage1_iters': 4, 'stage2_iters': 4}
 
 
@@ -47,7 +49,8 @@ def load_photo(name):
     if name == 'stereo_motorcycle_right':
         return skdata.stereo_motorcycle()[1]
     image = getattr(skdata, name)()
-    return image[0] if isinstance(image, tuple) else image
+    image = image[0] if isinstance(image, tuple) else image
+    return np.repeat(image[..., None], 3, axis=2) if image.ndim == 2 else image
 
 
 def _write_png(path, rgb_float):
@@ -83,10 +86,17 @@ def build_dataset(settings, root='demo_output'):
             write_pairs(task_pairs, osp.join(root, 'datasets', f'{task}_{split}'), overwrite=True, progress=False)
 
 
+#: torch threads of the demo's runs. One: measured on 2 cores (docs/demo.md), a training step with 2 threads took
+#: 0.28 s alone but 5.1 s beside one other busy process (threads waiting on each other); with 1 thread 0.37 s in
+#: both cases. OMP_NUM_THREADS, when set, wins.
+THREADS = '1'
+
+
 def basicsr(*args):
     command = shutil.which('basicsr', path=osp.dirname(sys.executable)) or 'basicsr'
-    print('\n$ basicsr ' + ' '.join(args), flush=True)
-    subprocess.run([command, *args], check=True)
+    env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', THREADS))
+    print(f"\n$ OMP_NUM_THREADS={env['OMP_NUM_THREADS']} basicsr " + ' '.join(args), flush=True)
+    subprocess.run([command, *args], check=True, env=env)
 
 
 def overrides(settings, clip_weights, stage):
@@ -121,8 +131,6 @@ def as_image(tensor):
 
 
 def write_report(seconds, clip_weights, root='demo_output'):
-    import torch
-
     import vlunet_basicsr  # noqa: F401
     from basicsr.data import build_dataset as build
     from vlunet_basicsr.metrics.protocol_metric import calculate_psnr_float, calculate_ssim_float
@@ -157,7 +165,7 @@ def write_report(seconds, clip_weights, root='demo_output'):
               'clip_backbone': osp.abspath(clip_weights) if clip_weights else
               'small backbone trained in stage 1 from random initialisation',
               'class_names': classification['class_names'], 'confusion_matrix': classification['confusion_matrix'],
-              'torch_threads': torch.get_num_threads()}
+              'torch_threads': int(os.environ.get('OMP_NUM_THREADS', THREADS))}
     with open(osp.join(root, 'report.json'), 'w') as f:
         json.dump(report, f, indent=1)
     lines = ['# VLU-Net demo report', '',

@@ -109,6 +109,8 @@ class DegradationCLIP(nn.Module):
     def train(self, mode=True):
         super().train(mode)
         self.backbone.eval()  # frozen: dropout and the like stay off
+        if mode and any(p.requires_grad for p in self.backbone.visual.parameters()):
+            self.backbone.visual.train()  # a trained image tower (stage 1's train.train_backbone): its norms learn
         return self
 
     def preprocess(self, images):
