@@ -41,7 +41,7 @@ TEST_PHOTOS = ('coffee', 'retina')
 PAIRED_TASKS = ('haze', 'rain', 'blur', 'lowlight')
 NOISE_TASKS = {'denoise15': 15, 'denoise25': 25, 'denoise50': 50}
 TASKS = (*NOISE_TASKS, *PAIRED_TASKS)
-FULL = {'train_side': 160, 'test_side': 128, 'variants': 4, 'stage1_iters': 600, 'stage2_iters': 2000}
+FULL = {'train_side': 160, 'test_side': 128, 'variants': 4, 'stage1_iters': 600, 'stage2_iters': 1600}
 QUICK = {'train_side': 40, 'test_side': 36, 'variants': 1, 'gt_size': 32, 'stage1_iters': 4, 'stage2_iters': 4}
 
 
