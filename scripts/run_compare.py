@@ -13,7 +13,6 @@
 Nothing is downloaded. Everything is written under the working directory.
 """
 import argparse
-import os
 import os.path as osp
 import sys
 import time
