@@ -304,9 +304,9 @@ def _chromium():
 
 
 def _upload(page, photo, seen, timeout_error, tries=3):
-    """Give the page's file input the photo until the page lists it. Two of three CI runs on a loaded machine once
-    saw the first upload never listed (no request failed, nothing in the server log); a retry is reported as a
-    warning with what the page logged, so that it stays visible."""
+    """Give the page's file input the photo until the page lists it. In two CI runs the upload was never listed
+    within 120 s (nothing about it in the server log); other runs and every run alone passed. A retry is reported
+    as a warning with what the page logged and fetched, so that it stays visible."""
     for attempt in range(1, tries + 1):
         page.locator('#uploads input[type=file]').set_input_files(str(photo), timeout=120000)
         try:
