@@ -106,10 +106,15 @@ class DegradationCLIP(nn.Module):
         if adapter_path is not None:
             self.load_adapters(adapter_path)
 
+    @property
+    def image_tower_trainable(self):
+        """Whether the backbone's image tower was made trainable (stage 1's ``train.train_backbone``)."""
+        return any(p.requires_grad for p in self.backbone.visual.parameters())
+
     def train(self, mode=True):
         super().train(mode)
         self.backbone.eval()  # frozen: dropout and the like stay off
-        if mode and any(p.requires_grad for p in self.backbone.visual.parameters()):
+        if mode and self.image_tower_trainable:
             self.backbone.visual.train()  # a trained image tower (stage 1's train.train_backbone): its norms learn
         return self
 
@@ -123,8 +128,7 @@ class DegradationCLIP(nn.Module):
         The backbone gets gradients only when its image tower was made trainable (stage 1's
         ``train.train_backbone``); otherwise it runs without autograd, frozen.
         """
-        trainable = any(p.requires_grad for p in self.backbone.visual.parameters())
-        with torch.set_grad_enabled(trainable and torch.is_grad_enabled()):
+        with torch.set_grad_enabled(self.image_tower_trainable and torch.is_grad_enabled()):
             features = self.backbone.encode_image(clip_images)
         return self.image_adapter(features)
 
