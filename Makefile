@@ -7,5 +7,10 @@ demo:
 compare:
 	@venv=$$(bash scripts/setup_env.sh) && "$$venv/bin/python" scripts/run_compare.py
 
+# Two pytest workers (pytest-xdist), one file each at a time, each torch process on one thread: two threads per
+# process on two busy cores wait on each other (docs/demo.md#threads-and-the-demo-under-load). TEST_WORKERS=0 runs
+# the files one after the other in this process.
+TEST_WORKERS ?= 2
 test:
-	@venv=$$(bash scripts/setup_env.sh) && "$$venv/bin/python" -m pytest tests -q -p no:cacheprovider
+	@venv=$$(bash scripts/setup_env.sh) && OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} "$$venv/bin/python" -m pytest \
+		tests -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
