@@ -41,7 +41,7 @@ TEST_PHOTOS = ('coffee', 'retina')
 PAIRED_TASKS = ('haze', 'rain', 'blur', 'lowlight')
 NOISE_TASKS = {'denoise15': 15, 'denoise25': 25, 'denoise50': 50}
 TASKS = (*NOISE_TASKS, *PAIRED_TASKS)
-FULL = {'train_side': 160, 'test_side': 128, 'variants': 4, 'stage1_iters': 600, 'stage2_iters': 1600}
+FULL = {'train_side': 160, 'test_side': 128, 'variants': 4, 'stage1_iters': 600, 'stage2_iters': 2700}
 QUICK = {'train_side': 40, 'test_side': 36, 'variants': 1, 'gt_size': 32, 'stage1_iters': 4, 'stage2_iters': 4}
 
 
@@ -99,8 +99,8 @@ def basicsr(*args):
     subprocess.run([command, *args], check=True, env=env)
 
 
-def overrides(settings, clip_weights, stage):
-    values = []
+def overrides(settings, clip_weights, stage, seed=None):
+    values = [] if seed is None else [f'manual_seed={seed}']
     if stage in ('stage1', 'stage2'):
         total = settings[f'{stage}_iters']
         warmup = max(1, total // 20)
@@ -119,6 +119,15 @@ def overrides(settings, clip_weights, stage):
     return ['--force_yml', *values] if values else []
 
 
+def yaml_seed():
+    """The ``manual_seed`` the demo's YAMLs share."""
+    seeds = {yaml.safe_load(open(osp.join(OPTIONS, name)))['manual_seed']
+             for name in ('train_clip_adapter_demo.yml', 'train_vlunet_demo.yml', 'test_vlunet_demo.yml')}
+    if len(seeds) != 1:
+        raise ValueError(f'options/demo: the three YAMLs should share one manual_seed, found {sorted(seeds)}')
+    return seeds.pop()
+
+
 def _latest(pattern):
     paths = glob.glob(pattern)
     if not paths:
@@ -130,7 +139,7 @@ def as_image(tensor):
     return tensor.permute(1, 2, 0).numpy()
 
 
-def write_report(seconds, clip_weights, root='demo_output'):
+def write_report(seconds, clip_weights, seed, root='demo_output'):
     import vlunet_basicsr  # noqa: F401
     from basicsr.data import build_dataset as build
     from vlunet_basicsr.metrics.protocol_metric import calculate_psnr_float, calculate_ssim_float
@@ -165,11 +174,12 @@ def write_report(seconds, clip_weights, root='demo_output'):
               'clip_backbone': osp.abspath(clip_weights) if clip_weights else
               'small backbone trained in stage 1 from random initialisation',
               'class_names': classification['class_names'], 'confusion_matrix': classification['confusion_matrix'],
-              'torch_threads': int(os.environ.get('OMP_NUM_THREADS', THREADS))}
+              'torch_threads': int(os.environ.get('OMP_NUM_THREADS', THREADS)), 'manual_seed': seed}
     with open(osp.join(root, 'report.json'), 'w') as f:
         json.dump(report, f, indent=1)
     lines = ['# VLU-Net demo report', '',
-             f"CLIP backbone: {report['clip_backbone']}. Wall time: {seconds:.0f} s. Metrics: float RGB protocol.", '',
+             f"CLIP backbone: {report['clip_backbone']}. Wall time: {seconds:.0f} s. `manual_seed`: {seed}. "
+             'Metrics: float RGB protocol.', '',
              '| task | input PSNR | output PSNR | input SSIM | output SSIM |', '| --- | --- | --- | --- | --- |']
     lines += [f"| {n} | {t['input_psnr']:.2f} | {t['output_psnr']:.2f} | {t['input_ssim']:.4f} "
               f"| {t['output_ssim']:.4f} |" for n, t in tasks.items()]
@@ -189,7 +199,10 @@ def main(argv=None):
     parser.add_argument('--clip-weights', help='a ViT-B-32 open_clip weights file, kept frozen (default: a small '
                         'backbone trained in stage 1 from random weights)')
     parser.add_argument('--quick', action='store_true', help='tiny images and a few iterations (for tests)')
+    parser.add_argument('--seed', type=int, help="manual_seed of every stage (default: the YAMLs' own, "
+                        f'{yaml_seed()})')
     args = parser.parse_args(argv)
+    seed = yaml_seed() if args.seed is None else args.seed
     settings = QUICK if args.quick else FULL
     start = time.time()
     print('CLIP backbone: ' + (f'{args.clip_weights} (frozen)' if args.clip_weights else
@@ -197,11 +210,12 @@ def main(argv=None):
                                'with the adapters; the real recipe keeps a pretrained ViT-B-32 frozen'), flush=True)
     build_dataset(settings)
     basicsr('train', '-opt', osp.join(OPTIONS, 'train_clip_adapter_demo.yml'),
-            *overrides(settings, args.clip_weights, 'stage1'))
+            *overrides(settings, args.clip_weights, 'stage1', seed))
     basicsr('train', '-opt', osp.join(OPTIONS, 'train_vlunet_demo.yml'),
-            *overrides(settings, args.clip_weights, 'stage2'))
-    basicsr('test', '-opt', osp.join(OPTIONS, 'test_vlunet_demo.yml'), *overrides(settings, args.clip_weights, 'test'))
-    report = write_report(time.time() - start, args.clip_weights)
+            *overrides(settings, args.clip_weights, 'stage2', seed))
+    basicsr('test', '-opt', osp.join(OPTIONS, 'test_vlunet_demo.yml'),
+            *overrides(settings, args.clip_weights, 'test', seed))
+    report = write_report(time.time() - start, args.clip_weights, seed)
     print('\n' + open(osp.join('demo_output', 'report.md')).read().split('![grid]')[0])
     print(f"Demo finished in {report['seconds']:.0f} s: demo_output/report.md, report.json, grid.png, similarity.png")
     return 0

@@ -10,8 +10,8 @@ from conftest import REPO
 
 def test_quick_demo_writes_the_report(tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED='1')
-    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'run_demo.py'), '--quick'], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600, env=env)
+    command = [sys.executable, os.path.join(REPO, 'scripts', 'run_demo.py'), '--quick', '--seed', '3']
+    proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'randomly initialised' in proc.stdout
     out = tmp_path / 'demo_output'
@@ -21,6 +21,7 @@ def test_quick_demo_writes_the_report(tmp_path):
         assert set(task) == {'input_psnr', 'output_psnr', 'input_ssim', 'output_ssim'}
         assert all(isinstance(v, float) for v in task.values())
     assert 0 <= report['clip_accuracy'] <= 1 and report['seconds'] > 0
+    assert report['manual_seed'] == 3 and proc.stdout.count('--force_yml manual_seed=3') == 3  # every stage
     assert len(report['confusion_matrix']) == 7
     for name in ('report.md', 'grid.png', 'similarity.png'):
         assert (out / name).is_file()
