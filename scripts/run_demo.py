@@ -199,10 +199,9 @@ def main(argv=None):
     parser.add_argument('--clip-weights', help='a ViT-B-32 open_clip weights file, kept frozen (default: a small '
                         'backbone trained in stage 1 from random weights)')
     parser.add_argument('--quick', action='store_true', help='tiny images and a few iterations (for tests)')
-    parser.add_argument('--seed', type=int, help="manual_seed of every stage (default: the YAMLs' own, "
-                        f'{yaml_seed()})')
+    parser.add_argument('--seed', type=int, default=yaml_seed(),
+                        help="manual_seed of every stage (default: the YAMLs' own, %(default)s)")
     args = parser.parse_args(argv)
-    seed = yaml_seed() if args.seed is None else args.seed
     settings = QUICK if args.quick else FULL
     start = time.time()
     print('CLIP backbone: ' + (f'{args.clip_weights} (frozen)' if args.clip_weights else
@@ -210,12 +209,12 @@ def main(argv=None):
                                'with the adapters; the real recipe keeps a pretrained ViT-B-32 frozen'), flush=True)
     build_dataset(settings)
     basicsr('train', '-opt', osp.join(OPTIONS, 'train_clip_adapter_demo.yml'),
-            *overrides(settings, args.clip_weights, 'stage1', seed))
+            *overrides(settings, args.clip_weights, 'stage1', args.seed))
     basicsr('train', '-opt', osp.join(OPTIONS, 'train_vlunet_demo.yml'),
-            *overrides(settings, args.clip_weights, 'stage2', seed))
+            *overrides(settings, args.clip_weights, 'stage2', args.seed))
     basicsr('test', '-opt', osp.join(OPTIONS, 'test_vlunet_demo.yml'),
-            *overrides(settings, args.clip_weights, 'test', seed))
-    report = write_report(time.time() - start, args.clip_weights, seed)
+            *overrides(settings, args.clip_weights, 'test', args.seed))
+    report = write_report(time.time() - start, args.clip_weights, args.seed)
     print('\n' + open(osp.join('demo_output', 'report.md')).read().split('![grid]')[0])
     print(f"Demo finished in {report['seconds']:.0f} s: demo_output/report.md, report.json, grid.png, similarity.png")
     return 0

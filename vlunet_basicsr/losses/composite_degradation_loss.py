@@ -7,6 +7,7 @@ from torch import nn
 from torchvision.models import VGG16_Weights
 
 from basicsr.utils import get_root_logger
+from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from vlunet_basicsr.utils.checkpoint_util import load_weights
 from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
@@ -171,8 +172,4 @@ class CompositeDegradationLoss(WeightedLoss):
                 denominator = denominator + lambda_negative * _per_image_l1(restored, negative_features[:, j])
             ratios.append(positive / (denominator + self.eps))
         loss = torch.stack(ratios).mean(0)  # (B,)
-        if self.reduction == 'mean':
-            loss = loss.mean()
-        elif self.reduction == 'sum':
-            loss = loss.sum()
-        return self.loss_weight * loss
+        return self.loss_weight * reduce_loss(loss, self.reduction)

@@ -5,6 +5,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
@@ -95,8 +96,4 @@ class DegradationContrastiveLoss(WeightedLoss):
             text_to_image = per_prompt[present]
             reduce = torch.mean if self.reduction == 'mean' else torch.sum
             return self.loss_weight * 0.5 * (reduce(loss) + reduce(text_to_image))
-        if self.reduction == 'mean':
-            loss = loss.mean()
-        elif self.reduction == 'sum':
-            loss = loss.sum()
-        return self.loss_weight * loss
+        return self.loss_weight * reduce_loss(loss, self.reduction)

@@ -1,6 +1,7 @@
 """MS-SSIM loss, ``1 - MS-SSIM`` (VL-UR paper Eq. 9), computed by the pytorch-msssim library."""
 import torch
 
+from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
@@ -76,8 +77,4 @@ class MSSSIMLoss(WeightedLoss):
                                   win_size=self.win_size, win_sigma=self.win_sigma, weights=self.weights,
                                   K=self.k_constants)
         loss = 1 - value  # (B,)
-        if self.reduction == 'mean':
-            loss = loss.mean()
-        elif self.reduction == 'sum':
-            loss = loss.sum()
-        return self.loss_weight * loss
+        return self.loss_weight * reduce_loss(loss, self.reduction)

@@ -1,8 +1,7 @@
 """Negative log mean squared error per image: a loss that weighs every image by how close it already is."""
-import math
-
 import torch
 
+from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
 from vlunet_basicsr.utils.option_spec import Option
@@ -36,10 +35,5 @@ class PSNRLoss(WeightedLoss):
 
     def forward(self, pred, target):
         """``pred``, ``target`` (B, C, H, W); returns a scalar, or (B,) with ``reduction: none``."""
-        mse = (pred - target).pow(2).flatten(1).mean(1)
-        loss = torch.log(mse + self.eps) * (10 / math.log(10))
-        if self.reduction == 'mean':
-            loss = loss.mean()
-        elif self.reduction == 'sum':
-            loss = loss.sum()
-        return self.loss_weight * loss
+        loss = 10 * torch.log10((pred - target).pow(2).flatten(1).mean(1) + self.eps)
+        return self.loss_weight * reduce_loss(loss, self.reduction)
