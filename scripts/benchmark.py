@@ -3,6 +3,7 @@
     python scripts/benchmark.py                                  # default VLUNet, 128x128, batch 2, CPU
     python scripts/benchmark.py --compare-release --skip-inference   # VLUNet vs the release's arithmetic
     python scripts/benchmark.py --arch DGUNet --compare-release      # DGUNet vs the published arithmetic
+    python scripts/benchmark.py --arch DGUNet --compare-release --flop-rate   # ... and how near the device's peak
     python scripts/benchmark.py --device cuda --batch 32 --amp bf16 --json docs/benchmarks/h100.json
     python scripts/benchmark.py --infer-size 1024 --tile 256 --skip-train
     python scripts/benchmark.py --device cuda --skip-train --infer-size 1024 --amp bf16 --compile reduce-overhead
@@ -19,6 +20,12 @@ training loss sums over the stages). Warm-up runs, then the median of --repeat r
 allocator peak, or on CPU the growth of the process's peak resident set (VmHWM, reset before each measurement).
 Inference is measured before training because the CPU allocator keeps freed memory resident; for exact CPU
 figures measure one thing per process (--skip-train / --skip-inference). Not a test: a tool.
+
+--flop-rate counts the training step's floating-point operations (torch.utils.flop_counter: convolutions and
+matrix products, forward and backward; element-wise work is not counted) and measures the device's float32
+matrix-product rate (a 2048x2048 product, median of 5): the step's achieved rate as a share of that rate bounds
+what any exact speed-up of the same arithmetic can reach. (On CUDA, cuDNN's convolutions run in TF32 by default
+while the product follows torch.backends.cuda.matmul.allow_tf32, off by default: the share can pass 100%.)
 
 --backend onnxruntime exports the network and its guidance encoder with basicsr export's code (verified against
 torch), then measures whole-image inference (CLIP vector + network) at each --infer-sizes size with torch eager
@@ -112,6 +119,26 @@ def timed(fn, device, warmup, repeat):
     return statistics.median(times[warmup:]), times[0]
 
 
+#: Side of the square float32 matrix product whose rate --flop-rate takes as the device's attainable peak.
+MATMUL_SIDE = 2048
+
+
+def matmul_rate(device, side=MATMUL_SIDE, warmup=2, repeat=5):
+    """GFLOP/s of a (side x side) @ (side x side) float32 product on ``device``: the median of ``repeat``."""
+    a = torch.randn(side, side, device=device)
+    b = torch.randn(side, side, device=device)
+    seconds, _ = timed(lambda: a @ b, device, warmup, repeat)
+    return 2 * side**3 / seconds / 1e9
+
+
+def count_flops(fn):
+    """Floating-point operations of one call of ``fn`` (torch.utils.flop_counter; the call runs)."""
+    from torch.utils.flop_counter import FlopCounterMode
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return counter.get_total_flops()
+
+
 def print_profile(name, fn, device, rows):
     """One more run of ``fn`` under torch.profiler: the ``rows`` operators with the most self device time."""
     from torch.profiler import ProfilerActivity, profile
@@ -197,6 +224,9 @@ def compare_release(args, argv):
     step = {arch: run['results']['train']['step_s'] for arch, run in runs.items()}
     speedup = step[release] / step[fast]
     agreement = output_difference(args, fast)
+    if args.flop_rate:
+        for arch, run in runs.items():
+            print(f'{arch}:' + describe_flop_rate(run['results']['train']))
     print(f'training step: release arithmetic {step[release]:.3f} s, {fast} {step[fast]:.3f} s, '
           f"speed-up {speedup:.2f}x; max |output diff| {agreement['max_abs_output_diff']:.2e}, "
           f"max |grad diff| {agreement['max_abs_grad_diff']:.2e}")
@@ -204,6 +234,13 @@ def compare_release(args, argv):
               **agreement}
     _write_json(args.json, report)
     return 0
+
+
+def describe_flop_rate(train):
+    """One line: the step's FLOPs, its rate and that rate's share of the matrix product's."""
+    return (f"  {train['flops'] / 1e12:.3f} TFLOP per step, {train['gflop_per_s']:.0f} GFLOP/s = "
+            f"{100 * train['share_of_matmul_rate']:.0f}% of a float32 {MATMUL_SIDE}x{MATMUL_SIDE} matrix "
+            f"product's {train['matmul_gflop_per_s']:.0f} GFLOP/s")
 
 
 def _without_compare(argv):
@@ -311,6 +348,8 @@ def main(argv=None):
     parser.add_argument('--skip-inference', action='store_true')
     parser.add_argument('--profile', type=int, default=0, metavar='N',
                         help='after measuring, print the N operators with the most self time in one more run')
+    parser.add_argument('--flop-rate', action='store_true',
+                        help="count the training step's FLOPs and compare its rate with a float32 matrix product's")
     parser.add_argument('--json', help='write the results here')
     parser.add_argument('--backend', choices=['torch', 'onnxruntime'], default='torch',
                         help='onnxruntime: export the network (basicsr export) and compare ONNX Runtime with torch '
@@ -347,6 +386,9 @@ def measure(parser, args, argv):
                                           or args.compare_release):
         parser.error('--backend onnxruntime compares float32 VLUNet in torch eager with ONNX Runtime: drop '
                      '--compile, --amp, --arch and --compare-release')
+    if args.flop_rate and (args.skip_train or args.compile or args.backend != 'torch'):
+        parser.error('--flop-rate counts the eager torch training step: drop --skip-train, --compile and '
+                     '--backend onnxruntime')
     if args.onnx_dir and not os.path.isdir(args.onnx_dir):
         parser.error(f'--onnx-dir: no folder {args.onnx_dir}')
     if args.compare_release:
@@ -420,6 +462,11 @@ def measure(parser, args, argv):
         clip_time = timed(lambda: vector_of(lq), device, args.warmup, args.repeat)[0] if clip is not None else 0.0
         results['train'] = {'step_s': step, 'first_step_s': first_step, 'clip_s': clip_time,
                             'clip_share': clip_time / step, 'peak_memory_mb': memory.mb}
+        if args.flop_rate:
+            flops = count_flops(train_step)
+            peak = matmul_rate(device)
+            results['train'].update(flops=flops, gflop_per_s=flops / step / 1e9, matmul_gflop_per_s=peak,
+                                    share_of_matmul_rate=flops / step / 1e9 / peak)
         if args.profile:
             print_profile('train', train_step, device, args.profile)
 
@@ -440,6 +487,8 @@ def measure(parser, args, argv):
             else f"{values['size']}x{values['size']}" + (f", tiles {values['tile']}" if values['tile'] else '')
         first = values.get('first_step_s', values.get('first_call_s'))
         print(f"{name:<22}{seconds:>10.3f}{values['peak_memory_mb']:>10.0f}  {note}; first run {first:.1f} s")
+        if 'flops' in values:
+            print(describe_flop_rate(values))
     _write_json(args.json, report)
     return 0
 

@@ -42,15 +42,41 @@ def test_dgunet_compare_release_reports_speedup_and_stage_and_gradient_agreement
     out = tmp_path / 'compare.json'
     proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'), '--arch', 'DGUNet',
                            '--compare-release', '--preset', 'tiny', '--size', '32', '--batch', '1', '--warmup', '0',
-                           '--repeat', '1', '--json', str(out)], capture_output=True, text=True, timeout=600)
+                           '--repeat', '1', '--flop-rate', '--json', str(out)], capture_output=True, text=True,
+                          timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     report = json.loads(out.read_text())
     assert set(report['runs']) == {'DGUNet', 'DGUNetReleasePort'} and report['speedup'] > 0
+    trains = [run['results']['train'] for run in report['runs'].values()]
+    assert trains[0]['flops'] == trains[1]['flops'] > 0  # the same arithmetic, counted in each arch's process
+    for train in trains:
+        assert train['gflop_per_s'] == pytest.approx(train['flops'] / train['step_s'] / 1e9)
+        assert train['share_of_matmul_rate'] == pytest.approx(train['gflop_per_s'] / train['matmul_gflop_per_s'])
+    assert proc.stdout.count('TFLOP per step') == 4  # each run prints its own, the summary both
     assert [run['config']['arch'] for run in report['runs'].values()] == ['DGUNetReleasePort', 'DGUNet']
     for run in report['runs'].values():
         assert set(run['results']) == {'train'} and run['results']['train']['clip_s'] == 0
     assert 0 < report['max_abs_output_diff'] < 1e-5 and 0 < report['max_abs_grad_diff'] < 1e-5
     assert 'DGUNet' in proc.stdout and 'speed-up' in proc.stdout
+
+
+def test_count_flops_counts_a_convolution_forward_and_its_weight_gradient(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
+    import benchmark
+    conv = torch.nn.Conv2d(4, 6, 3, padding=1)
+    x = torch.rand(2, 4, 10, 12)  # no input gradient: forward + the weight gradient, each 2 * MACs
+    macs = 2 * 6 * 4 * 9 * 10 * 12
+    assert benchmark.count_flops(lambda: conv(x).sum().backward()) == 2 * (2 * macs)
+    assert benchmark.matmul_rate(torch.device('cpu'), side=64, warmup=0, repeat=1) > 0
+
+
+def test_flop_rate_needs_the_eager_training_step(capsys, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
+    import benchmark
+    for extra in (['--skip-train'], ['--compile'], ['--backend', 'onnxruntime']):
+        with pytest.raises(SystemExit):
+            benchmark.main(['--flop-rate', *extra])
+        assert '--flop-rate counts the eager torch training step' in capsys.readouterr().err
 
 
 def test_dgunet_agreement_covers_every_stage_and_each_arch_builds_with_its_speed_options(monkeypatch):
