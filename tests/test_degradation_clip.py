@@ -80,6 +80,8 @@ def test_degradation_vector_is_the_float32_adapted_image_features_under_any_poli
     assert low.dtype == torch.float32 and (low - expected).abs().max() < 0.05 * expected.abs().max()
     prompts = ['image with noise', 'image with rain', 'image with haze']
     assert torch.allclose(clip.prompt_probabilities(vector, prompts), clip.classify(clip.preprocess(images), prompts))
+    assert torch.equal(clip.probabilities_over(vector, clip.encode_text(prompts)),
+                       clip.prompt_probabilities(vector, prompts))
 
 
 def test_gradients_reach_adapters_and_temperature_not_the_backbone():

@@ -141,8 +141,11 @@ def test_text_guidance_is_the_label_prompt_in_training_and_the_predicted_or_give
     model.optimize_parameters(1)
     assert torch.allclose(model.net_g.seen[-1], prompts[[4, 1]])
     predicted = clip.prompt_probabilities(clip.degradation_vector(lq), list(DEGRADATION_PROMPTS)).argmax(dim=1)
+    encode_text, text_calls = clip.encode_text, []
+    clip.encode_text = lambda prompts: text_calls.append(prompts) or encode_text(prompts)
     with model._feeding_under(model.val_amp):
         model.feed_data({'lq': lq, 'label': torch.tensor([4, 1])})
+    assert text_calls == []  # the prompts were encoded once, when the model was built
     assert torch.equal(model.guidance.last_prompts, predicted)
     assert torch.allclose(model.guidance_features, prompts[predicted])
     model.test()

@@ -58,17 +58,21 @@ def test_folder_with_every_kind_of_image_and_a_corrupt_file(setup, tmp_path, cap
     assert 'rgb8.png' in captured.out and '(p=' in captured.out
 
 
-def test_clip_encodes_each_image_once_for_both_vector_and_prediction(setup, tmp_path, monkeypatch):
+def test_clip_encodes_each_image_once_for_both_vector_and_prediction_and_the_prompts_once(setup, tmp_path,
+                                                                                          monkeypatch):
     from vlunet_basicsr.archs.degradation_clip_arch import DegradationCLIP
-    calls = []
-    encode_image = DegradationCLIP.encode_image
+    calls, text_calls = [], []
+    encode_image, encode_text = DegradationCLIP.encode_image, DegradationCLIP.encode_text
     monkeypatch.setattr(DegradationCLIP, 'encode_image', lambda self, x: calls.append(x.shape) or encode_image(self, x))
+    monkeypatch.setattr(DegradationCLIP, 'encode_text',
+                        lambda self, prompts: text_calls.append(prompts) or encode_text(self, prompts))
     folder = tmp_path / 'in'
     folder.mkdir()
     for name in ('rgb8.png', 'gray.png'):
         (folder / name).write_bytes((setup['images'] / name).read_bytes())
     assert restore_main([str(folder), '-o', str(tmp_path / 'out'), '-opt', setup['opt']]) == 0
     assert len(calls) == 2
+    assert len(text_calls) == 1  # the readout's prompts, not once per image
 
 
 def test_tiles_and_weights_only(setup, tmp_path):

@@ -151,8 +151,12 @@ class OnnxGuidance:
     def prompt_probabilities(self, image_features, prompts, logit_scale=None):
         """Zero-shot probabilities (B, K) over the exported ``prompts``, as `DegradationCLIP.prompt_probabilities`."""
         self._check(prompts)
+        return self.probabilities_over(image_features, self.prompt_features, logit_scale)
+
+    def probabilities_over(self, image_features, text_features, logit_scale=None):
+        """Probabilities (B, K) over adapted text features (K, d), as `DegradationCLIP.probabilities_over`."""
         image = F.normalize(image_features, dim=-1)
-        text = F.normalize(self.prompt_features.to(image.device), dim=-1).to(image.dtype)
+        text = F.normalize(text_features.to(image.device), dim=-1).to(image.dtype)
         scale = self.logit_scale.to(image.device) if logit_scale is None else logit_scale
         return (scale * image @ text.t()).softmax(dim=-1)
 

@@ -122,10 +122,13 @@ class Restorer:
         self.net = _prepared(networks.net, device)
         self.runner = runner if runner is not None else compiled(self.net, compile, '--compile')
         self.clip = _prepared(networks.clip, device) if networks.clip is not None else None
-        self.text_features = None
-        if networks.inputs.guidance_input == 'text_features':
+        self.text_features = None  # the guidance input of text-guided archs
+        self.prompt_features = None  # the readout's prompts, encoded once
+        if self.clip is not None:
             with torch.no_grad():
-                self.text_features = self.clip.encode_text(networks.prompts).float()
+                self.prompt_features = self.clip.encode_text(networks.prompts).float()
+            if networks.inputs.guidance_input == 'text_features':
+                self.text_features = self.prompt_features
 
     @property
     def prompts(self):
@@ -161,7 +164,7 @@ class Restorer:
         with torch.no_grad(), autocast(self.device, self.amp):
             if self.clip is not None:
                 vector = self.clip.degradation_vector(lq)
-                probabilities = self.clip.prompt_probabilities(vector, self.prompts)[0].float().cpu()
+                probabilities = self.clip.probabilities_over(vector, self.prompt_features)[0].float().cpu()
                 best = int(probabilities.argmax())
                 used = best if fixed is None else fixed
                 prediction = Prediction(best, float(probabilities[best]), probabilities.tolist(), used)

@@ -164,8 +164,14 @@ class DegradationCLIP(nn.Module):
     @torch.no_grad()
     def prompt_probabilities(self, image_features, prompts, logit_scale=None):
         """`classify` from adapted image features (B, d) already computed, e.g. a `degradation_vector`."""
+        return self.probabilities_over(image_features, self.encode_text(prompts), logit_scale)
+
+    def probabilities_over(self, image_features, text_features, logit_scale=None):
+        """`prompt_probabilities` from adapted text features (K, d) already computed (`encode_text`'s): callers
+        that classify many images encode their prompts once (the text tower over 11 prompts costs about as much
+        as restoring a 256x256 image with VLURNet on CPU)."""
         image = F.normalize(image_features, dim=-1)
-        text = F.normalize(self.encode_text(prompts), dim=-1).to(image.dtype)
+        text = F.normalize(text_features.to(image.device), dim=-1).to(image.dtype)
         scale = self.backbone.logit_scale.exp() if logit_scale is None else logit_scale
         return (scale * image @ text.t()).softmax(dim=-1)
 

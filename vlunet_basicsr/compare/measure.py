@@ -105,6 +105,7 @@ def degradation_accuracy(model, datasets):
     prompts = model.guidance.prompts
     sets, correct_all, labelled_all = {}, 0, 0
     with torch.no_grad():
+        text_features = encoder.encode_text(prompts)
         for dataset in datasets:
             correct = labelled = 0
             for index in range(len(dataset)):
@@ -113,7 +114,7 @@ def degradation_accuracy(model, datasets):
                 if label is None or not 0 <= int(label) < len(prompts):
                     continue
                 vector = encoder.degradation_vector(sample['lq'][None].to(model.device))
-                predicted = int(encoder.prompt_probabilities(vector, prompts).argmax(dim=1))
+                predicted = int(encoder.probabilities_over(vector, text_features).argmax(dim=1))
                 correct += predicted == int(label)
                 labelled += 1
             sets[dataset.opt['name']] = correct / labelled if labelled else None

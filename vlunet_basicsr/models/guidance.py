@@ -80,7 +80,7 @@ class Guidance:
         self.last_probabilities = None
         if evaluating:  # predicted also when a type is given: the reports give both
             features = self.encoder.degradation_vector(lq)
-            self.last_probabilities = self.encoder.prompt_probabilities(features, self.prompts).float()
+            self.last_probabilities = self.encoder.probabilities_over(features, self._prompt_features).float()
             if self.fixed_prompt is not None:
                 return torch.full((lq.shape[0],), self.fixed_prompt, dtype=torch.long, device=device)
             return self.last_probabilities.argmax(dim=1).to(device)
