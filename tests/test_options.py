@@ -77,6 +77,24 @@ def test_force_yml_values_are_checked_like_the_file(tmp_path):
     assert "train.total_iter: 'many' is not an integer >= 1" in message
 
 
+def test_force_yml_addresses_list_items_by_index_and_names_a_bad_one():
+    from vlunet_basicsr.utils.options_util import force_values
+    opt = {'datasets': {'train': {'sources': [{'name': 'a', 'repeat': 1}, {'name': 'b', 'repeat': 1}]}},
+           'network_g': {'num_blocks': [4, 6, 6, 8]}, 'name': 'x'}
+    force_values(opt, ['datasets:train:sources:1:repeat=6', 'network_g:num_blocks:0=2'])
+    assert opt['datasets']['train']['sources'] == [{'name': 'a', 'repeat': 1}, {'name': 'b', 'repeat': 6}]
+    assert opt['network_g']['num_blocks'] == [2, 6, 6, 8]
+    for entry, message in [
+            ('datasets:train:sources:2:repeat=6', "'datasets:train:sources' is a list of 2 items; '2' is not an index"),
+            ('datasets:train:sources:b:repeat=6', "'datasets:train:sources' is a list of 2 items; 'b' is not an index"),
+            ('network_g:num_blocks:-1=2', "'network_g:num_blocks' is a list of 4 items; '-1' is not an index of it"),
+            ('name:sub=1', "'name' is a value, not a section"),
+            ('datasets:val:x=1', "no option 'datasets:val'")]:
+        with pytest.raises(KeyError, match=re.escape(message)):
+            force_values(opt, [entry])
+    assert opt['datasets']['train']['sources'][1]['repeat'] == 6 and opt['name'] == 'x'
+
+
 @pytest.mark.parametrize('remove, expected', [
     ('name', 'name: required'),
     ('datasets', 'datasets: required'),

@@ -75,8 +75,17 @@ def import_plugins(module_names, opt_path):
             raise ImportError(f"{opt_path}: plugins: cannot import module '{name}': {error}") from error
 
 
+def _list_index(entry, path, items, key):
+    """The item index ``key`` names in a list option (0 to len - 1), else KeyError naming the entry."""
+    if not key.isdigit() or int(key) >= len(items):
+        raise KeyError(f"--force_yml '{entry}': '{path}' is a list of {len(items)} items; "
+                       f"'{key}' is not an index of it (0-{len(items) - 1})")
+    return int(key)
+
+
 def force_values(opt, entries):
-    """Apply ``--force_yml`` entries of the form ``section:key=value`` (value parsed as YAML)."""
+    """Apply ``--force_yml`` entries of the form ``section:key=value`` (value parsed as YAML). A list option's
+    items are addressed by their index: ``datasets:train:sources:5:repeat=6``, ``network_g:num_blocks:0=2``."""
     for entry in entries:
         if '=' not in entry:
             raise ValueError(f"--force_yml entry '{entry}' is not of the form key:subkey=value")
@@ -84,7 +93,13 @@ def force_values(opt, entries):
         *parents, last = keys.split(':')
         node = opt
         for depth, key in enumerate(parents):
-            if not isinstance(node, dict) or key not in node:
+            if isinstance(node, list):
+                key = _list_index(entry, ':'.join(parents[:depth]), node, key)
+            elif not isinstance(node, dict) or key not in node:
                 raise KeyError(f"--force_yml '{entry}': no option '{':'.join(parents[:depth + 1])}'")
             node = node[key]
+        if isinstance(node, list):
+            last = _list_index(entry, ':'.join(parents), node, last)
+        elif not isinstance(node, dict):
+            raise KeyError(f"--force_yml '{entry}': '{':'.join(parents)}' is a value, not a section")
         node[last] = parse_yaml(value)
