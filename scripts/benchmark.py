@@ -131,14 +131,6 @@ def matmul_rate(device, side=MATMUL_SIDE, warmup=2, repeat=5):
     return 2 * side**3 / seconds / 1e9
 
 
-def count_flops(fn):
-    """Floating-point operations of one call of ``fn`` (torch.utils.flop_counter; the call runs)."""
-    from torch.utils.flop_counter import FlopCounterMode
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops()
-
-
 def print_profile(name, fn, device, rows):
     """One more run of ``fn`` under torch.profiler: the ``rows`` operators with the most self device time."""
     from torch.profiler import ProfilerActivity, profile
@@ -463,7 +455,8 @@ def measure(parser, args, argv):
         results['train'] = {'step_s': step, 'first_step_s': first_step, 'clip_s': clip_time,
                             'clip_share': clip_time / step, 'peak_memory_mb': memory.mb}
         if args.flop_rate:
-            flops = count_flops(train_step)
+            from vlunet_basicsr.compare.measure import count_macs
+            flops = 2 * count_macs(train_step)  # the step runs once more, counted
             peak = matmul_rate(device)
             results['train'].update(flops=flops, gflop_per_s=flops / step / 1e9, matmul_gflop_per_s=peak,
                                     share_of_matmul_rate=flops / step / 1e9 / peak)
