@@ -293,8 +293,48 @@ def onnxruntime_comparison(args, net, clip, device):
                                             'speedup': torch_s / onnx_s, 'max_abs_diff': difference}
             print(f'{size}x{size}: torch eager {torch_s:.3f} s, ONNX Runtime {onnx_s:.3f} s '
                   f'({torch_s / onnx_s:.2f}x), max |ONNX Runtime - torch| {difference:.2e}', flush=True)
+            if args.profile:
+                vector = None if onnx_clip is None else onnx_clip.degradation_vector(image)
+                kernels = onnxruntime_profile(onnx_net, lambda graph: restore(graph, image, vector), args.repeat)
+                results[f'inference_{size}']['onnxruntime_kernel_ms'] = kernels
+                print_onnxruntime_profile(f'{size}x{size}', kernels, args.profile)
     results['providers'] = onnx_net.session.get_providers()
     return results
+
+
+def onnxruntime_profile(onnx_net, run, repeat):
+    """Kernel milliseconds per run of the restoration graph, by operator type, from ONNX Runtime's profiler:
+    ``run(graph)`` once untimed, then ``repeat`` times, on a profiling session of ``onnx_net``'s graph."""
+    import collections
+    import copy
+    import tempfile
+
+    import onnxruntime
+    options = onnxruntime.SessionOptions()
+    options.enable_profiling = True
+    with tempfile.TemporaryDirectory() as tmp:
+        options.profile_file_prefix = os.path.join(tmp, 'profile')
+        profiled = copy.copy(onnx_net)
+        profiled.session = onnxruntime.InferenceSession(onnx_net.path, options,
+                                                        providers=onnx_net.session.get_providers())
+        with torch.no_grad():
+            for _ in range(1 + repeat):
+                run(profiled)
+        with open(profiled.session.end_profiling()) as f:
+            events = json.load(f)
+    runs = sorted(event['ts'] for event in events if event.get('name') == 'model_run')
+    kernels = collections.Counter()
+    for event in events:
+        if event.get('cat') == 'Node' and event['name'].endswith('_kernel_time') and event['ts'] >= runs[1]:
+            kernels[event['args']['op_name']] += event['dur'] / 1000 / repeat
+    return dict(kernels.most_common())
+
+
+def print_onnxruntime_profile(name, kernels, rows):
+    total = sum(kernels.values())
+    print(f'ONNX Runtime kernels at {name}: {total:.1f} ms per run; the {rows} costliest operator types:')
+    for op, ms in list(kernels.items())[:rows]:
+        print(f'  {op:<24}{ms:>10.1f} ms {100 * ms / total:>5.1f}%')
 
 
 def main(argv=None):
@@ -339,7 +379,9 @@ def main(argv=None):
     parser.add_argument('--skip-train', action='store_true')
     parser.add_argument('--skip-inference', action='store_true')
     parser.add_argument('--profile', type=int, default=0, metavar='N',
-                        help='after measuring, print the N operators with the most self time in one more run')
+                        help='after measuring, print the N operators with the most self time in one more run '
+                             "(--backend onnxruntime: ONNX Runtime's profiler over --repeat more runs of the graph, "
+                             'kernel time by operator type)')
     parser.add_argument('--flop-rate', action='store_true',
                         help="count the training step's FLOPs and compare its rate with a float32 matrix product's")
     parser.add_argument('--json', help='write the results here')

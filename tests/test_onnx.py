@@ -190,8 +190,11 @@ def test_benchmark_compares_onnxruntime_with_torch_eager(tmp_path):
     report = tmp_path / 'onnx.json'
     assert script_main('benchmark')(['--backend', 'onnxruntime', '--preset', 'tiny', '--clip', 'small',
                                      '--infer-sizes', '16', '20', '--warmup', '0', '--repeat', '1',
-                                     '--json', str(report)]) == 0
+                                     '--profile', '3', '--json', str(report)]) == 0
     results = json.loads(report.read_text())['results']['onnxruntime']
     for size in (16, 20):
         row = results[f'inference_{size}']
         assert row['torch_eager_s'] > 0 and row['onnxruntime_s'] > 0 and row['max_abs_diff'] <= 1e-4
+        kernels = row['onnxruntime_kernel_ms']  # ONNX Runtime's profile of the graph, by operator type
+        assert 'Conv' in kernels and all(ms >= 0 for ms in kernels.values())
+        assert list(kernels.values()) == sorted(kernels.values(), reverse=True)
