@@ -166,6 +166,7 @@ class DegradationCLIP(nn.Module):
         """`classify` from adapted image features (B, d) already computed, e.g. a `degradation_vector`."""
         return self.probabilities_over(image_features, self.encode_text(prompts), logit_scale)
 
+    @torch.no_grad()
     def probabilities_over(self, image_features, text_features, logit_scale=None):
         """`prompt_probabilities` from adapted text features (K, d) already computed (`encode_text`'s): callers
         that classify many images encode their prompts once (the text tower over 11 prompts costs about as much

@@ -78,8 +78,9 @@ def import_plugins(module_names, opt_path):
 def _list_index(entry, path, items, key):
     """The item index ``key`` names in a list option (0 to len - 1), else KeyError naming the entry."""
     if not key.isdigit() or int(key) >= len(items):
+        valid = f'0-{len(items) - 1}' if items else 'it is empty'
         raise KeyError(f"--force_yml '{entry}': '{path}' is a list of {len(items)} items; "
-                       f"'{key}' is not an index of it (0-{len(items) - 1})")
+                       f"'{key}' is not an index of it ({valid})")
     return int(key)
 
 
