@@ -122,13 +122,15 @@ class Restorer:
         self.net = _prepared(networks.net, device)
         self.runner = runner if runner is not None else compiled(self.net, compile, '--compile')
         self.clip = _prepared(networks.clip, device) if networks.clip is not None else None
-        self.text_features = None  # the guidance input of text-guided archs
         self.prompt_features = None  # the readout's prompts, encoded once
         if self.clip is not None:
             with torch.no_grad():
                 self.prompt_features = self.clip.encode_text(networks.prompts).float()
-            if networks.inputs.guidance_input == 'text_features':
-                self.text_features = self.prompt_features
+
+    @property
+    def text_features(self):
+        """The guidance input of text-guided archs (the prompts' features, one row per label); else None."""
+        return self.prompt_features if self.networks.inputs.guidance_input == 'text_features' else None
 
     @property
     def prompts(self):
