@@ -161,11 +161,12 @@ def build(args, device):
 
 def build_arch(name, args, **overrides):
     from vlunet_basicsr.archs.vlunet_arch import VLUNet
-    from vlunet_basicsr.archs.vlunet_release_port_arch import VLUNetReleasePort
+    from vlunet_basicsr.reference.vlunet_release_port import VLUNetReleasePort
     if is_dgunet(name):
         from basicsr.utils.registry import ARCH_REGISTRY
+        from vlunet_basicsr.reference import RELEASE_PORTS
         speed = {} if name.endswith('ReleasePort') else {'channels_last': args.channels_last}
-        return ARCH_REGISTRY.get(name)(**DGUNET_PRESETS[args.preset], **speed)
+        return (RELEASE_PORTS.get(name) or ARCH_REGISTRY.get(name))(**DGUNET_PRESETS[args.preset], **speed)
     options = {**PRESETS[args.preset], **overrides}
     if name == 'VLUNetReleasePort':
         return VLUNetReleasePort(**options)

@@ -90,14 +90,13 @@ def test_dgunet_agreement_covers_every_stage_and_each_arch_builds_with_its_speed
     assert benchmark.build_arch('DGUNetPlusReleasePort', args).channels_last is False
     args.channels_last = True
     assert benchmark.build_arch('DGUNet', args).channels_last is True
-    from vlunet_basicsr.archs import dgunet_release_port_arch
+    from vlunet_basicsr.reference import RELEASE_PORTS
 
-    class Differs(dgunet_release_port_arch.DGUNetPlusReleasePort):  # the check must see a different network
+    class Differs(RELEASE_PORTS['DGUNetPlusReleasePort']):  # the check must see a different network
         def _stages(self, y):
             return [stage + 1e-3 for stage in super()._stages(y)]
 
-    from basicsr.utils.registry import ARCH_REGISTRY
-    monkeypatch.setitem(ARCH_REGISTRY._obj_map, 'DGUNetPlusReleasePort', Differs)
+    monkeypatch.setitem(RELEASE_PORTS, 'DGUNetPlusReleasePort', Differs)
     assert benchmark.output_difference(args, 'DGUNetPlus')['max_abs_output_diff'] > 9e-4
 
 

@@ -1,5 +1,6 @@
 """scripts/convert_official_checkpoint.py on the shared release test vectors and on malformed inputs."""
 import os.path as osp
+import runpy
 import subprocess
 import sys
 from argparse import Namespace
@@ -10,6 +11,7 @@ import vlunet_basicsr  # noqa: F401
 from conftest import REPO, reference_file
 from vlunet_basicsr.archs.clip_adapter import ClipAdapter
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
+from vlunet_basicsr.convert import CHECKPOINT_LAYOUT_REGISTRY
 
 SCRIPT = osp.join(REPO, 'scripts', 'convert_official_checkpoint.py')
 
@@ -73,10 +75,65 @@ def test_de_dim_mismatch_is_refused(tmp_path):
     assert not (tmp_path / 'net_g.pth').exists()
 
 
-def test_unknown_format_is_refused(tmp_path):
+def test_unknown_layout_is_refused_naming_what_was_found_and_the_known_layouts(tmp_path):
     torch.save({'model': {'w': torch.zeros(1)}}, tmp_path / 'other.pth')
     proc = _convert(tmp_path / 'other.pth', '--output-dir', tmp_path / 'out')
-    assert proc.returncode == 1 and 'not a released VLU-Net file' in proc.stderr and 'other.pth' in proc.stderr
+    assert proc.returncode == 1 and 'other.pth: not a known checkpoint layout' in proc.stderr
+    assert "found keys like 'model'" in proc.stderr
+    assert all(layout.name in proc.stderr for _, layout in CHECKPOINT_LAYOUT_REGISTRY)
+    assert not (tmp_path / 'out').exists()
+
+
+def _main(*args):
+    """The script in-process (the subprocess runs above show it as a command)."""
+    return runpy.run_path(SCRIPT)['main']([str(arg) for arg in args])
+
+
+def _lightning_file(tmp_path, edit):
+    """The reference's Lightning checkpoint with its network state passed through ``edit``; returns the path."""
+    state = dict(torch.load(reference_file('vlunet_official_small.pt'), weights_only=True)['state_dict'])
+    edit(state)
+    torch.save({'state_dict': state}, tmp_path / 'edited.ckpt')
+    return tmp_path / 'edited.ckpt'
+
+
+def _refused(path, output_dir, capsys):
+    assert _main(path, '--output-dir', output_dir) == 1
+    assert not output_dir.exists()
+    return capsys.readouterr().err
+
+
+def test_unexpected_key_is_refused_by_name_and_nothing_is_written(tmp_path, capsys):
+    path = _lightning_file(tmp_path, lambda state: state.update({'net.extra.weight': torch.zeros(3)}))
+    error = _refused(path, tmp_path / 'out', capsys)
+    assert 'edited.ckpt: its network does not load into VLUNet: unexpected extra.weight' in error
+
+
+def test_misshapen_tensor_is_refused_by_name_and_nothing_is_written(tmp_path, capsys):
+    def widen(state):
+        state['net.output.weight'] = torch.zeros(3, 32, 3, 5)
+    error = _refused(_lightning_file(tmp_path, widen), tmp_path / 'out', capsys)
+    assert 'misshapen output.weight (3, 32, 3, 5) (the network has (3, 32, 3, 3))' in error
+
+
+def test_misshapen_adapter_is_refused_and_no_part_is_written(tmp_path, capsys):
+    adapters = torch.load(reference_file('clip_adapter_official_format.pth'), weights_only=True)['learnable_params']
+
+    def add_adapters(state):
+        state.update({f'model_degradation.{k}': v for k, v in adapters.items()})
+        state['model_degradation.ad_textEncoder.adapter.3.weight'] = torch.zeros(512, 256)
+    error = _refused(_lightning_file(tmp_path, add_adapters), tmp_path / 'out', capsys)
+    assert 'its clip_adapter does not load into _AdapterPair: misshapen text_adapter.3.weight (512, 256)' in error
+
+
+def test_an_existing_output_is_kept_unless_overwrite(tmp_path, capsys):
+    (tmp_path / 'net_g.pth').write_bytes(b'mine')
+    assert _main(reference_file('vlunet_official_small.pt'), '--output-dir', tmp_path) == 1
+    assert 'net_g.pth already exist(s): pass --overwrite' in capsys.readouterr().err
+    assert (tmp_path / 'net_g.pth').read_bytes() == b'mine'
+    assert _main(reference_file('vlunet_official_small.pt'), '--output-dir', tmp_path, '--overwrite') == 0
+    assert 'params' in torch.load(tmp_path / 'net_g.pth', weights_only=True)
+    assert [p.name for p in tmp_path.iterdir()] == ['net_g.pth']  # no staging folder left
 
 
 def test_pickle_needing_more_than_weights_is_refused_unless_trusted(tmp_path):

@@ -9,13 +9,13 @@ import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from basicsr.archs import build_network
 from conftest import REPO, reference_file
 from test_vlunet_arch import TINY, assert_fast_path_matches_release
 from vlunet_basicsr.archs import restormer_ops
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
+from vlunet_basicsr.convert.vlunet_checkpoint import lightning_network_state
+from vlunet_basicsr.reference.vlunet_release_port import VLUNetReleasePort
 from vlunet_basicsr.utils.precision import autocast
-from vlunet_basicsr.utils.release_checkpoint import split_release_checkpoint
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
 
@@ -29,13 +29,13 @@ def exact_float32():
     torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved
 
 
-@pytest.mark.parametrize('arch', ['VLUNet', 'VLUNetReleasePort'])
+@pytest.mark.parametrize('arch', [VLUNet, VLUNetReleasePort], ids=['VLUNet', 'VLUNetReleasePort'])
 @pytest.mark.parametrize('gram_chunk', [restormer_ops.GRAM_CHUNK, 64])  # 64: Gram matrices summed from chunks
 def test_release_test_vector_on_cuda(arch, gram_chunk, monkeypatch):
     monkeypatch.setattr(restormer_ops, 'GRAM_CHUNK', gram_chunk)
     ref = torch.load(reference_file('vlunet_official_small.pt'), weights_only=True)
-    net = build_network({'type': arch, **ref['config']}).cuda().eval()
-    net.load_state_dict(split_release_checkpoint(ref)['network'], strict=True)
+    net = arch(**ref['config']).cuda().eval()
+    net.load_state_dict(lightning_network_state(ref), strict=True)
     with torch.no_grad():
         output = net(ref['input'].cuda(), ref['degradation_vector'].cuda())
     assert (output.cpu() - ref['output']).abs().max().item() < 1e-5

@@ -19,10 +19,11 @@ from basicsr.models import build_model
 from conftest import REPO, reference_file, step_then_test
 from vlunet_basicsr.archs.dgunet_arch import DGUNet, DGUNetPlus, pad_for_dgunet
 from vlunet_basicsr.archs.dgunet_blocks import half_instance_norm, half_instance_norm_leaky_relu
-from vlunet_basicsr.archs.dgunet_release_port_arch import DGUNetPlusReleasePort, DGUNetReleasePort
 from vlunet_basicsr.losses.edge_loss import EdgeLoss, gaussian_kernel, laplacian_residual
+from vlunet_basicsr.convert import convert_loaded_checkpoint
+from vlunet_basicsr.convert.dgunet_checkpoint import dgunet_state_dict, infer_dgunet_options
+from vlunet_basicsr.reference.dgunet_release_port import DGUNetPlusReleasePort, DGUNetReleasePort
 from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError
-from vlunet_basicsr.utils.dgunet_checkpoint import convert_dgunet_checkpoint, dgunet_state_dict, infer_dgunet_options
 from vlunet_basicsr.utils.padding import crop_to
 
 SCRIPT = osp.join(REPO, 'scripts', 'convert_official_checkpoint.py')
@@ -342,17 +343,26 @@ def test_edge_loss_weight_reduction_and_gradient():
 def test_converter_accepts_a_bare_state_dict_and_refuses_other_files(tmp_path):
     ref = _reference('DGUNetPlus')
     bare = {key[len('module.'):]: value for key, value in ref['checkpoint']['state_dict'].items()}
-    result = convert_dgunet_checkpoint(bare, str(tmp_path))
-    assert result['network_type'] == 'DGUNetPlus'
-    assert result['network_options'] == {'in_c': 3, 'out_c': 3, 'n_feat': 16, 'scale_unetfeats': 8,
-                                         'kernel_size': 3, 'reduction': 4, 'bias': False}
-    with pytest.raises(CheckpointFormatError, match='not a published DGUNet'):
-        convert_dgunet_checkpoint({'state_dict': {'r0': torch.ones(1)}}, str(tmp_path))
+    conversion = convert_loaded_checkpoint(bare, str(tmp_path))
+    assert conversion.parts[0].arch == {'type': 'DGUNetPlus', 'in_c': 3, 'out_c': 3, 'n_feat': 16,
+                                        'scale_unetfeats': 8, 'kernel_size': 3, 'reduction': 4, 'bias': False}
+    with pytest.raises(CheckpointFormatError, match='not a known checkpoint layout'):
+        convert_loaded_checkpoint({'state_dict': {'r0': torch.ones(1)}}, str(tmp_path / 'other'))
     untied = dict(bare)
     untied['phit_3.body.1.weight'] = untied['phit_3.body.1.weight'] + 1
     with pytest.raises(CheckpointFormatError, match='phit_3.body.1.weight differs'):
-        convert_dgunet_checkpoint(untied, str(tmp_path / 'untied'))
+        convert_loaded_checkpoint(untied, str(tmp_path / 'untied'))
     assert not (tmp_path / 'untied').exists()
+
+
+def test_converter_refuses_a_published_checkpoint_missing_a_weight_and_writes_nothing(tmp_path, capsys):
+    checkpoint = _reference('DGUNet')['checkpoint']
+    del checkpoint['state_dict']['module.stage1_decoder.body.0.up.weight']
+    torch.save(checkpoint, tmp_path / 'incomplete.pth')
+    main = runpy.run_path(SCRIPT)['main']
+    assert main([str(tmp_path / 'incomplete.pth'), '--output-dir', str(tmp_path / 'out')]) == 1
+    assert 'its network does not load into DGUNet: missing stage1_decoder.body.0.up.weight' in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
 
 
 def test_converter_script_refuses_de_dim_for_dgunet(tmp_path, capsys):

@@ -20,8 +20,7 @@ from conftest import basicsr_command, write_image_pairs, write_yaml
 from vlunet_basicsr import compat, options
 from vlunet_basicsr.data.dataset_writer import write_pairs
 from vlunet_basicsr.data.image_source import decode_image
-from vlunet_basicsr.utils.checkpoint_util import atomic_torch_save
-from vlunet_basicsr.utils.release_checkpoint import CheckpointFormatError
+from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError, atomic_torch_save
 
 
 class _Records(logging.Handler):

@@ -5,13 +5,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 import vlunet_basicsr  # noqa: F401
-from basicsr.archs import build_network
 from basicsr.models import build_model
 from conftest import reference_file, step_then_test
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
-from vlunet_basicsr.archs.vlunet_release_port_arch import VLUNetReleasePort
+from vlunet_basicsr.convert.vlunet_checkpoint import infer_network_options, lightning_network_state
+from vlunet_basicsr.reference.vlunet_release_port import VLUNetReleasePort
 from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
-from vlunet_basicsr.utils.release_checkpoint import infer_network_options, split_release_checkpoint
 
 TINY = dict(dim=16, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, de_dim=5)
 
@@ -20,12 +19,12 @@ def _reference():
     return torch.load(reference_file('vlunet_official_small.pt'), weights_only=True)
 
 
-@pytest.mark.parametrize('arch', ['VLUNet', 'VLUNetReleasePort'])
+@pytest.mark.parametrize('arch', [VLUNet, VLUNetReleasePort], ids=['VLUNet', 'VLUNetReleasePort'])
 @pytest.mark.parametrize('grad', [False, True])  # with a gradient, VLUNet takes its hand-written backward path
 def test_release_test_vector_is_reproduced(arch, grad):
     ref = _reference()
-    state = split_release_checkpoint(ref)['network']
-    net = build_network({'type': arch, **ref['config']}).eval()
+    state = lightning_network_state(ref)
+    net = arch(**ref['config']).eval()
     net.load_state_dict(state, strict=True)
     assert infer_network_options(state) == {**net_defaults(), **ref['config'], 'num_blocks': [1, 1, 1, 1]}
     with torch.set_grad_enabled(grad):

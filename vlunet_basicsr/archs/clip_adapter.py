@@ -2,6 +2,19 @@
 from torch import nn
 
 _ACTIVATIONS = {'gelu': nn.GELU, 'relu': nn.ReLU, 'silu': nn.SiLU, 'tanh': nn.Tanh}
+#: The release's adapter names (``ad_imageEncoder.adapter.0.weight``) and ours (``image_adapter.0.weight``).
+RELEASE_ADAPTER_PREFIXES = {'ad_imageEncoder.adapter.': 'image_adapter.', 'ad_textEncoder.adapter.': 'text_adapter.'}
+
+
+def adapters_from_release(learnable_params):
+    """The image and text adapters of a release state (``ad_*Encoder.adapter.*`` keys) under our names; other
+    keys are left out."""
+    converted = {}
+    for key, value in learnable_params.items():
+        for old, new in RELEASE_ADAPTER_PREFIXES.items():
+            if key.startswith(old):
+                converted[new + key[len(old):]] = value
+    return converted
 
 
 class ClipAdapter(nn.Sequential):

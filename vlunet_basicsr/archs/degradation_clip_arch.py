@@ -8,11 +8,10 @@ from torch.nn import functional as F
 
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.archs.clip_adapter import ClipAdapter
+from vlunet_basicsr.archs.clip_adapter import ClipAdapter, adapters_from_release
 from vlunet_basicsr.utils.clip_preprocess import clip_input
 from vlunet_basicsr.utils.option_spec import Option
 from vlunet_basicsr.utils.checkpoint_util import load_weights
-from vlunet_basicsr.utils.release_checkpoint import convert_adapters
 
 ADAPTER_PREFIXES = ('image_adapter.', 'text_adapter.')
 RESAVE_TO_TRUST = ('load it with torch.load(weights_only=False) in a Python session and torch.save the state dict '
@@ -189,7 +188,7 @@ class DegradationCLIP(nn.Module):
                 'scripts/convert_official_checkpoint.py.')
         checkpoint = load_weights(path, how_to_trust=RESAVE_TO_TRUST)
         if isinstance(checkpoint, dict) and 'learnable_params' in checkpoint:
-            state = convert_adapters(checkpoint['learnable_params'])
+            state = adapters_from_release(checkpoint['learnable_params'])
         elif isinstance(checkpoint, dict) and isinstance(checkpoint.get('params'), dict):
             state = checkpoint['params']
         else:

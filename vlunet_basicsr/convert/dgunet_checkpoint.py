@@ -1,4 +1,4 @@
-"""Converting the published DGUNet / DGUNet+ checkpoints to BasicSR files.
+"""The published DGUNet / DGUNet+ checkpoints.
 
 Input: what the release's training scripts save, ``{'epoch', 'state_dict', 'optimizer'}``, with the network's keys
 with or without the ``module.`` prefix of DataParallel (a bare state dict is accepted too). The two networks are
@@ -8,14 +8,13 @@ read from the shapes.
 Output: ``net_g.pth`` = ``{'params': state dict}`` for ``path.pretrain_network_g``, loadable with
 ``strict=True`` into `vlunet_basicsr.archs.dgunet_arch.DGUNet` / ``DGUNetPlus``.
 """
-import os
-import os.path as osp
 import re
 
-from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError, atomic_torch_save
+from vlunet_basicsr.convert.conversion import (CHECKPOINT_LAYOUT_REGISTRY, Conversion, ConvertedPart,
+                                               network_yaml_block)
+from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError
 
 DATA_PARALLEL_PREFIX = 'module.'
-NETWORK_FILE = 'net_g.pth'
 #: Keys only the given network has.
 _MARKERS = {'DGUNet': 'basic.r1', 'DGUNetPlus': 'stage6_encoder.body.0.conv_1.weight'}
 #: The published weight tying: every key of a group names the same tensor, so the values must be equal.
@@ -64,7 +63,7 @@ def _check_tied_weights(variant, state, source):
                 'this is not a checkpoint of the published DGUNet code')
 
 
-def infer_dgunet_options(variant, state):
+def infer_dgunet_options(variant, state, source='checkpoint'):
     """The constructor keywords of ``variant`` that ``state`` needs, read from its shapes.
 
     DGUNet's ``depth`` (how often the shared middle stage runs) is not in the weights: every release uses 5.
@@ -86,46 +85,27 @@ def infer_dgunet_options(variant, state):
         if variant == 'DGUNet':
             options['depth'] = 5
     except KeyError as error:
-        raise CheckpointFormatError(f'network weights lack {error}: not a {variant} state dict') from error
+        raise CheckpointFormatError(f'{source}: network weights lack {error}: not a {variant} state dict') from error
     if n_feat // options['reduction'] != reduced:
-        raise CheckpointFormatError(f'channel attention of {reduced} channels for n_feat={n_feat}: no integer '
-                                    'reduction gives it')
+        raise CheckpointFormatError(f'{source}: channel attention of {reduced} channels for n_feat={n_feat}: '
+                                    'no integer reduction gives it')
     return options
 
 
-def dgunet_yaml_block(variant, options, weights_path=None):
-    """The ``network_g:`` YAML (and ``path.pretrain_network_g`` when a path is given) that loads the network."""
-    lines = ['network_g:', f'  type: {variant}']
-    lines += [f'  {key}: {str(value).lower() if isinstance(value, bool) else value}' for key, value in options.items()]
-    if weights_path is not None:
-        lines += ['', 'path:', f'  pretrain_network_g: {weights_path}', '  param_key_g: params',
-                  '  strict_load_g: true']
-    return '\n'.join(lines)
+@CHECKPOINT_LAYOUT_REGISTRY.register()
+class DGUNetPublishedCheckpoint:
+    """What the published DGUNet / DGUNet+ training scripts save; refused when its weight tying is broken."""
 
+    name = "published DGUNet checkpoint (DGUNet or DGUNet+: 'r0', 'shallow_feat1.*' keys, 'module.' or not)"
 
-def convert_dgunet_checkpoint(checkpoint, output_dir, source='checkpoint'):
-    """Write ``net_g.pth`` for a loaded published DGUNet/DGUNet+ checkpoint.
+    @classmethod
+    def detect(cls, checkpoint):
+        return dgunet_state_dict(checkpoint) is not None
 
-    Args:
-        checkpoint (dict): What ``torch.load`` returned for the published file.
-        output_dir (str): Created if missing.
-        source (str): The file's name, for messages.
-
-    Returns:
-        dict: ``written`` ({'network': path}), ``network_type`` ('DGUNet' | 'DGUNetPlus') and
-        ``network_options`` (its constructor keywords).
-
-    Raises:
-        CheckpointFormatError: Not a DGUNet/DGUNet+ checkpoint, or not one of the published code.
-    """
-    state = dgunet_state_dict(checkpoint)
-    if state is None:
-        raise CheckpointFormatError(f'{source}: not a published DGUNet/DGUNet+ checkpoint (no r0, '
-                                    f"shallow_feat1.* and {' or '.join(_MARKERS.values())} keys)")
-    variant = dgunet_variant(state)
-    options = infer_dgunet_options(variant, state)
-    _check_tied_weights(variant, state, source)
-    os.makedirs(output_dir, exist_ok=True)
-    target = osp.join(output_dir, NETWORK_FILE)
-    atomic_torch_save({'params': state}, target)
-    return {'written': {'network': target}, 'network_type': variant, 'network_options': options}
+    @classmethod
+    def convert(cls, checkpoint, source, options):
+        state = dgunet_state_dict(checkpoint)
+        variant = dgunet_variant(state)
+        arch = {'type': variant, **infer_dgunet_options(variant, state, source)}
+        _check_tied_weights(variant, state, source)
+        return Conversion([ConvertedPart('network', 'net_g.pth', state, arch=arch)], network_yaml_block(arch))

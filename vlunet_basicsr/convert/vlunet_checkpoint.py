@@ -1,4 +1,4 @@
-"""Converting the released VLU-Net checkpoints to BasicSR files.
+"""The released VLU-Net files: the Lightning checkpoint and the adapter file ``clip_tuned.pth``.
 
 Inputs (see ``shared/reference/README.md`` for the layouts):
 - a Lightning checkpoint (``3task_vlunet.ckpt``, ...): ``state_dict`` with ``net.*`` (the network),
@@ -6,58 +6,31 @@ Inputs (see ``shared/reference/README.md`` for the layouts):
   ``model_degradation.ad_imageEncoder.clip_model.*`` (the open_clip backbone, stored twice);
 - an adapter file (``clip_tuned.pth``): ``{'epoch', 'learnable_params': {'ad_*Encoder.adapter.*': ...}}``.
 
-Outputs, each written only when the input holds it:
+Outputs, each only when the input holds it:
 - ``net_g.pth``: ``{'params': VLUNet state dict}``, for ``path.pretrain_network_g``;
 - ``clip_adapter.pth``: ``{'params': {'image_adapter.*', 'text_adapter.*'}}``, for ``network_clip.adapter_path``;
-- ``clip_backbone.pth``: the open_clip model's state dict as open_clip saves it, for ``network_clip.pretrained``.
+- ``clip_backbone.pth``: the open_clip model's state dict as open_clip saves it, for ``network_clip.pretrained``
+  (written as the checkpoint carries it: ``network_clip`` checks it against the model it names).
 """
-import os
-import os.path as osp
+from torch import nn
 
-import torch
-
-from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError, load_weights
+from vlunet_basicsr.archs.clip_adapter import ClipAdapter, adapters_from_release
+from vlunet_basicsr.convert.conversion import (CHECKPOINT_LAYOUT_REGISTRY, Conversion, ConvertedPart,
+                                               network_yaml_block)
+from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError
 
 NET_PREFIX = 'net.'
+DEGRADATION_PREFIX = 'model_degradation.'
 BACKBONE_PREFIX = 'model_degradation.ad_imageEncoder.clip_model.'
-RELEASE_ADAPTER_PREFIXES = {'ad_imageEncoder.adapter.': 'image_adapter.', 'ad_textEncoder.adapter.': 'text_adapter.'}
-FILE_NAMES = {'network': 'net_g.pth', 'adapters': 'clip_adapter.pth', 'backbone': 'clip_backbone.pth'}
 
 
 def _strip(state, prefix):
     return {key[len(prefix):]: value for key, value in state.items() if key.startswith(prefix)}
 
 
-def convert_adapters(learnable_params):
-    """Map the release's adapter names (``ad_imageEncoder.adapter.0.weight``) to ours (``image_adapter.0.weight``)."""
-    converted = {}
-    for key, value in learnable_params.items():
-        for old, new in RELEASE_ADAPTER_PREFIXES.items():
-            if key.startswith(old):
-                converted[new + key[len(old):]] = value
-    return converted
-
-
-def split_release_checkpoint(checkpoint, path='checkpoint'):
-    """Split a loaded release file into ``{'network', 'adapters', 'backbone'}`` state dicts (only those present)."""
-    if not isinstance(checkpoint, dict):
-        raise CheckpointFormatError(f'{path}: expected a dict, got {type(checkpoint).__name__}')
-    parts = {}
-    if 'learnable_params' in checkpoint:
-        parts['adapters'] = convert_adapters(checkpoint['learnable_params'])
-    elif isinstance(checkpoint.get('state_dict'), dict):
-        state = checkpoint['state_dict']
-        parts['network'] = _strip(state, NET_PREFIX)
-        parts['adapters'] = convert_adapters(_strip(state, 'model_degradation.'))
-        parts['backbone'] = _strip(state, BACKBONE_PREFIX)
-    else:
-        raise CheckpointFormatError(
-            f"{path}: not a released VLU-Net file: expected a Lightning checkpoint (key 'state_dict' with 'net.*' "
-            f"entries) or an adapter file (key 'learnable_params'); found keys {sorted(checkpoint)[:10]}")
-    parts = {name: state for name, state in parts.items() if state}
-    if not parts:
-        raise CheckpointFormatError(f"{path}: holds no 'net.*', adapter or CLIP weights")
-    return parts
+def lightning_network_state(checkpoint):
+    """The VLUNet state dict (``net.*`` without the prefix) of a loaded Lightning checkpoint."""
+    return _strip(checkpoint['state_dict'], NET_PREFIX)
 
 
 def _count_blocks(state, stage):
@@ -65,7 +38,7 @@ def _count_blocks(state, stage):
     return len({key[len(prefix):].split('.')[0] for key in state if key.startswith(prefix)})
 
 
-def infer_network_options(state):
+def infer_network_options(state, source='network weights'):
     """The ``VLUNet`` keyword arguments that a converted network state dict needs (from its shapes)."""
     try:
         dim, inp_channels = state['patch_embed.proj.weight'].shape[:2]
@@ -89,43 +62,75 @@ def infer_network_options(state):
             'key_size': int(state['encoder_level1.gradient_descent.prompt_param'].shape[-1]),
         }
     except KeyError as error:
-        raise CheckpointFormatError(f'network weights lack {error}: not a VLU-Net state dict') from error
+        raise CheckpointFormatError(f'{source} lack {error}: not a VLU-Net state dict') from error
     return options
 
 
-def network_yaml_block(options, weights_path=None):
-    """The ``network_g:`` YAML (and ``path.pretrain_network_g`` when a path is given) that loads the network."""
-    lines = ['network_g:', '  type: VLUNet']
-    lines += [f'  {key}: {value}' for key, value in options.items()]
-    if weights_path is not None:
-        lines += ['', 'path:', f'  pretrain_network_g: {weights_path}', '  param_key_g: params',
-                  '  strict_load_g: true']
-    return '\n'.join(lines)
+class _AdapterPair(nn.Module):
+    """The two adapters under DegradationCLIP's names: what ``clip_adapter.pth`` must load into."""
+
+    def __init__(self, dim):
+        super().__init__()
+        self.image_adapter = ClipAdapter(dim)
+        self.text_adapter = ClipAdapter(dim)
 
 
-def convert_release_file(input_path, output_dir, trust_checkpoint=False, expected_de_dim=None):
-    """Convert a released checkpoint or adapter file into BasicSR files under ``output_dir``.
+def adapter_part(adapters):
+    """The ``clip_adapter.pth`` part of converted adapters (checked against two `ClipAdapter` of their width)."""
+    first = adapters.get('image_adapter.0.weight', adapters.get('text_adapter.0.weight'))
+    dim = first.shape[-1] if first is not None and first.dim() == 2 else 512
+    return ConvertedPart('clip_adapter', 'clip_adapter.pth', adapters, module_factory=lambda: _AdapterPair(dim))
 
-    Args:
-        input_path (str): ``*.ckpt`` or ``clip_tuned.pth``.
-        output_dir (str): Created if missing.
-        trust_checkpoint (bool): Allow arbitrary unpickling. Default: False.
-        expected_de_dim (int | None): Fail if the network's key database has another number of keys.
 
-    Returns:
-        dict: ``written`` ({part: path}) and, with a network, ``network_options`` (VLUNet kwargs).
+@CHECKPOINT_LAYOUT_REGISTRY.register()
+class VLUNetLightningCheckpoint:
+    """The released VLU-Net Lightning checkpoint: network, adapters and CLIP backbone.
+
+    Options: ``de_dim`` (int): refuse a network with another number of keys per database.
     """
-    parts = split_release_checkpoint(load_weights(input_path, trust_checkpoint), input_path)
-    result = {'written': {}}
-    if 'network' in parts:
-        options = infer_network_options(parts['network'])
-        if expected_de_dim is not None and options['de_dim'] != expected_de_dim:
-            raise CheckpointFormatError(f"{input_path}: the network has de_dim={options['de_dim']} keys per "
-                                        f'database, not the expected {expected_de_dim}')
-        result['network_options'] = options
-    os.makedirs(output_dir, exist_ok=True)
-    for name, state in parts.items():
-        target = osp.join(output_dir, FILE_NAMES[name])
-        torch.save(state if name == 'backbone' else {'params': state}, target)
-        result['written'][name] = target
-    return result
+
+    name = "VLU-Net Lightning checkpoint (state_dict with 'net.*' / 'model_degradation.*' keys)"
+    accepts = ('de_dim',)
+
+    @classmethod
+    def detect(cls, checkpoint):
+        state = checkpoint.get('state_dict')
+        return isinstance(state, dict) and any(
+            isinstance(key, str) and key.startswith((NET_PREFIX, DEGRADATION_PREFIX)) for key in state)
+
+    @classmethod
+    def convert(cls, checkpoint, source, options):
+        state = checkpoint['state_dict']
+        parts, yaml_block = [], None
+        network = _strip(state, NET_PREFIX)
+        if network:
+            arch = {'type': 'VLUNet', **infer_network_options(network, f'{source}: its network weights')}
+            expected = options.get('de_dim')
+            if expected is not None and arch['de_dim'] != expected:
+                raise CheckpointFormatError(f"{source}: the network has de_dim={arch['de_dim']} keys per "
+                                            f'database, not the expected {expected}')
+            parts.append(ConvertedPart('network', 'net_g.pth', network, arch=arch))
+            yaml_block = network_yaml_block(arch)
+        adapters = adapters_from_release(_strip(state, DEGRADATION_PREFIX))
+        if adapters:
+            parts.append(adapter_part(adapters))
+        backbone = _strip(state, BACKBONE_PREFIX)
+        if backbone:
+            parts.append(ConvertedPart('clip_backbone', 'clip_backbone.pth', backbone, payload=backbone))
+        return Conversion(parts, yaml_block)
+
+
+@CHECKPOINT_LAYOUT_REGISTRY.register()
+class VLUNetAdapterFile:
+    """The released adapter file ``clip_tuned.pth``: the image and text adapters only."""
+
+    name = "VLU-Net adapter file clip_tuned.pth (key 'learnable_params')"
+
+    @classmethod
+    def detect(cls, checkpoint):
+        return isinstance(checkpoint.get('learnable_params'), dict)
+
+    @classmethod
+    def convert(cls, checkpoint, source, options):
+        adapters = adapters_from_release(checkpoint['learnable_params'])
+        return Conversion([adapter_part(adapters)] if adapters else [])

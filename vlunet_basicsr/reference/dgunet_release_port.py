@@ -11,13 +11,12 @@ of operations, on NCHW features and with autograd's own backward:
 - subspace projection: the basis as a (B, 16, H*W) view of NCHW maps, the features as a transposed view of the
   NCHW bridge, and the published order of products.
 
-Use `DGUNet` / `DGUNetPlus` for work; these classes exist for ``scripts/benchmark.py --compare-release`` and the
-equivalence tests.
+Use `DGUNet` / `DGUNetPlus` for work: these classes are reference code (the published arithmetic) for
+``scripts/benchmark.py --compare-release`` and the equivalence tests, and are not in ARCH_REGISTRY.
 """
 import torch
 from torch.nn import functional as F
 
-from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.dgunet_arch import DGUNet, DGUNetPlus
 from vlunet_basicsr.archs.dgunet_blocks import CAB, SAM, SUBSPACE_DIM, CALayer, MergeBlock, ResBlock, UNetConvBlock
 
@@ -101,29 +100,27 @@ def _use_release_forwards(net):
             module.__class__ = release_class
 
 
-@ARCH_REGISTRY.register()
 class DGUNetReleasePort(DGUNet):
     """`DGUNet` computed with the published code's operations (a reference for speed and equivalence).
 
-    Args: as `DGUNet` (YAML ``network_g``); ``channels_last`` is always off.
+    Args: as `DGUNet`; ``channels_last`` is always off.
     """
-
-    OPTIONS = tuple(o for o in DGUNet.OPTIONS if o.name != 'channels_last')
 
     def __init__(self, **kwargs):
         super().__init__(**{**kwargs, 'channels_last': False})
         _use_release_forwards(self)
 
 
-@ARCH_REGISTRY.register()
 class DGUNetPlusReleasePort(DGUNetPlus):
     """`DGUNetPlus` computed with the published code's operations (a reference for speed and equivalence).
 
-    Args: as `DGUNetPlus` (YAML ``network_g``); ``channels_last`` is always off.
+    Args: as `DGUNetPlus`; ``channels_last`` is always off.
     """
-
-    OPTIONS = tuple(o for o in DGUNetPlus.OPTIONS if o.name != 'channels_last')
 
     def __init__(self, **kwargs):
         super().__init__(**{**kwargs, 'channels_last': False})
         _use_release_forwards(self)
+
+
+#: The release ports of this module (`vlunet_basicsr.reference` collects them by name).
+RELEASE_PORTS = (DGUNetReleasePort, DGUNetPlusReleasePort)

@@ -10,13 +10,13 @@ forward passes that VLUNet computes differently are replaced by the release's se
 - transposed attention: q and k normalised as full tensors, then the release's order of products and scaling;
 - autograd's own backward everywhere (no hand-written backward passes).
 
-It needs a degradation vector (the release has no "w/o CLIP" path). Use VLUNet for work; this class exists for
-``scripts/benchmark.py --arch VLUNetReleasePort`` and the equivalence tests.
+It needs a degradation vector (the release has no "w/o CLIP" path). Use VLUNet for work: this is reference code
+(the published arithmetic) for ``scripts/benchmark.py --arch VLUNetReleasePort`` and the equivalence tests, and is
+not in ARCH_REGISTRY.
 """
 import torch
 from torch.nn import functional as F
 
-from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import MDTA, _ChannelNorm
 from vlunet_basicsr.archs.vlunet_arch import DGDM, KeyCrossAttention, VLUNet
 
@@ -83,14 +83,11 @@ _RELEASE_FORWARDS = {
 }
 
 
-@ARCH_REGISTRY.register()
 class VLUNetReleasePort(VLUNet):
     """VLUNet computed with the released code's operations (a reference for speed and equivalence).
 
-    Args: as :class:`VLUNet` (YAML ``network_g``); ``channels_last`` and ``fused_backward`` are always off.
+    Args: as :class:`VLUNet`; ``channels_last`` and ``fused_backward`` are always off.
     """
-
-    OPTIONS = tuple(o for o in VLUNet.OPTIONS if o.name not in ('channels_last', 'fused_backward'))
 
     def __init__(self, **kwargs):
         # NCHW input and autograd's own backward (the GDFN gate then takes restormer_ops' plain path,
@@ -100,3 +97,7 @@ class VLUNetReleasePort(VLUNet):
             release_class = _RELEASE_FORWARDS.get(type(module))
             if release_class is not None:
                 module.__class__ = release_class
+
+
+#: The release ports of this module (`vlunet_basicsr.reference` collects them by name).
+RELEASE_PORTS = (VLUNetReleasePort,)
