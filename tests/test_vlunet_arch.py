@@ -62,6 +62,13 @@ def test_release_port_needs_a_vector():
         VLUNetReleasePort(**TINY)(torch.rand(1, 3, 16, 16))
 
 
+def test_release_ports_are_reference_code_outside_the_users_registry():
+    from basicsr.utils.registry import ARCH_REGISTRY
+    from vlunet_basicsr.reference import RELEASE_PORTS
+    assert set(RELEASE_PORTS) == {'VLUNetReleasePort', 'DGUNetReleasePort', 'DGUNetPlusReleasePort'}
+    assert not set(RELEASE_PORTS) & set(ARCH_REGISTRY.keys())
+
+
 def net_defaults():
     return {'inp_channels': 3, 'out_channels': 3, 'degradation_dim': 512, 'key_size': 96}
 
