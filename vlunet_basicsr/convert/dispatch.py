@@ -42,7 +42,8 @@ def find_layout(checkpoint, source):
     if len(found) == 1:
         return found[0]
     if found:
-        raise CheckpointFormatError(f"{source}: matches several checkpoint layouts: {'; '.join(l.name for l in found)}")
+        names = '; '.join(layout.name for layout in found)
+        raise CheckpointFormatError(f'{source}: matches several checkpoint layouts: {names}')
     raise CheckpointFormatError(f'{source}: not a known checkpoint layout: found {describe(checkpoint)}; known: '
                                 f"{'; '.join(layout.name for layout in layouts)}")
 
@@ -64,9 +65,14 @@ def check_part(part, source):
     """Refuse ``part`` unless its ``state_dict`` has exactly the keys and shapes of the network it names.
 
     Raises:
-        CheckpointFormatError: Naming the missing, unexpected and misshapen tensors.
+        CheckpointFormatError: Naming the missing, unexpected and misshapen tensors, or the options that do not
+            build the network.
     """
-    expected = _expected_state(part)
+    try:
+        expected = _expected_state(part)
+    except (TypeError, ValueError, KeyError, RuntimeError) as error:
+        raise CheckpointFormatError(f'{source}: the network its {part.part} names cannot be built ({part.arch}): '
+                                    f'{error}. Nothing was written.') from error
     if expected is None:
         return
     expected, name = expected

@@ -77,8 +77,8 @@ class _AdapterPair(nn.Module):
 
 def adapter_part(adapters):
     """The ``clip_adapter.pth`` part of converted adapters (checked against two `ClipAdapter` of their width)."""
-    first = adapters.get('image_adapter.0.weight', adapters.get('text_adapter.0.weight'))
-    dim = first.shape[-1] if first is not None and first.dim() == 2 else 512
+    shape = getattr(adapters.get('image_adapter.0.weight', adapters.get('text_adapter.0.weight')), 'shape', ())
+    dim = shape[-1] if len(shape) == 2 else 512  # with no first layer the check names it missing anyway
     return ConvertedPart('clip_adapter', 'clip_adapter.pth', adapters, module_factory=lambda: _AdapterPair(dim))
 
 
