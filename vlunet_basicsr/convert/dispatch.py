@@ -71,7 +71,7 @@ def check_part(part, source):
     try:
         expected = _expected_state(part)
     except (TypeError, ValueError, KeyError, RuntimeError) as error:
-        raise CheckpointFormatError(f'{source}: the network its {part.part} names cannot be built ({part.arch}): '
+        raise CheckpointFormatError(f'{source}: cannot build the network of its {part.part} from {part.arch}: '
                                     f'{error}. Nothing was written.') from error
     if expected is None:
         return
