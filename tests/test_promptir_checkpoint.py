@@ -141,4 +141,4 @@ def test_converter_script_writes_a_network_that_loads_strictly_and_restores_as_t
         assert torch.equal(converted(lq), original(lq))
     proc = subprocess.run([sys.executable, SCRIPT, str(tmp_path / 'model.ckpt'), '--output-dir', str(tmp_path / 'de'),
                            '--de-dim', '7'], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 1 and 'de_dim' in proc.stderr  # a VLU-Net option, refused for PromptIR
+    assert proc.returncode == 1 and '--de-dim' in proc.stderr  # a VLU-Net option, refused for PromptIR
