@@ -13,7 +13,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.archs.restormer_blocks import Downsample, OverlapPatchEmbed, TransformerBlock, Upsample
+from vlunet_basicsr.archs.restormer_blocks import (Downsample, OverlapPatchEmbed, TransformerBlock, Upsample,
+                                                   restormer_options)
 from vlunet_basicsr.utils.option_spec import Option
 
 #: The published network's prompt channels are 64, 128 and 320 at dim=48 (decoder levels 1, 2 and the latent):
@@ -89,36 +90,16 @@ class PromptIR(nn.Module):
     #: Three 2x down-samplings.
     size_multiple = 8
 
-    OPTIONS = (
-        Option('inp_channels', 'int', 3, 'Input channels.', minimum=1),
-        Option('out_channels', 'int', 3, 'Output channels.', minimum=1),
-        Option('dim', 'int', 48, 'Level-1 channels, a multiple of 3 (prompt channels follow it).', minimum=3),
-        Option('num_blocks', 'list[int]', [4, 6, 6, 8], 'Transformer blocks at levels 1-4.', minimum=1, length=4),
-        Option('num_refinement_blocks', 'int', 4, 'Blocks in the refinement stage.', minimum=1),
-        Option('heads', 'list[int]', [1, 2, 4, 8], 'MDTA heads at levels 1-4.', minimum=1, length=4),
-        Option('ffn_expansion_factor', 'float', 2.66, 'GDFN expansion.', minimum=0.1),
-        Option('bias', 'bool', False, 'Bias in convolutions.'),
-        Option('LayerNorm_type', 'str', 'WithBias', 'Layer norm kind.', choices=('WithBias', 'BiasFree')),
+    OPTIONS = restormer_options('Level-1 channels, a multiple of 3 (prompt channels follow it).', 3) + (
         Option('prompt_len', 'int', 5, 'Learned components of each prompt block.', minimum=1),
         Option('prompt_size', 'int', 64, 'Spatial size of the level-1 prompt components.', minimum=4),
         Option('channels_last', 'bool', True, 'Compute on channels_last features.'),
         Option('fused_backward', 'bool', True, 'Hand-written backward passes for attention and the GDFN gate.'),
     )
 
-    def __init__(self,
-                 inp_channels=3,
-                 out_channels=3,
-                 dim=48,
-                 num_blocks=(4, 6, 6, 8),
-                 num_refinement_blocks=4,
-                 heads=(1, 2, 4, 8),
-                 ffn_expansion_factor=2.66,
-                 bias=False,
-                 LayerNorm_type='WithBias',  # noqa: N803  (the published keyword)
-                 prompt_len=5,
-                 prompt_size=64,
-                 channels_last=True,
-                 fused_backward=True):
+    def __init__(self, inp_channels=3, out_channels=3, dim=48, num_blocks=(4, 6, 6, 8), num_refinement_blocks=4,
+                 heads=(1, 2, 4, 8), ffn_expansion_factor=2.66, bias=False, LayerNorm_type='WithBias',  # noqa: N803
+                 prompt_len=5, prompt_size=64, channels_last=True, fused_backward=True):
         super().__init__()
         _check_options(dim, num_blocks, heads, prompt_size)
         self.channels_last = channels_last
