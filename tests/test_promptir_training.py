@@ -1,6 +1,7 @@
 """PromptIR end to end: options/train_promptir_nhrbl.yml and test_promptir_nhrbl.yml made tiny, trained and
-tested through the real ``basicsr train`` / ``basicsr test`` on images whose sides are not multiples of 8; and
-``basicsr export`` of a tiny PromptIR, ONNX Runtime against torch at odd sizes."""
+tested through the real ``basicsr train`` / ``basicsr test`` on images whose sides are not multiples of 8;
+``basicsr restore`` with that test file, whole and tiled; and ``basicsr export`` of a tiny PromptIR, ONNX Runtime
+against torch at odd sizes."""
 import glob
 import json
 import os.path as osp
@@ -77,6 +78,32 @@ def test_a_tiny_promptir_trains_and_tests_through_basicsr_on_odd_sizes(tmp_path)
         assert all(np.isfinite(metrics[name][key]) for key in ('psnr', 'ssim'))
     saved = cv2.imread(str(results / 'visualization' / 'Rain100L' / 'img00_test_promptir_nhrbl.png'))
     assert saved.shape == (*ODD, 3)
+
+
+def test_restore_with_the_test_file_pads_to_the_multiple_and_crops_back(tmp_path, capsys):
+    from basicsr.archs import build_network
+    from vlunet_basicsr.inference import main as restore_main
+    from vlunet_basicsr.utils.padding import crop_to
+
+    torch.manual_seed(0)
+    net = build_network({'type': 'PromptIR', **TINY}).eval()
+    torch.save({'params': net.state_dict()}, tmp_path / 'net_g.pth')
+    test = _tiny('test_promptir_nhrbl.yml')
+    test['path']['pretrain_network_g'] = str(tmp_path / 'net_g.pth')
+    opt = write_yaml(tmp_path / 'test.yml', test)
+    image = np.random.default_rng(1).integers(0, 256, (*ODD, 3), dtype=np.uint8)
+    cv2.imwrite(str(tmp_path / 'photo.png'), image)
+    assert restore_main([str(tmp_path / 'photo.png'), '-o', str(tmp_path / 'whole'), '-opt', opt]) == 0
+    assert restore_main([str(tmp_path / 'photo.png'), '-o', str(tmp_path / 'tiled'), '-opt', opt, '--tile', '16',
+                         '--tile-overlap', '4']) == 0
+    assert 'Network PromptIR: unguided' in capsys.readouterr().out
+    lq = torch.from_numpy(image[..., ::-1].copy()).permute(2, 0, 1)[None].float() / 255
+    padded, size = pad_to_multiple(lq, 8)
+    with torch.no_grad():
+        expected = crop_to(net(padded), size).clamp(0, 1)[0].permute(1, 2, 0).numpy()[..., ::-1] * 255
+    whole = cv2.imread(str(tmp_path / 'whole' / 'photo.png')).astype(np.float64)
+    assert whole.shape == image.shape and np.abs(whole - expected).max() <= 1
+    assert cv2.imread(str(tmp_path / 'tiled' / 'photo.png')).shape == image.shape
 
 
 @pytest.mark.skipif(not hasattr(network_inputs, 'size_rule'),
