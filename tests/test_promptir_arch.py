@@ -29,7 +29,8 @@ def test_default_network_has_the_published_keys_shapes_order_and_parameter_count
     assert [(key, 'x'.join(map(str, value.shape))) for key, value in net.state_dict().items()] == published
     assert len(published) == 548
     assert sum(p.numel() for p in net.parameters()) == 35_592_263
-    assert net.prompt1.prompt_param.shape == (1, 5, 64, 64, 64) and net.prompt3.prompt_param.shape == (1, 5, 320, 16, 16)
+    assert net.prompt1.prompt_param.shape == (1, 5, 64, 64, 64)
+    assert net.prompt3.prompt_param.shape == (1, 5, 320, 16, 16)
 
 
 def test_default_network_macs_at_256_match_the_published():
