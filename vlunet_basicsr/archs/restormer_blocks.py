@@ -8,6 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vlunet_basicsr.archs.restormer_ops import channel_attention, gated_gelu
+from vlunet_basicsr.utils.option_spec import Option
 
 
 class _ChannelNorm(nn.Module):
@@ -171,3 +172,19 @@ class Upsample(nn.Module):
 
     def forward(self, x):
         return self.body(x)
+
+
+def restormer_options(dim_doc, dim_minimum):
+    """The YAML declarations of the Restormer keywords that the archs built on these blocks share (channels, depth,
+    heads, GDFN, bias, layer norm); each arch describes its ``dim`` (``dim_doc``, at least ``dim_minimum``)."""
+    return (
+        Option('inp_channels', 'int', 3, 'Input channels.', minimum=1),
+        Option('out_channels', 'int', 3, 'Output channels.', minimum=1),
+        Option('dim', 'int', 48, dim_doc, minimum=dim_minimum),
+        Option('num_blocks', 'list[int]', [4, 6, 6, 8], 'Transformer blocks at levels 1-4.', minimum=1, length=4),
+        Option('num_refinement_blocks', 'int', 4, 'Blocks in the refinement stage.', minimum=1),
+        Option('heads', 'list[int]', [1, 2, 4, 8], 'MDTA heads at levels 1-4.', minimum=1, length=4),
+        Option('ffn_expansion_factor', 'float', 2.66, 'GDFN expansion.', minimum=0.1),
+        Option('bias', 'bool', False, 'Bias in convolutions.'),
+        Option('LayerNorm_type', 'str', 'WithBias', 'Layer norm kind.', choices=('WithBias', 'BiasFree')),
+    )

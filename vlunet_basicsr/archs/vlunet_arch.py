@@ -10,7 +10,7 @@ from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import (MDTA, Downsample, OverlapPatchEmbed, TransformerBlock,
-                                                   TransformerStack, Upsample)
+                                                   TransformerStack, Upsample, restormer_options)
 from vlunet_basicsr.archs.restormer_ops import channel_attention
 from vlunet_basicsr.utils.option_spec import Option
 from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
@@ -152,16 +152,7 @@ class VLUNet(nn.Module):
     guidance_input = 'image_features'
     multi_stage_output = False
 
-    OPTIONS = (
-        Option('inp_channels', 'int', 3, 'Input channels.', minimum=1),
-        Option('out_channels', 'int', 3, 'Output channels.', minimum=1),
-        Option('dim', 'int', 48, 'Level-1 channels (key channels are (channels // 10) * stage).', minimum=10),
-        Option('num_blocks', 'list[int]', [4, 6, 6, 8], 'Transformer blocks at levels 1-4.', minimum=1, length=4),
-        Option('num_refinement_blocks', 'int', 4, 'Blocks in the refinement stage.', minimum=1),
-        Option('heads', 'list[int]', [1, 2, 4, 8], 'MDTA heads at levels 1-4.', minimum=1, length=4),
-        Option('ffn_expansion_factor', 'float', 2.66, 'GDFN expansion.', minimum=0.1),
-        Option('bias', 'bool', False, 'Bias in convolutions.'),
-        Option('LayerNorm_type', 'str', 'WithBias', 'Layer norm kind.', choices=('WithBias', 'BiasFree')),
+    OPTIONS = restormer_options('Level-1 channels (key channels are (channels // 10) * stage).', 10) + (
         Option('de_dim', 'int', 7, 'Keys in each degradation key database.', minimum=1),
         Option('degradation_dim', 'int', 512, 'Length of the degradation (adapted CLIP) vector.', minimum=1),
         Option('key_size', 'int', 96, 'Spatial size of the level-1 key database.', minimum=8),

@@ -82,6 +82,9 @@ def adapter_part(adapters):
     return ConvertedPart('clip_adapter', 'clip_adapter.pth', adapters, module_factory=lambda: _AdapterPair(dim))
 
 
+_VLUNET_MARKER = '.gradient_descent.'
+
+
 @CHECKPOINT_LAYOUT_REGISTRY.register()
 class VLUNetLightningCheckpoint:
     """The released VLU-Net Lightning checkpoint: network, adapters and CLIP backbone.
@@ -94,9 +97,11 @@ class VLUNetLightningCheckpoint:
 
     @classmethod
     def detect(cls, checkpoint):
+        # Other Lightning releases (PromptIR) also prefix their network 'net.': VLU-Net's has D-GDM stages.
         state = checkpoint.get('state_dict')
         return isinstance(state, dict) and any(
-            isinstance(key, str) and key.startswith((NET_PREFIX, DEGRADATION_PREFIX)) for key in state)
+            isinstance(key, str) and (key.startswith(DEGRADATION_PREFIX)
+                                      or key.startswith(NET_PREFIX) and _VLUNET_MARKER in key) for key in state)
 
     @classmethod
     def convert(cls, checkpoint, source, options):
