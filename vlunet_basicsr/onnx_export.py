@@ -222,15 +222,23 @@ def run(args):
     """``basicsr export`` with parsed ``args``; returns the exit code (0 done, 1 verification failed, 2 bad input)."""
     import vlunet_basicsr  # noqa: F401  (registers the archs)
     from vlunet_basicsr.restorer import load_networks
+    from vlunet_basicsr.utils.output_names import existing_outputs_problem
     output = args.output
     try:
         if not output.endswith('.onnx'):
             raise ValueError(f'-o/--output: {output} must end with .onnx')
         if not osp.isdir(osp.dirname(osp.abspath(output))):
             raise FileNotFoundError(f'-o/--output: no folder {osp.dirname(osp.abspath(output))} to write {output}')
+        problem = existing_outputs_problem([output], args.overwrite)  # before the minutes of loading and export
+        if problem:
+            raise FileExistsError(f'-o/--output: {problem}')
         networks = load_networks(args.opt, args.weights, args.clip_weights, args.adapter, args.clip_model,
                                  args.trust_checkpoint)
-    except (FileNotFoundError, ValueError) as error:
+        problem = existing_outputs_problem([guidance_path(output)] if networks.clip is not None else [],
+                                           args.overwrite)
+        if problem:
+            raise FileExistsError(f'-o/--output: the guidance graph beside it: {problem}')
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
     print(networks.inputs.describe(None if networks.clip is None else type(networks.clip).__name__))

@@ -128,7 +128,7 @@ class VLUNet(nn.Module):
     Args (YAML ``network_g``):
         inp_channels (int): Input channels. Default: 3.
         out_channels (int): Output channels. Default: 3.
-        dim (int): Level-1 channels. Default: 48.
+        dim (int): Level-1 channels (at least 10, and even). Default: 48.
         num_blocks (list[int]): Transformer blocks at levels 1-4 (decoder levels mirror 1-3). Default: [4, 6, 6, 8].
         num_refinement_blocks (int): Blocks in the refinement stage. Default: 4.
         heads (list[int]): MDTA heads at levels 1-4. Default: [1, 2, 4, 8].
@@ -155,7 +155,8 @@ class VLUNet(nn.Module):
     OPTIONS = (
         Option('inp_channels', 'int', 3, 'Input channels.', minimum=1),
         Option('out_channels', 'int', 3, 'Output channels.', minimum=1),
-        Option('dim', 'int', 48, 'Level-1 channels (key channels are (channels // 10) * stage).', minimum=10),
+        Option('dim', 'int', 48, 'Level-1 channels (key channels are (channels // 10) * stage; the D-GDM splits '
+               'them into 2 heads).', minimum=10, multiple=GDM_HEADS),
         Option('num_blocks', 'list[int]', [4, 6, 6, 8], 'Transformer blocks at levels 1-4.', minimum=1, length=4),
         Option('num_refinement_blocks', 'int', 4, 'Blocks in the refinement stage.', minimum=1),
         Option('heads', 'list[int]', [1, 2, 4, 8], 'MDTA heads at levels 1-4.', minimum=1, length=4),
@@ -187,8 +188,9 @@ class VLUNet(nn.Module):
         super().__init__()
         if len(num_blocks) != 4 or len(heads) != 4:
             raise ValueError(f'num_blocks and heads need 4 entries (levels 1-4), got {num_blocks} and {heads}')
-        if dim < 10:
-            raise ValueError(f'dim must be at least 10 (key channels are (channels // 10) * stage), got {dim}')
+        if dim < 10 or dim % GDM_HEADS:
+            raise ValueError(f'dim must be at least 10 (key channels are (channels // 10) * stage) and a multiple of '
+                             f'{GDM_HEADS} (the D-GDM heads), got {dim}')
         self.degradation_dim = degradation_dim
         self.channels_last = channels_last
 
