@@ -76,7 +76,7 @@ def header_size(content, path):
     """
     from PIL import Image
     if not content:
-        raise ValueError(f'cannot read the size of image {path}: the file is empty (0 bytes)')
+        raise ValueError(f'cannot decode image {path}: the file is empty (0 bytes)')
     Image.init()
     extensions = Image.registered_extensions()
     formats = dict.fromkeys(extensions[ext] for ext in IMAGE_EXTENSIONS if ext in extensions)
@@ -88,9 +88,9 @@ def header_size(content, path):
             with factory(io.BytesIO(content), path) as header:
                 return header.size
         except (SyntaxError, OSError, ValueError, IndexError, TypeError, EOFError) as error:
-            raise ValueError(f'cannot read the size of image {path} from its {name} header: the file is corrupt, '
+            raise ValueError(f'cannot decode image {path}: its {name} header cannot be read: the file is corrupt, '
                              f'truncated or not an image ({error})') from error
-    raise ValueError(f'cannot read the size of image {path}: not a {"/".join(formats)} file (its first bytes are '
+    raise ValueError(f'cannot decode image {path}: not a {"/".join(formats)} file (its first bytes are '
                      f'{bytes(content[:8])!r})')
 
 
