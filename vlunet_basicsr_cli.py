@@ -119,6 +119,14 @@ def restore_backend_error(args):
     return None
 
 
+def tile_error(args):
+    """What is wrong with ``--tile`` / ``--tile-overlap`` of parsed ``args`` (restore, serve), or None."""
+    if args.tile is not None and (args.tile < 1 or not 0 <= args.tile_overlap < args.tile):
+        return (f'--tile {args.tile} --tile-overlap {args.tile_overlap}: need --tile >= 1 and 0 <= --tile-overlap < '
+                '--tile (the overlap is part of each tile)')
+    return None
+
+
 EXPORT_DESCRIPTION = """Write the restoration network of a test YAML (or of --weights) as an ONNX graph with dynamic
 batch, height and width, and for a guided system (VLU-Net, VL-UR) the guidance encoder as a second graph beside it
 (MODEL.guidance.onnx: the CLIP image branch and its adapter; the prompts' text embeddings in its metadata).
@@ -240,7 +248,10 @@ def main(argv=None):
     if command not in COMMANDS:
         parser.error(f"unknown command '{command}' (choose from {', '.join(COMMANDS)})")
     if command == 'serve':
-        args = serve_parser().parse_args(rest)  # --help and argument errors end here, before torch and gradio
+        parser = serve_parser()
+        args = parser.parse_args(rest)  # --help and argument errors end here, before torch and gradio
+        if tile_error(args):
+            parser.error(tile_error(args))
         # the server's folder is made before torch is imported, to hold torch's cache folder, which torch makes at
         # import (TMPDIR/torchinductor_<user> unless TORCHINDUCTOR_CACHE_DIR names one); all of it goes at stop
         args.workspace = tempfile.mkdtemp(prefix='basicsr-serve-')
@@ -260,9 +271,8 @@ def main(argv=None):
         args = parser.parse_args(rest)  # --help and argument errors end here, before torch
         if restore_backend_error(args):
             parser.error(restore_backend_error(args))
-        from vlunet_basicsr.utils.argument_checks import tile_error
-        if tile_error(args.tile, args.tile_overlap):
-            parser.error(tile_error(args.tile, args.tile_overlap))
+        if tile_error(args):
+            parser.error(tile_error(args))
         from vlunet_basicsr.inference import run as restore_run
         return restore_run(args)
     pipeline_parser(f'basicsr {command}').parse_args(rest)  # --help and argument errors end here

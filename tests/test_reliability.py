@@ -9,6 +9,7 @@ import signal
 import socket
 import struct
 import subprocess
+import sys
 import zlib
 
 import cv2
@@ -157,27 +158,22 @@ def test_serve_on_a_port_in_use_says_so_before_loading_anything(tmp_path):
     assert 'missing.yml' not in proc.stderr and os.listdir(tmp) == []
 
 
-def test_serve_tile_overlap_not_below_the_tile_is_refused(tmp_path, monkeypatch, capsys):
-    from vlunet_basicsr.serve.server import run
-    from vlunet_basicsr_cli import serve_parser
-    for name in ('GRADIO_TEMP_DIR', 'GRADIO_ANALYTICS_ENABLED'):  # run() sets them for the server's process
-        monkeypatch.delenv(name, raising=False)
-    args = serve_parser().parse_args(['-opt', str(tmp_path / 'missing.yml'), '--tile', '16', '--tile-overlap', '32'])
-    assert run(args) == 2
-    assert 'error: --tile 16 --tile-overlap 32: need --tile >= 1 and 0 <= --tile-overlap < --tile' in \
-        capsys.readouterr().err
-
-
-@pytest.mark.parametrize('tile', [['--tile', '16', '--tile-overlap', '32'], ['--tile', '-8']])
-def test_restore_tile_arguments_are_refused_before_any_work(tile, tmp_path, capsys):
-    from vlunet_basicsr_cli import main
-    with pytest.raises(SystemExit) as exit_code:
-        main(['restore', str(tmp_path / 'missing.png'), '-o', str(tmp_path / 'out'), *tile])
-    assert exit_code.value.code == 2
-    err = capsys.readouterr().err
-    assert f'basicsr restore: error: --tile {tile[1]} --tile-overlap {tile[3] if len(tile) > 2 else 32}: need ' \
-           '--tile >= 1 and 0 <= --tile-overlap < --tile' in err
-    assert 'missing.png' not in err and not (tmp_path / 'out').exists()
+@pytest.mark.parametrize('command, tile', [('restore', ['--tile', '16', '--tile-overlap', '32']),
+                                           ('restore', ['--tile', '-8']),
+                                           ('serve', ['--tile', '16', '--tile-overlap', '32'])])
+def test_tile_arguments_are_refused_before_any_work_and_torch(command, tile, tmp_path):
+    given = [str(tmp_path / 'missing.png'), '-o', str(tmp_path / 'out')] if command == 'restore' else \
+        ['-opt', str(tmp_path / 'missing.yml')]
+    code = ('import sys, vlunet_basicsr_cli as c\n'
+            'try:\n    c.main(sys.argv[1:])\n'
+            'except SystemExit as exit:\n    print(exit.code, "torch" in sys.modules)\n')
+    proc = subprocess.run([sys.executable, '-c', code, command, *given, *tile], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert proc.stdout.strip() == '2 False', proc.stdout + proc.stderr
+    overlap = tile[3] if len(tile) > 2 else 32
+    assert (f'basicsr {command}: error: --tile {tile[1]} --tile-overlap {overlap}: need --tile >= 1 and 0 <= '
+            '--tile-overlap < --tile') in proc.stderr
+    assert 'missing' not in proc.stderr and os.listdir(tmp_path) == []
 
 
 def test_restore_on_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):

@@ -33,8 +33,8 @@ def run(args):
 
 
 def _serve(args, workspace):
-    from vlunet_basicsr.utils.argument_checks import port_error, tile_error
-    error = tile_error(args.tile, args.tile_overlap) or port_error(args.host, args.port)
+    from vlunet_basicsr.utils.argument_checks import port_error
+    error = port_error(args.host, args.port)
     if error:
         print(f'error: {error}', file=sys.stderr)
         return 2

@@ -1,18 +1,8 @@
-"""Checks of command-line values that argparse cannot make alone, run before any work; each returns what is wrong
-(naming the options) or None. The commands' parsers turn the message into an argument error (exit code 2).
+"""Checks of command-line values against this machine, run before any work; each returns what is wrong (naming the
+options) or None. (Checks between options alone live with the parsers, in ``vlunet_basicsr_cli``, torch-free.)
 """
 import errno
 import socket
-
-
-def tile_error(tile, tile_overlap):
-    """``--tile`` / ``--tile-overlap``: None when not tiling or when 0 <= overlap < tile."""
-    if tile is None:
-        return None
-    if tile < 1 or not 0 <= tile_overlap < tile:
-        return (f'--tile {tile} --tile-overlap {tile_overlap}: need --tile >= 1 and 0 <= --tile-overlap < --tile '
-                '(the overlap is part of each tile)')
-    return None
 
 
 def port_error(host, port):
