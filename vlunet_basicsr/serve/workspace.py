@@ -3,8 +3,8 @@
 Layout under one ``tempfile.mkdtemp`` folder: ``gradio/`` (Gradio's upload and file cache, set through
 ``GRADIO_TEMP_DIR``), ``sessions/<session>/`` (one browser session's results and figures), ``demo/`` (the
 demo photographs) and ``torchinductor/`` (torch's cache folder, made when torch is imported, unless
-``TORCHINDUCTOR_CACHE_DIR`` names another; set by ``basicsr serve`` before that). A session's folder and its uploads are removed when the session ends (the page is closed),
-the whole folder when the server stops.
+``TORCHINDUCTOR_CACHE_DIR`` names another; set by ``basicsr serve`` before that). A session's folder and its
+uploads are removed when the session ends (the page is closed), the whole folder when the server stops.
 """
 import os
 import os.path as osp
