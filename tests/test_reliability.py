@@ -200,6 +200,21 @@ def test_export_refuses_an_existing_output_unless_overwrite(tmp_path, capsys):
     assert 'missing.yml' in capsys.readouterr().err  # past the check: the YAML is the next problem
 
 
+def test_export_overwrite_replaces_the_output_and_no_other_file(tmp_path):
+    pytest.importorskip('onnxruntime')
+    from test_onnx import SIZES, TINY_DGUNET, _system
+    from vlunet_basicsr_cli import main
+    opt = _system(tmp_path, {**TINY_DGUNET, 'depth': 0})
+    output = tmp_path / 'model.onnx'
+    output.write_bytes(b'an earlier export')
+    kept = tmp_path / 'model.onnx.partial.onnx'  # the name export once wrote its unverified graph to
+    kept.write_bytes(b'a file the user keeps')
+    assert main(['export', '-opt', opt, '-o', str(output), '--verify-sizes', *SIZES, '--overwrite']) == 0
+    assert output.read_bytes() != b'an earlier export' and kept.read_bytes() == b'a file the user keeps'
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['model.onnx', 'model.onnx.partial.onnx', 'net_g.pth',
+                                                                'test.yml']
+
+
 def test_vlunet_dim_is_checked_with_the_options():
     from vlunet_basicsr.archs.vlunet_arch import VLUNet
     from vlunet_basicsr.options import checks

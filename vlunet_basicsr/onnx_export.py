@@ -180,6 +180,15 @@ def verify(networks, path, guidance=None, sizes=DEFAULT_SIZES, log=print):
     return worst
 
 
+def _unused_name(path):
+    """A name beside ``path`` that no file has, for the graph until it is verified (``.NAME.PID-N.partial.onnx``)."""
+    folder, name = osp.split(osp.abspath(path))
+    number = 0
+    while osp.lexists(osp.join(folder, f'.{name}.{os.getpid()}-{number}.partial.onnx')):
+        number += 1
+    return osp.join(folder, f'.{name}.{os.getpid()}-{number}.partial.onnx')
+
+
 def export_system(networks, output, opset=DEFAULT_OPSET, sizes=DEFAULT_SIZES, tolerance=DEFAULT_TOLERANCE,
                   log=print):
     """Export ``networks`` to ``output`` (and its guidance graph beside it), then verify; see the module docstring.
@@ -194,7 +203,7 @@ def export_system(networks, output, opset=DEFAULT_OPSET, sizes=DEFAULT_SIZES, to
     """
     guided = networks.clip is not None
     finals = [output] + ([guidance_path(output)] if guided else [])
-    partials = [f'{path}.partial.onnx' for path in finals]
+    partials = [_unused_name(path) for path in finals]  # no file of the user's is replaced or removed
     try:
         log(f'exporting {networks.inputs.arch} to {output} (opset {opset}) ...')
         export_network(networks, partials[0], osp.basename(finals[1]) if guided else None, opset)
