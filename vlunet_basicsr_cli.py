@@ -6,7 +6,9 @@ basicsr: seconds of start-up that ``--help`` should not pay). Only a valid comma
 `vlunet_basicsr.cli`.
 """
 import argparse
+import os
 import sys
+import tempfile
 
 COMMANDS = {
     'train': 'train a model from an option YAML (BasicSR train pipeline)',
@@ -117,12 +119,21 @@ def restore_backend_error(args):
     return None
 
 
+def tile_error(args):
+    """What is wrong with ``--tile`` / ``--tile-overlap`` of parsed ``args`` (restore, serve), or None."""
+    if args.tile is not None and (args.tile < 1 or not 0 <= args.tile_overlap < args.tile):
+        return (f'--tile {args.tile} --tile-overlap {args.tile_overlap}: need --tile >= 1 and 0 <= --tile-overlap < '
+                '--tile (the overlap is part of each tile)')
+    return None
+
+
 EXPORT_DESCRIPTION = """Write the restoration network of a test YAML (or of --weights) as an ONNX graph with dynamic
 batch, height and width, and for a guided system (VLU-Net, VL-UR) the guidance encoder as a second graph beside it
 (MODEL.guidance.onnx: the CLIP image branch and its adapter; the prompts' text embeddings in its metadata).
 The graphs pass onnx's checker, then run in ONNX Runtime (CPU) against torch at two sizes (the first at batch
 2): the largest absolute differences are printed, and the files are kept only when all are within the
-tolerance (exit code 1 otherwise). Run them with basicsr restore --backend onnxruntime --onnx MODEL.onnx.
+tolerance (exit code 1 otherwise). An existing MODEL.onnx (or guidance graph) is replaced only with --overwrite.
+Run them with basicsr restore --backend onnxruntime --onnx MODEL.onnx.
 """
 
 
@@ -142,6 +153,8 @@ def export_parser():
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', help='a test YAML (network_g, network_clip, prompts, path.pretrain_network_g)')
     parser.add_argument('-o', '--output', required=True, metavar='MODEL.onnx', help='the ONNX file to write')
+    parser.add_argument('--overwrite', action='store_true',
+                        help='replace an existing MODEL.onnx (and its MODEL.guidance.onnx); refused without it')
     parser.add_argument('--weights', help='net_g.pth (BasicSR format); network options are read from its shapes')
     parser.add_argument('--clip-weights', help='CLIP backbone weights (e.g. the converter\'s clip_backbone.pth)')
     parser.add_argument('--adapter', help='CLIP adapters (clip_adapter.pth, or the released clip_tuned.pth)')
@@ -235,7 +248,14 @@ def main(argv=None):
     if command not in COMMANDS:
         parser.error(f"unknown command '{command}' (choose from {', '.join(COMMANDS)})")
     if command == 'serve':
-        args = serve_parser().parse_args(rest)  # --help and argument errors end here, before torch and gradio
+        parser = serve_parser()
+        args = parser.parse_args(rest)  # --help and argument errors end here, before torch and gradio
+        if tile_error(args):
+            parser.error(tile_error(args))
+        # the server's folder is made before torch is imported, to hold torch's cache folder, which torch makes at
+        # import (TMPDIR/torchinductor_<user> unless TORCHINDUCTOR_CACHE_DIR names one); all of it goes at stop
+        args.workspace = tempfile.mkdtemp(prefix='basicsr-serve-')
+        os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', os.path.join(args.workspace, 'torchinductor'))
         from vlunet_basicsr.serve.server import run as serve_run
         return serve_run(args)
     if command == 'compare':
@@ -251,6 +271,8 @@ def main(argv=None):
         args = parser.parse_args(rest)  # --help and argument errors end here, before torch
         if restore_backend_error(args):
             parser.error(restore_backend_error(args))
+        if tile_error(args):
+            parser.error(tile_error(args))
         from vlunet_basicsr.inference import run as restore_run
         return restore_run(args)
     pipeline_parser(f'basicsr {command}').parse_args(rest)  # --help and argument errors end here

@@ -117,6 +117,15 @@ def test_bad_sources_are_named(cdd11_lmdbs, tmp_path):
         build_dataset(opt)
 
 
+def test_negatives_with_a_single_type_per_scene_are_refused_at_build(cdd11_lmdbs):
+    opt = _opt(cdd11_lmdbs[0], types=('haze',))
+    with pytest.raises(ValueError, match=r"datasets.train.with_negatives: true needs two or more degradation types "
+                                         r"per scene .* datasets.train.sources lists only 'haze' \(.*haze.lmdb\); list "
+                                         'more types or set with_negatives: false'):
+        build_dataset(opt)
+    assert 'negatives' not in build_dataset({**opt, 'with_negatives': False})[0]
+
+
 def test_a_negative_of_another_size_is_named(cdd11_lmdbs, tmp_path):
     raw = cdd11_lmdbs[1]
     folders = {name: str(tmp_path / name) for name in ('clear', 'haze', 'snow')}

@@ -70,19 +70,18 @@ def systems(tmp_path_factory):
             'vlur': _system_yaml(root, 'tiny_vlur', TINY_VLUR, clip, 'cdd11')}
 
 
-@pytest.fixture(scope='module')
-def server(systems):
+def start_server(root, args, env):
+    """Start ``basicsr serve ARGS`` in ``root`` with its TMPDIR ``root/tmp`` (empty again once it stops); wait
+    until it answers; return what the tests use of it (stop it with `stop_server`)."""
     port = free_port()
-    log_path = systems['root'] / 'server.log'
-    tmp = systems['root'] / 'tmp'  # the server's TMPDIR: it must be empty again once the server stops
+    log_path = root / 'server.log'
+    tmp = root / 'tmp'
     tmp.mkdir()
-    env = dict(os.environ, PYTHONUNBUFFERED='1', GRADIO_ANALYTICS_ENABLED='False', NO_PROXY='127.0.0.1,localhost',
+    env = dict(env, PYTHONUNBUFFERED='1', GRADIO_ANALYTICS_ENABLED='False', NO_PROXY='127.0.0.1,localhost',
                TMPDIR=str(tmp))
     with open(log_path, 'w') as log:
-        proc = subprocess.Popen([basicsr_command(), 'serve', '-opt', systems['vlunet'], '-opt', systems['vlur'],
-                                 '--port', str(port), '--device', 'cpu', '--max-pixels', str(MAX_PIXELS),
-                                 '--max-file-size', '150kb', *TILE],
-                                cwd=systems['root'], env=env, stdout=log, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen([basicsr_command(), 'serve', *args, '--port', str(port)], cwd=root, env=env,
+                                stdout=log, stderr=subprocess.STDOUT)
     url = f'http://127.0.0.1:{port}/'
     deadline = time.monotonic() + 240
     while True:
@@ -98,16 +97,29 @@ def server(systems):
             proc.kill()
             pytest.fail(f'basicsr serve did not answer at {url} within 240 s:\n{text[-3000:]}')
         time.sleep(0.5)
-    root = text.split('temporary folder:')[1].split()[0]
-    assert root.startswith(str(tmp))
-    yield {'url': url, 'proc': proc, 'root': root, 'log': log_path, 'tmp': tmp}
-    if proc.poll() is None:  # when the last test did not run: stop it the same way, so it cleans up
-        proc.terminate()
+    workspace = text.split('temporary folder:')[1].split()[0]
+    assert workspace.startswith(str(tmp))
+    return {'url': url, 'proc': proc, 'root': workspace, 'log': log_path, 'tmp': tmp}
+
+
+def stop_server(server):
+    """SIGTERM, as a user's Ctrl-C would, when the server still runs (then kill after 30 s)."""
+    if server['proc'].poll() is None:
+        server['proc'].terminate()
         try:
-            proc.wait(30)
+            server['proc'].wait(30)
         except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(30)
+            server['proc'].kill()
+            server['proc'].wait(30)
+
+
+@pytest.fixture(scope='module')
+def server(systems):
+    server = start_server(systems['root'], ['-opt', systems['vlunet'], '-opt', systems['vlur'], '--device', 'cpu',
+                                            '--max-pixels', str(MAX_PIXELS), '--max-file-size', '150kb', *TILE],
+                          os.environ)
+    yield server
+    stop_server(server)  # when the last test did not run: stop it the same way, so it cleans up
 
 
 @pytest.fixture

@@ -66,6 +66,8 @@ def run(args):
     from vlunet_basicsr.utils.plot_util import save_mixture_weights, save_residual_maps
 
     try:
+        # ONNX Runtime meets torch on the host; its execution providers follow --device
+        device = resolve_device(args.device) if args.backend == 'torch' else resolve_device('cpu')
         inputs = list_inputs(args.input)
         plans = plan_outputs(inputs, args.output, _explain_files if args.explain else None)
         if args.backend == 'onnxruntime':
@@ -79,8 +81,6 @@ def run(args):
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
-    # ONNX Runtime meets torch on the host; its execution providers follow --device
-    device = resolve_device(args.device) if args.backend == 'torch' else resolve_device('cpu')
     if device.type == 'cpu':
         tune_cpu_allocator(args.cpu_allocator)
     restorer = Restorer(networks, device, args.amp, args.compile, args.tile, args.tile_overlap)

@@ -180,6 +180,15 @@ def verify(networks, path, guidance=None, sizes=DEFAULT_SIZES, log=print):
     return worst
 
 
+def _unused_name(path):
+    """A name beside ``path`` that no file has, for the graph until it is verified (``.NAME.PID-N.partial.onnx``)."""
+    folder, name = osp.split(osp.abspath(path))
+    number = 0
+    while osp.lexists(osp.join(folder, f'.{name}.{os.getpid()}-{number}.partial.onnx')):
+        number += 1
+    return osp.join(folder, f'.{name}.{os.getpid()}-{number}.partial.onnx')
+
+
 def export_system(networks, output, opset=DEFAULT_OPSET, sizes=DEFAULT_SIZES, tolerance=DEFAULT_TOLERANCE,
                   log=print):
     """Export ``networks`` to ``output`` (and its guidance graph beside it), then verify; see the module docstring.
@@ -194,7 +203,7 @@ def export_system(networks, output, opset=DEFAULT_OPSET, sizes=DEFAULT_SIZES, to
     """
     guided = networks.clip is not None
     finals = [output] + ([guidance_path(output)] if guided else [])
-    partials = [f'{path}.partial.onnx' for path in finals]
+    partials = [_unused_name(path) for path in finals]  # no file of the user's is replaced or removed
     try:
         log(f'exporting {networks.inputs.arch} to {output} (opset {opset}) ...')
         export_network(networks, partials[0], osp.basename(finals[1]) if guided else None, opset)
@@ -222,15 +231,23 @@ def run(args):
     """``basicsr export`` with parsed ``args``; returns the exit code (0 done, 1 verification failed, 2 bad input)."""
     import vlunet_basicsr  # noqa: F401  (registers the archs)
     from vlunet_basicsr.restorer import load_networks
+    from vlunet_basicsr.utils.output_names import existing_outputs_problem
     output = args.output
     try:
         if not output.endswith('.onnx'):
             raise ValueError(f'-o/--output: {output} must end with .onnx')
         if not osp.isdir(osp.dirname(osp.abspath(output))):
             raise FileNotFoundError(f'-o/--output: no folder {osp.dirname(osp.abspath(output))} to write {output}')
+        problem = existing_outputs_problem([output], args.overwrite)  # before the minutes of loading and export
+        if problem:
+            raise FileExistsError(f'-o/--output: {problem}')
         networks = load_networks(args.opt, args.weights, args.clip_weights, args.adapter, args.clip_model,
                                  args.trust_checkpoint)
-    except (FileNotFoundError, ValueError) as error:
+        problem = existing_outputs_problem([guidance_path(output)] if networks.clip is not None else [],
+                                           args.overwrite)
+        if problem:
+            raise FileExistsError(f'-o/--output: the guidance graph beside it: {problem}')
+    except (FileNotFoundError, FileExistsError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
     print(networks.inputs.describe(None if networks.clip is None else type(networks.clip).__name__))

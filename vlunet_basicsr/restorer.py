@@ -86,7 +86,10 @@ def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, 
 
 
 def resolve_device(name):
-    """'auto' (cuda when available, else cpu), 'cpu' or 'cuda' as a torch.device."""
+    """'auto' (cuda when available, else cpu), 'cpu' or 'cuda' as a torch.device; ValueError for cuda without one."""
+    if name == 'cuda' and not torch.cuda.is_available():
+        raise ValueError('--device cuda: torch finds no CUDA GPU here (torch.cuda.is_available() is False); use '
+                         '--device cpu or auto')
     return torch.device(('cuda' if torch.cuda.is_available() else 'cpu') if name == 'auto' else name)
 
 

@@ -90,7 +90,7 @@ class PromptIR(nn.Module):
     #: Three 2x down-samplings.
     size_multiple = 8
 
-    OPTIONS = restormer_options('Level-1 channels, a multiple of 3 (prompt channels follow it).', 3) + (
+    OPTIONS = restormer_options('Level-1 channels (prompt channels follow it).', 3, 3) + (
         Option('prompt_len', 'int', 5, 'Learned components of each prompt block.', minimum=1),
         Option('prompt_size', 'int', 64, 'Spatial size of the level-1 prompt components.', minimum=4),
         Option('channels_last', 'bool', True, 'Compute on channels_last features.'),

@@ -174,13 +174,13 @@ class Upsample(nn.Module):
         return self.body(x)
 
 
-def restormer_options(dim_doc, dim_minimum):
+def restormer_options(dim_doc, dim_minimum, dim_multiple=None):
     """The YAML declarations of the Restormer keywords that the archs built on these blocks share (channels, depth,
-    heads, GDFN, bias, layer norm); each arch describes its ``dim`` (``dim_doc``, at least ``dim_minimum``)."""
+    heads, GDFN, bias, layer norm); each arch describes its ``dim`` (``dim_doc``, at least ``dim_minimum``, a multiple of ``dim_multiple``)."""
     return (
         Option('inp_channels', 'int', 3, 'Input channels.', minimum=1),
         Option('out_channels', 'int', 3, 'Output channels.', minimum=1),
-        Option('dim', 'int', 48, dim_doc, minimum=dim_minimum),
+        Option('dim', 'int', 48, dim_doc, minimum=dim_minimum, multiple=dim_multiple),
         Option('num_blocks', 'list[int]', [4, 6, 6, 8], 'Transformer blocks at levels 1-4.', minimum=1, length=4),
         Option('num_refinement_blocks', 'int', 4, 'Blocks in the refinement stage.', minimum=1),
         Option('heads', 'list[int]', [1, 2, 4, 8], 'MDTA heads at levels 1-4.', minimum=1, length=4),

@@ -128,7 +128,7 @@ class VLUNet(nn.Module):
     Args (YAML ``network_g``):
         inp_channels (int): Input channels. Default: 3.
         out_channels (int): Output channels. Default: 3.
-        dim (int): Level-1 channels. Default: 48.
+        dim (int): Level-1 channels (at least 10, and even). Default: 48.
         num_blocks (list[int]): Transformer blocks at levels 1-4 (decoder levels mirror 1-3). Default: [4, 6, 6, 8].
         num_refinement_blocks (int): Blocks in the refinement stage. Default: 4.
         heads (list[int]): MDTA heads at levels 1-4. Default: [1, 2, 4, 8].
@@ -152,7 +152,8 @@ class VLUNet(nn.Module):
     guidance_input = 'image_features'
     multi_stage_output = False
 
-    OPTIONS = restormer_options('Level-1 channels (key channels are (channels // 10) * stage).', 10) + (
+    OPTIONS = restormer_options('Level-1 channels (key channels are (channels // 10) * stage; the D-GDM splits '
+                                'them into 2 heads).', 10, GDM_HEADS) + (
         Option('de_dim', 'int', 7, 'Keys in each degradation key database.', minimum=1),
         Option('degradation_dim', 'int', 512, 'Length of the degradation (adapted CLIP) vector.', minimum=1),
         Option('key_size', 'int', 96, 'Spatial size of the level-1 key database.', minimum=8),
@@ -178,8 +179,9 @@ class VLUNet(nn.Module):
         super().__init__()
         if len(num_blocks) != 4 or len(heads) != 4:
             raise ValueError(f'num_blocks and heads need 4 entries (levels 1-4), got {num_blocks} and {heads}')
-        if dim < 10:
-            raise ValueError(f'dim must be at least 10 (key channels are (channels // 10) * stage), got {dim}')
+        if dim < 10 or dim % GDM_HEADS:
+            raise ValueError(f'dim must be at least 10 (key channels are (channels // 10) * stage) and a multiple of '
+                             f'{GDM_HEADS} (the D-GDM heads), got {dim}')
         self.degradation_dim = degradation_dim
         self.channels_last = channels_last
 

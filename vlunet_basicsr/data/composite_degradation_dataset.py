@@ -38,8 +38,8 @@ class CompositeDegradationDataset(MixedDegradationDataset):
             ends in ``.lmdb``, else disk.
         prompts (str): The prompt set (`vlunet_basicsr.utils.prompts.PROMPT_SETS`) that labels and words the
             types by name. Default: 'cdd11'.
-        with_negatives (bool): Read the scene's other types as ``negatives``; false gives plain samples (e.g. for
-            tuning the CLIP adapters, or validation). Default: True.
+        with_negatives (bool): Read the scene's other types as ``negatives`` (needs two or more sources); false
+            gives plain samples (e.g. for tuning the CLIP adapters, or validation). Default: True.
         sampling (str): 'repeat' or 'balanced', as in `MixedDegradationDataset`. Default: 'repeat'.
         samples_per_epoch (int): Balanced only. Default: the number of (type, scene) pairs.
         sampling_seed (int): Balanced only: which scenes fill each type's share. Default: 0.
@@ -71,7 +71,7 @@ class CompositeDegradationDataset(MixedDegradationDataset):
         Option('io_backend', 'dict', None, '{type: disk} or {type: lmdb} for every set. Default: by dataroot_gt.'),
         Option('prompts', 'str', 'cdd11', 'Prompt set naming, labelling and wording the types.',
                choices=tuple(sorted(PROMPT_SETS))),
-        Option('with_negatives', 'bool', True, "Read the scene's other types as negatives."),
+        Option('with_negatives', 'bool', True, "Read the scene's other types as negatives (2+ sources)."),
     ) + tuple(_MIXED[key] for key in ('sampling', 'samples_per_epoch', 'sampling_seed', 'gt_size', 'pad_if_smaller',
                                       'use_hflip', 'use_rot', 'skip_bad_samples'))
 
@@ -91,6 +91,12 @@ class CompositeDegradationDataset(MixedDegradationDataset):
             names.add(source['name'])
             sources.append(source)
         self.with_negatives = bool(opt.get('with_negatives', True))
+        if self.with_negatives and len(sources) < 2:
+            raise ValueError(f"{where}.with_negatives: true needs two or more degradation types per scene (a sample's "
+                             f"negatives are its scene's other types), but {where}.sources lists only "
+                             f"{', '.join(repr(source['name']) for source in sources)} "
+                             f"({', '.join(str(source['dataroot_lq']) for source in sources)}); list more types or "
+                             'set with_negatives: false')
         super().__init__({**opt, 'sources': sources})
 
     @staticmethod
@@ -138,9 +144,6 @@ class CompositeDegradationDataset(MixedDegradationDataset):
         sample = to_sample(gt, lq, source, record)
         if not self.with_negatives:
             return sample
-        if negatives:
-            stacked = np.stack(images[2:]).transpose(0, 3, 1, 2)
-            sample['negatives'] = torch.from_numpy(np.ascontiguousarray(stacked, dtype=np.float32))
-        else:
-            sample['negatives'] = torch.zeros((0, 3, *gt.shape[:2]), dtype=torch.float32)
+        stacked = np.stack(images[2:]).transpose(0, 3, 1, 2)
+        sample['negatives'] = torch.from_numpy(np.ascontiguousarray(stacked, dtype=np.float32))
         return sample

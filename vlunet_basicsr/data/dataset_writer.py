@@ -9,15 +9,17 @@ import numpy as np
 from tqdm import tqdm
 
 from basicsr.utils.lmdb_util import LmdbMaker
+from vlunet_basicsr.utils.output_names import existing_outputs_problem
 
 
 def prepare_output(paths, overwrite):
-    """Refuse to replace existing outputs unless ``overwrite``; then remove them."""
-    existing = [p for p in paths if osp.exists(p)]
-    if existing and not overwrite:
-        raise FileExistsError(f'{", ".join(existing)} already exist(s); pass --overwrite to replace')
-    for path in existing:
-        shutil.rmtree(path) if osp.isdir(path) else os.remove(path)
+    """Refuse to replace existing outputs unless ``overwrite`` (the policy of `existing_outputs_problem`); then
+    remove them."""
+    problem = existing_outputs_problem(paths, overwrite)
+    if problem:
+        raise FileExistsError(problem)
+    for path in [p for p in paths if osp.lexists(p)]:
+        shutil.rmtree(path) if osp.isdir(path) and not osp.islink(path) else os.remove(path)  # a link, not its target
 
 
 def _png_bytes(image, compress_level, key):

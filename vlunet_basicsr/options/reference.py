@@ -34,6 +34,8 @@ def _allowed(option):
         bounds.append(f'>= {option.minimum}')
     if option.maximum is not None:
         bounds.append(f'<= {option.maximum}')
+    if option.multiple is not None:
+        bounds.append(f'multiple of {option.multiple}')
     if option.length is not None:
         bounds.append(f'{option.length} entries')
     return ', '.join(bounds)

@@ -50,7 +50,7 @@ def build_app(systems, workspace, max_pixels=None):
     """
     import gradio as gr
 
-    from vlunet_basicsr.data.image_source import IMAGE_EXTENSIONS
+    from vlunet_basicsr.utils.image_io import IMAGE_EXTENSIONS
 
     by_name = {system.name: system for system in systems}
     types = []
@@ -110,8 +110,9 @@ def build_app(systems, workspace, max_pixels=None):
         gr.Markdown('## Image restoration\n' + '\n'.join(f'- **{s.name}**: {s.description}' for s in systems))
         with gr.Row():
             with gr.Column(scale=1):
-                files = gr.File(label='Images', file_count='multiple', file_types=list(IMAGE_EXTENSIONS),
-                                type='filepath', elem_id='uploads')
+                # no file_types: Gradio would refuse the whole call for one other file; jobs names that file
+                files = gr.File(label=f"Images ({', '.join(ext[1:] for ext in IMAGE_EXTENSIONS)})",
+                                file_count='multiple', type='filepath', elem_id='uploads')
                 demos = gr.Dropdown(list(DEMO_PHOTOGRAPHS), value=[], multiselect=True,
                                     label='Demo photographs (scikit-image)')
                 chosen = gr.CheckboxGroup([s.name for s in systems], value=[systems[0].name], label='Systems')

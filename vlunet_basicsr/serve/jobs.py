@@ -42,21 +42,18 @@ def read_upload(path, name, max_pixels=None):
         DecodedImage: As `vlunet_basicsr.utils.image_io.decode_image` returns.
 
     Raises:
-        ValueError: The file cannot be decoded or is too large; names ``name``.
+        ValueError: Not an image file, not decodable, or too large; names ``name``.
     """
-    from PIL import Image
-
-    from vlunet_basicsr.utils.image_io import decode_image
+    from vlunet_basicsr.utils.image_io import IMAGE_EXTENSIONS, decode_image, header_size
+    if not name.lower().endswith(IMAGE_EXTENSIONS):
+        raise ValueError(f"{name}: not an image file (accepted: {', '.join(IMAGE_EXTENSIONS)})")
     with open(path, 'rb') as f:
         content = f.read()
     if max_pixels:
-        try:
-            with Image.open(path) as header:
-                width, height = header.size
-        except Exception:  # noqa: BLE001  (an unreadable header: the decoder below names the problem)
-            width = height = 0
+        width, height = header_size(content, name)
         if width * height > max_pixels:
-            raise ValueError(f'{name}: {width}x{height} pixels is more than this server takes ({max_pixels} pixels)')
+            raise ValueError(f'{name}: {width}x{height} pixels is more than this server takes ({max_pixels} pixels); '
+                             'its --max-pixels sets the limit')
     return decode_image(content, name)
 
 

@@ -19,7 +19,7 @@ def _stop(signum, frame):
 def run(args):
     """Serve as the parsed ``args`` say; returns the exit code (2: the systems could not be loaded)."""
     os.environ['GRADIO_ANALYTICS_ENABLED'] = 'False'
-    workspace = Workspace()
+    workspace = Workspace(root=getattr(args, 'workspace', None))
     os.environ['GRADIO_TEMP_DIR'] = workspace.uploads  # before gradio is imported: some of its modules read it then
     previous = signal.signal(signal.SIGTERM, _stop)
     try:
@@ -33,6 +33,11 @@ def run(args):
 
 
 def _serve(args, workspace):
+    from vlunet_basicsr.utils.argument_checks import port_error
+    error = port_error(args.host, args.port)
+    if error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
     try:
         import gradio  # noqa: F401
     except ImportError:
@@ -44,10 +49,10 @@ def _serve(args, workspace):
     from vlunet_basicsr.serve.systems import load_systems
     from vlunet_basicsr.utils.cpu_allocator import tune_cpu_allocator
 
-    device = resolve_device(args.device)
-    if device.type == 'cpu':
-        tune_cpu_allocator(args.cpu_allocator)
     try:
+        device = resolve_device(args.device)
+        if device.type == 'cpu':
+            tune_cpu_allocator(args.cpu_allocator)
         systems = load_systems(args.opt, device, args.amp, args.tile, args.tile_overlap, args.trust_checkpoint)
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)

@@ -1,9 +1,10 @@
 """The server's temporary folder: everything a user uploads or gets back lives under it, and nothing else.
 
 Layout under one ``tempfile.mkdtemp`` folder: ``gradio/`` (Gradio's upload and file cache, set through
-``GRADIO_TEMP_DIR``), ``sessions/<session>/`` (one browser session's results and figures) and ``demo/`` (the
-demo photographs). A session's folder and its uploads are removed when the session ends (the page is closed),
-the whole folder when the server stops.
+``GRADIO_TEMP_DIR``), ``sessions/<session>/`` (one browser session's results and figures), ``demo/`` (the
+demo photographs) and ``torchinductor/`` (torch's cache folder, made when torch is imported, unless
+``TORCHINDUCTOR_CACHE_DIR`` names another; set by ``basicsr serve`` before that). A session's folder and its
+uploads are removed when the session ends (the page is closed), the whole folder when the server stops.
 """
 import os
 import os.path as osp
@@ -24,10 +25,11 @@ class Workspace:
 
     Args:
         parent (str | None): Where to create it. Default: None (the system's temporary folder).
+        root (str | None): An empty folder made for it (by ``tempfile.mkdtemp``) to take instead. Default: None.
     """
 
-    def __init__(self, parent=None):
-        self.root = osp.realpath(tempfile.mkdtemp(prefix='basicsr-serve-', dir=parent))
+    def __init__(self, parent=None, root=None):
+        self.root = osp.realpath(root or tempfile.mkdtemp(prefix='basicsr-serve-', dir=parent))
         self.uploads = osp.join(self.root, 'gradio')
         self.sessions = osp.join(self.root, 'sessions')
         self.demo = osp.join(self.root, 'demo')

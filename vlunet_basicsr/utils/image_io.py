@@ -4,13 +4,18 @@
 result like the input (alpha channel, grayscale flag, bit depth), and refuses with a ValueError naming the file
 what it cannot trust: an empty file, a JPEG or PNG cut short (see `image_integrity` for the rule), anything
 OpenCV cannot decode, and sample types other than 8 and 16 bit. `encode_like` is its inverse for results.
+`header_size` reads an image's size from its header alone, for limits checked before any decoding.
 """
+import io
 from collections import namedtuple
 
 import cv2
 import numpy as np
 
 from vlunet_basicsr.utils.image_integrity import encoded_image_problem
+
+#: The image files the package reads (datasets' folders, basicsr restore and serve), any case.
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 DecodedImage = namedtuple('DecodedImage', ['rgb', 'alpha', 'is_gray', 'dtype'])
 DecodedImage.__doc__ = """rgb: float32 HxWx3 in [0, 1]; alpha: the alpha plane as stored, or None; is_gray: the
@@ -50,6 +55,43 @@ def decode_image(content, path):
     is_gray = raw.ndim == 2 or raw.shape[2] == 1
     rgb = np.repeat(raw.reshape(*raw.shape[:2], 1), 3, axis=2) if is_gray else raw[..., ::-1]
     return DecodedImage(rgb.astype(np.float32) / float(np.iinfo(raw.dtype).max), alpha, is_gray, raw.dtype)
+
+
+def header_size(content, path):
+    """The (width, height) of an encoded image of one of `IMAGE_EXTENSIONS`' formats, read from its header only.
+
+    The pixels are not decoded, whatever the size says: Pillow's format plugins are called directly, as
+    ``PIL.Image.open`` does, but without its decompression-bomb check, which raises above 2 x
+    ``Image.MAX_IMAGE_PIXELS`` before telling the size (the caller applies its own limit).
+
+    Args:
+        content (bytes): The file's content.
+        path (str): Shown in errors.
+
+    Returns:
+        tuple[int, int]: Width and height.
+
+    Raises:
+        ValueError: No known format's header could be read; names ``path``.
+    """
+    from PIL import Image
+    if not content:
+        raise ValueError(f'cannot decode image {path}: the file is empty (0 bytes)')
+    Image.init()
+    extensions = Image.registered_extensions()
+    formats = dict.fromkeys(extensions[ext] for ext in IMAGE_EXTENSIONS if ext in extensions)
+    for name in formats:
+        factory, accept = Image.OPEN[name]
+        if accept and not accept(content[:16]):
+            continue
+        try:
+            with factory(io.BytesIO(content), path) as header:
+                return header.size
+        except (SyntaxError, OSError, ValueError, IndexError, TypeError, EOFError) as error:
+            raise ValueError(f'cannot decode image {path}: its {name} header cannot be read: the file is corrupt, '
+                             f'truncated or not an image ({error})') from error
+    raise ValueError(f'cannot decode image {path}: not a {"/".join(formats)} file (its first bytes are '
+                     f'{bytes(content[:8])!r})')
 
 
 def read_image_file(path):

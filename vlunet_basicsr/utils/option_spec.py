@@ -44,6 +44,7 @@ class Option:
         choices (tuple | None): Allowed values. Default: None (any of the type).
         minimum (float | None): Smallest allowed number (each element for lists). Default: None.
         maximum (float | None): Largest allowed number (each element for lists). Default: None.
+        multiple (int | None): Integers only: each value must be a multiple of it. Default: None.
         nullable (bool): Whether ``~`` (None) is allowed; always true when the default is None. Default: False.
         length (int | None): Required length of a list. Default: None.
         entries (tuple[Option] | None): For ``list[dict]``: the declarations of each mapping. Default: None.
@@ -57,6 +58,7 @@ class Option:
     choices: tuple = None
     minimum: float = None
     maximum: float = None
+    multiple: int = None
     nullable: bool = False
     length: int = None
     entries: tuple = None
@@ -93,6 +95,8 @@ class Option:
             bounds.append(f'>= {self.minimum}')
         if self.maximum is not None:
             bounds.append(f'<= {self.maximum}')
+        if self.multiple is not None:
+            bounds.append(f'a multiple of {self.multiple}')
         if bounds:
             text += ' ' + ' and '.join(bounds)
         if self.nullable or self.default is None:
@@ -118,6 +122,8 @@ class Option:
             if element in ('int', 'float') and ((self.minimum is not None and item < self.minimum)
                                                 or (self.maximum is not None and item > self.maximum)):
                 return f'{value!r} is out of range; expected {self.expectation()}'
+            if self.multiple is not None and element == 'int' and item % self.multiple:
+                return f'{value!r} is not {self.expectation()}'
         return None
 
 

@@ -8,6 +8,10 @@ Rule, in the sorted order of the inputs:
    nor an input file), and the renaming is reported.
 3. No result (nor, with ``--explain``, its extra files) may replace an input file, whichever input: such an
    input is refused with a message naming both files, and the others are still restored.
+
+The overwrite policy of every command that writes a path the user names (``basicsr export -o``, the converter's
+files, ``basicsr compare -o``, ``prepare_datasets.py --output``): an existing target is refused by name unless
+``--overwrite`` is given (`existing_outputs_problem`).
 """
 import os
 import os.path as osp
@@ -70,3 +74,12 @@ def plan_outputs(paths, output_dir, extra_files=None):
             used.add(name.casefold())
             plans[i] = OutputPlan(paths[i], osp.join(output_dir, name), note, '')
     return plans
+
+
+def existing_outputs_problem(paths, overwrite):
+    """None when none of ``paths`` exists or ``overwrite`` is true, else the refusal naming the existing ones."""
+    existing = [path for path in paths if osp.lexists(path)]
+    if not existing or overwrite:
+        return None
+    return f"{', '.join(existing)} already exist{'s' if len(existing) == 1 else ''}: pass --overwrite to replace " \
+           f"{'it' if len(existing) == 1 else 'them'}, or choose another output"

@@ -1,0 +1,232 @@
+"""Abuse of the newer surfaces (issue 33): image sizes read from headers before any decoding (serve refuses a
+decompression bomb by its --max-pixels, with its memory bounded), files that are not images beside good ones,
+argument errors of restore and serve before any work, a port in use, what serve leaves in TMPDIR, the overwrite
+policy of export, and VLU-Net's dim checked with the options."""
+import io
+import os
+import resource
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import zlib
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+import vlunet_basicsr  # noqa: F401
+from conftest import REPO, basicsr_command
+from vlunet_basicsr.utils.image_io import header_size
+
+LIMIT = 40_000_000  # basicsr serve's default --max-pixels
+
+
+def png_bomb(width, height, header_only=False):
+    """A complete 1-bit PNG of ``width`` x ``height`` black pixels (kilobytes, whatever its size), written chunk by
+    chunk so that no image of that size is ever held; ``header_only``: IHDR and IEND, no pixel data."""
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+    header = chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 1, 0, 0, 0, 0))
+    pixels = b''
+    if not header_only:
+        compressor, row = zlib.compressobj(9), bytes(1 + (width + 7) // 8)  # filter byte + packed bits per row
+        pixels = chunk(b'IDAT', b''.join(compressor.compress(row) for _ in range(height)) + compressor.flush())
+    return b'\x89PNG\r\n\x1a\n' + header + pixels + chunk(b'IEND', b'')
+
+
+@pytest.fixture(scope='module')
+def bombs(tmp_path_factory):
+    """The issue's files: a 14000x14000 1-bit PNG made by Pillow, a 20000x20000 header, a 40000x40000 bomb."""
+    root = tmp_path_factory.mktemp('bombs')
+    Image.new('1', (14000, 14000)).save(root / 'bomb14000.png', optimize=True)
+    (root / 'header20000.png').write_bytes(png_bomb(20000, 20000, header_only=True))
+    (root / 'bomb40000.png').write_bytes(png_bomb(40000, 40000))
+    return {name: root / f'{name}.png' for name in ('bomb14000', 'header20000', 'bomb40000')}
+
+
+def _encoded(format_name, size=(37, 23)):
+    buffer = io.BytesIO()
+    Image.new('RGB', size, (10, 200, 30)).save(buffer, format_name)
+    return buffer.getvalue()
+
+
+def test_header_size_reads_every_accepted_format_without_decoding(bombs):
+    for format_name in ('PNG', 'JPEG', 'BMP', 'TIFF', 'WEBP'):
+        assert header_size(_encoded(format_name), f'a.{format_name.lower()}') == (37, 23), format_name
+    jpeg = bytearray(_encoded('JPEG'))
+    sof = jpeg.index(b'\xff\xc0')  # baseline start of frame: length (2), precision (1), height, width
+    jpeg[sof + 5:sof + 9] = struct.pack('>HH', 60000, 61000)
+    assert header_size(bytes(jpeg), 'huge.jpg') == (61000, 60000)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    assert header_size(bombs['bomb40000'].read_bytes(), 'bomb40000.png') == (40000, 40000)
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # kB: nothing was decoded
+    with pytest.raises(ValueError, match=r'cannot decode image notes.txt: not a PNG/JPEG/BMP/TIFF/WEBP file'):
+        header_size(b'some text', 'notes.txt')
+    with pytest.raises(ValueError, match=r'cannot decode image cut.png: its PNG header cannot be read: the file'):
+        header_size(_encoded('PNG')[:20], 'cut.png')
+    with pytest.raises(ValueError, match=r'cannot decode image empty.png: the file is empty'):
+        header_size(b'', 'empty.png')
+
+
+def test_read_upload_refuses_huge_headers_by_the_limit_before_decoding(bombs):
+    from vlunet_basicsr.serve.jobs import read_upload
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    for name, size in (('bomb14000', '14000x14000'), ('header20000', '20000x20000'), ('bomb40000', '40000x40000')):
+        with pytest.raises(ValueError) as refusal:
+            read_upload(str(bombs[name]), f'{name}.png', LIMIT)
+        assert str(refusal.value) == (f'{name}.png: {size} pixels is more than this server takes ({LIMIT} pixels); '
+                                      'its --max-pixels sets the limit')
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before < 50_000  # kB
+    with pytest.raises(ValueError, match=r'notes.txt: not an image file \(accepted: .png, .jpg'):
+        read_upload(str(bombs['bomb14000']), 'notes.txt', LIMIT)
+
+
+@pytest.fixture(scope='module')
+def server(tmp_path_factory):
+    """``basicsr serve`` (tiny VLU-Net, default --max-pixels) whose environment does not name torch's cache folder
+    (the pytest process's torch set TORCHINDUCTOR_CACHE_DIR for itself: a user's shell has none)."""
+    pytest.importorskip('gradio_client')
+    from test_serve import TILE, _clip_files, _system_yaml, start_server, stop_server
+    from test_vlunet_model import TINY_NET
+    root = tmp_path_factory.mktemp('serve')
+    opt = _system_yaml(root, 'tiny_vlunet', TINY_NET, _clip_files(root))
+    env = {key: value for key, value in os.environ.items() if key != 'TORCHINDUCTOR_CACHE_DIR'}
+    server = start_server(root, ['-opt', opt, '--device', 'cpu', *TILE], env)
+    good = root / 'good.png'
+    cv2.imwrite(str(good), np.random.default_rng(0).integers(0, 256, (20, 30, 3), dtype=np.uint8))
+    (root / 'notes.txt').write_text('not an image\n')
+    server.update(good=good, notes=root / 'notes.txt')
+    yield server
+    stop_server(server)
+
+
+def _peak_rss_kb(pid):
+    with open(f'/proc/{pid}/status') as f:
+        return int(next(line for line in f if line.startswith('VmHWM:')).split()[1])
+
+
+def _restore(server, files):
+    import gradio_client
+    client = gradio_client.Client(server['url'], verbose=False, analytics_enabled=False,
+                                  download_files=str(server['tmp'].parent / 'downloads'))
+    job = client.submit([gradio_client.handle_file(str(f)) for f in files], [], ['tiny_vlunet'], 'predicted', False,
+                        api_name='/restore')
+    status, *_, everything = job.result(timeout=120)
+    return status, [os.path.basename(path) for path in everything]
+
+
+def test_serve_refuses_decompression_bombs_by_the_limit_with_its_memory_bounded(server, bombs):
+    before = _peak_rss_kb(server['proc'].pid)
+    status, results = _restore(server, [bombs['bomb14000'], bombs['header20000'], bombs['bomb40000'], server['good']])
+    assert results == ['good_tiny_vlunet.png']
+    for name, size in (('bomb14000', '14000x14000'), ('header20000', '20000x20000'), ('bomb40000', '40000x40000')):
+        assert f'{name}.png: {size} pixels is more than this server takes ({LIMIT} pixels)' in status, status
+    assert 'corrupt' not in status
+    growth = _peak_rss_kb(server['proc'].pid) - before
+    assert growth < 200_000, f'the server peak RSS grew by {growth} kB'  # the 14000x14000 bomb alone: ~4 GB
+
+
+def test_serve_names_a_text_file_and_restores_the_images_beside_it(server):
+    status, results = _restore(server, [server['notes'], server['good']])
+    assert results == ['good_tiny_vlunet.png']
+    assert 'notes.txt: not an image file (accepted: .png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp)' in status
+
+
+def test_stopping_the_server_leaves_nothing_in_tmpdir(server):
+    """Runs after the server's other tests: torch's cache folder (made at import) went with the server's own."""
+    server['proc'].send_signal(signal.SIGTERM)
+    assert server['proc'].wait(60) == 0
+    assert os.listdir(server['tmp']) == []
+
+
+def test_serve_on_a_port_in_use_says_so_before_loading_anything(tmp_path):
+    tmp = tmp_path / 'tmp'
+    tmp.mkdir()
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run([basicsr_command(), 'serve', '-opt', str(tmp_path / 'missing.yml'), '--port', str(port),
+                               '--device', 'cpu'], cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                              env=dict(os.environ, TMPDIR=str(tmp)))
+    assert proc.returncode == 2, proc.stderr
+    assert f'error: port {port} is in use; choose another with --port' in proc.stderr
+    assert 'missing.yml' not in proc.stderr and os.listdir(tmp) == []
+
+
+@pytest.mark.parametrize('command, tile', [('restore', ['--tile', '16', '--tile-overlap', '32']),
+                                           ('restore', ['--tile', '-8']),
+                                           ('serve', ['--tile', '16', '--tile-overlap', '32'])])
+def test_tile_arguments_are_refused_before_any_work_and_torch(command, tile, tmp_path):
+    given = [str(tmp_path / 'missing.png'), '-o', str(tmp_path / 'out')] if command == 'restore' else \
+        ['-opt', str(tmp_path / 'missing.yml')]
+    code = ('import sys, vlunet_basicsr_cli as c\n'
+            'try:\n    c.main(sys.argv[1:])\n'
+            'except SystemExit as exit:\n    print(exit.code, "torch" in sys.modules)\n')
+    proc = subprocess.run([sys.executable, '-c', code, command, *given, *tile], cwd=REPO, capture_output=True,
+                          text=True, timeout=120, env=dict(os.environ, TMPDIR=str(tmp_path)))
+    assert proc.stdout.strip() == '2 False', proc.stdout + proc.stderr
+    overlap = tile[3] if len(tile) > 2 else 32
+    assert (f'basicsr {command}: error: --tile {tile[1]} --tile-overlap {overlap}: need --tile >= 1 and 0 <= '
+            '--tile-overlap < --tile') in proc.stderr
+    assert 'missing' not in proc.stderr and os.listdir(tmp_path) == []
+
+
+def test_restore_on_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip('this machine has a CUDA GPU')
+    from vlunet_basicsr.inference import main
+    cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((8, 8, 3), np.uint8))
+    assert main([str(tmp_path / 'a.png'), '-o', str(tmp_path / 'out'), '--weights', str(tmp_path / 'net_g.pth'),
+                 '--device', 'cuda']) == 2
+    assert ('error: --device cuda: torch finds no CUDA GPU here (torch.cuda.is_available() is False); use --device '
+            'cpu or auto') in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_export_refuses_an_existing_output_unless_overwrite(tmp_path, capsys):
+    from vlunet_basicsr_cli import main
+    output = tmp_path / 'model.onnx'
+    output.write_bytes(b'a file the user keeps')
+    assert main(['export', '-opt', str(tmp_path / 'missing.yml'), '-o', str(output)]) == 2
+    assert f'error: -o/--output: {output} already exists: pass --overwrite to replace it' in capsys.readouterr().err
+    assert output.read_bytes() == b'a file the user keeps'
+    assert main(['export', '-opt', str(tmp_path / 'missing.yml'), '-o', str(output), '--overwrite']) == 2
+    assert 'missing.yml' in capsys.readouterr().err  # past the check: the YAML is the next problem
+
+
+def test_export_overwrite_replaces_the_output_and_no_other_file(tmp_path):
+    pytest.importorskip('onnxruntime')
+    from test_onnx import SIZES, TINY_DGUNET, _system
+    from vlunet_basicsr_cli import main
+    opt = _system(tmp_path, {**TINY_DGUNET, 'depth': 0})
+    output = tmp_path / 'model.onnx'
+    output.write_bytes(b'an earlier export')
+    kept = tmp_path / 'model.onnx.partial.onnx'  # the name export once wrote its unverified graph to
+    kept.write_bytes(b'a file the user keeps')
+    assert main(['export', '-opt', opt, '-o', str(output), '--verify-sizes', *SIZES, '--overwrite']) == 0
+    assert output.read_bytes() != b'an earlier export' and kept.read_bytes() == b'a file the user keeps'
+    assert sorted(path.name for path in tmp_path.iterdir()) == ['model.onnx', 'model.onnx.partial.onnx', 'net_g.pth',
+                                                                'test.yml']
+
+
+def test_vlunet_dim_is_checked_with_the_options():
+    from vlunet_basicsr.archs.vlunet_arch import VLUNet
+    from vlunet_basicsr.options import checks
+    from vlunet_basicsr.utils.options_util import load_yaml
+    path = os.path.join(REPO, 'options', 'train_nhrbl.yml')
+    for dim in (8, 11):
+        opt = load_yaml(path)
+        opt['network_g']['dim'] = dim
+        with pytest.raises(ValueError, match=rf'network_g.dim: {dim} is (out of range; expected|not) an integer '
+                                             r'>= 10 and a multiple of 2'):
+            checks.check_declared_options(opt, path, True)
+    with pytest.raises(ValueError, match='dim must be at least 10 .* and a multiple of 2'):
+        VLUNet(dim=11, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, de_dim=5, degradation_dim=32)
+    with open(os.path.join(REPO, 'docs', 'option_reference.md')) as f:
+        assert '| `dim` | int | `48` | >= 10, multiple of 2 |' in f.read()
