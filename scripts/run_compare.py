@@ -60,7 +60,7 @@ def main(argv=None):
     if args.quick:
         compare += ['--force_yml', *QUICK_COMPARE]
     print('\n$ basicsr ' + ' '.join(compare), flush=True)
-    from vlunet_basicsr_cli import main as basicsr_main
+    from vlunet_basicsr.cli import main as basicsr_main
     code = basicsr_main(compare)
     report = osp.join(args.output, 'report.md')
     if osp.isfile(report):

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, run_basicsr, write_image_pairs, write_yaml
+from conftest import REPO, run_basicsr, run_front_door, write_image_pairs, write_yaml
 from vlunet_basicsr import options
 from vlunet_basicsr.options.reference import declaring_classes, render_reference
 
@@ -205,18 +205,12 @@ def test_plugin_modules_are_found_in_the_working_folder(tmp_path):
 
 
 @pytest.mark.parametrize('argv', [['--help'], ['train', '--help'], ['test', '-h'], ['train'],
-                                  ['train', '-opt', 'x.yml', '--launcher', 'mpi'], ['nonsense']])
+                                  ['train', '-opt', 'x.yml', '--launcher', 'mpi'], ['nonsense'],
+                                  ['restore', '--help'], ['restore', 'x.png', '--tile', 'big']])
 def test_help_and_argument_errors_answer_without_importing_torch(tmp_path, argv):
-    code = ('import sys, vlunet_basicsr_cli\n'
-            'try:\n'
-            f'    code = vlunet_basicsr_cli.main({argv!r})\n'
-            'except SystemExit as stop:\n'
-            '    code = stop.code\n'
-            'print("EXIT", code, "TORCH", "torch" in sys.modules, "BASICSR", "basicsr" in sys.modules)')
-    proc = subprocess.run([sys.executable, '-I', '-c', code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert 'TORCH False BASICSR False' in proc.stdout, proc.stdout + proc.stderr
-    expected_exit = 0 if '--help' in argv or '-h' in argv else 2
-    assert f'EXIT {expected_exit} ' in proc.stdout
+    proc, imported = run_front_door(argv, tmp_path)
+    assert not imported & {'torch', 'basicsr', 'cv2', 'numpy'}, sorted(imported)
+    assert proc.returncode == (0 if '--help' in argv or '-h' in argv else 2), proc.stdout + proc.stderr
     assert ('usage: basicsr' in proc.stdout + proc.stderr)
 
 

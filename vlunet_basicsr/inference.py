@@ -1,4 +1,4 @@
-"""``basicsr restore``: restore your own images (arguments: `vlunet_basicsr_cli.restore_parser`, which also
+"""``basicsr restore``: restore your own images (arguments: `vlunet_basicsr.cli.parsers.restore_parser`, which also
 describes the command).
 
 Reading: every input goes through the datasets' decoder (`vlunet_basicsr.utils.image_io.decode_image`), so a
@@ -13,7 +13,7 @@ import os
 import os.path as osp
 import sys
 
-from vlunet_basicsr_cli import restore_backend_error, restore_parser
+from vlunet_basicsr.cli.parsers import restore_backend_error, restore_parser
 
 
 def list_inputs(path):

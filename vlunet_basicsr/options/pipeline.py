@@ -4,7 +4,7 @@ import random
 
 from vlunet_basicsr.options import checks
 from vlunet_basicsr.utils import options_util
-from vlunet_basicsr_cli import pipeline_parser
+from vlunet_basicsr.cli.parsers import pipeline_parser
 
 
 def _apply_cpu_allocator(opt, is_train):
@@ -48,7 +48,7 @@ def parse_options(root_path, is_train=True, argv=None):
     import torch
     from basicsr.utils import set_random_seed
     from basicsr.utils.dist_util import get_dist_info
-    from vlunet_basicsr.compat import init_dist
+    from vlunet_basicsr.utils.distributed import init_dist
 
     args = pipeline_parser('basicsr train' if is_train else 'basicsr test').parse_args(argv)
     opt = options_util.load_yaml(args.opt)

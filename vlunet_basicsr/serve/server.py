@@ -1,4 +1,4 @@
-"""Start and stop the ``basicsr serve`` page (arguments: `vlunet_basicsr_cli.serve_parser`).
+"""Start and stop the ``basicsr serve`` page (arguments: `vlunet_basicsr.cli.parsers.serve_parser`).
 
 The server listens on ``--host`` (127.0.0.1 by default), takes uploads up to ``--max-file-size`` and images up
 to ``--max-pixels``, keeps every upload and result in one temporary folder (`Workspace`) and removes it when it
