@@ -34,7 +34,7 @@ def compare_file_here(path):
     demo_output/ (its data paths stay relative: the data is built in the working folder)."""
     import yaml
 
-    from vlunet_basicsr.utils.options_util import load_yaml
+    from vlunet_basicsr.options.loading import load_yaml
     opt = load_yaml(COMPARE_FILE)
     for system in opt['systems']:
         for key in ('train', 'test'):

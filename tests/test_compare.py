@@ -21,7 +21,7 @@ from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.compare import compare_file, plan
 from vlunet_basicsr.compare.command import prepare_output
 from vlunet_basicsr.options.checks import check_declared_options
-from vlunet_basicsr.utils.options_util import load_yaml
+from vlunet_basicsr.options.loading import load_yaml
 
 ENV = {'OMP_NUM_THREADS': '1'}
 DGUNET = {'type': 'DGUNet', **TINY_DGUNET}

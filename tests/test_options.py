@@ -78,7 +78,7 @@ def test_force_yml_values_are_checked_like_the_file(tmp_path):
 
 
 def test_force_yml_addresses_list_items_by_index_and_names_a_bad_one():
-    from vlunet_basicsr.utils.options_util import force_values
+    from vlunet_basicsr.options.loading import force_values
     opt = {'datasets': {'train': {'sources': [{'name': 'a', 'repeat': 1}, {'name': 'b', 'repeat': 1}]}},
            'network_g': {'num_blocks': [4, 6, 6, 8]}, 'name': 'x'}
     force_values(opt, ['datasets:train:sources:1:repeat=6', 'network_g:num_blocks:0=2'])
@@ -182,6 +182,18 @@ class WorkingFolderNet(nn.Module):
     def forward(self, x):
         return x
 '''
+
+
+@pytest.mark.parametrize('network, expected', [
+    ({'channels': 0}, 'network_g.channels: 0 is out of range; expected an integer >= 1'),
+    ({'chanels': 4}, "network_g: unknown option 'chanels' for ToyDeclaredNet. Did you mean 'channels'?"),
+])
+def test_another_plugins_declared_options_are_checked(tmp_path, network, expected):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=2)
+    opt = _train_opt(gt, lq)
+    opt.update(plugins=['toy_options_plugin'], model_type='SRModel', network_g={'type': 'ToyDeclaredNet', **network})
+    del opt['network_clip']
+    assert expected in _problems(tmp_path, opt)
 
 
 def test_plugin_modules_are_found_in_the_working_folder(tmp_path):

@@ -46,7 +46,7 @@ def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, 
     from basicsr.archs import build_network
     from vlunet_basicsr.models.network_inputs import NetworkInputs
     from vlunet_basicsr.utils.checkpoint_util import load_weights
-    from vlunet_basicsr.utils.options_util import load_yaml
+    from vlunet_basicsr.options.loading import load_yaml
     from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
     from vlunet_basicsr.utils.release_checkpoint import infer_network_options
 

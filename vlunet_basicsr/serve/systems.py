@@ -39,7 +39,7 @@ def load_systems(opt_paths, device, amp='none', tile=None, tile_overlap=32, trus
         ValueError: A YAML or its weights cannot be used; the message names the YAML.
     """
     from vlunet_basicsr.restorer import Restorer, load_networks
-    from vlunet_basicsr.utils.options_util import load_yaml
+    from vlunet_basicsr.options.loading import load_yaml
 
     systems = []
     for path in opt_paths:
