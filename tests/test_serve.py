@@ -243,6 +243,16 @@ def test_restore_files_reports_progress_over_tiles_and_checks_the_type(systems, 
     assert [fraction for fraction, _ in calls] == sorted(fraction for fraction, _ in calls) and calls[-1][0] == 1
 
 
+def test_serve_loads_a_system_from_weights_alone_as_restore_does(systems):
+    root = systems['root']
+    from_yaml, = load_systems([systems['vlunet']], torch.device('cpu'))
+    from_weights, = load_systems(None, torch.device('cpu'), weights=str(root / 'tiny_vlunet.pth'))
+    assert from_weights.name == 'tiny_vlunet' and from_weights.explains
+    assert type(from_weights.restorer.net) is type(from_yaml.restorer.net)
+    net_state, yaml_state = from_weights.restorer.net.state_dict(), from_yaml.restorer.net.state_dict()
+    assert net_state.keys() == yaml_state.keys() and all(torch.equal(net_state[k], yaml_state[k]) for k in net_state)
+
+
 def test_workspace_keeps_sessions_inside_and_removes_them(tmp_path):
     workspace = Workspace(str(tmp_path))
     folder = workspace.session_folder('abc123')

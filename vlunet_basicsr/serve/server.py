@@ -48,7 +48,9 @@ def _serve(args, workspace):
     if device.type == 'cpu':
         tune_cpu_allocator(args.cpu_allocator)
     try:
-        systems = load_systems(args.opt, device, args.amp, args.tile, args.tile_overlap, args.trust_checkpoint)
+        systems = load_systems(args.opt, device, args.amp, args.tile, args.tile_overlap, args.trust_checkpoint,
+                               weights=args.weights, clip_weights=args.clip_weights, adapter=args.adapter,
+                               clip_model=args.clip_model)
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2
