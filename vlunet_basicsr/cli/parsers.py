@@ -6,9 +6,7 @@
 import argparse
 
 from vlunet_basicsr.cli.help_texts import COMPARE_DESCRIPTION, EXPORT_DESCRIPTION, RESTORE_DESCRIPTION, SERVE_DESCRIPTION
-
-#: The open_clip model that ``--clip-weights``/``--adapter`` without a YAML load into (DegradationCLIP's default).
-DEFAULT_CLIP_MODEL = 'ViT-B-32'
+from vlunet_basicsr.utils.clip_defaults import DEFAULT_CLIP_MODEL
 
 
 def pipeline_parser(prog='basicsr train'):
