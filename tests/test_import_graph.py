@@ -6,6 +6,7 @@ import functools
 import glob
 import importlib.util
 import os.path as osp
+import subprocess
 import sys
 from importlib import metadata
 
@@ -117,3 +118,12 @@ def test_the_cycle_finder_finds_a_cycle_and_the_outside_check_refuses_a_root_mod
     assert find_cycle({'a': {'b'}, 'b': set()}) is None
     assert not is_third_party_or_stdlib('conftest') and not is_third_party_or_stdlib('scripts')
     assert is_third_party_or_stdlib('os') and is_third_party_or_stdlib('yaml')
+
+
+def test_import_vlunet_basicsr_registers_every_class_outside_the_basicsr_program(tmp_path):
+    code = ('import sys, vlunet_basicsr\n'
+            'from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY\n'
+            'print("REGISTERED", "VLUNet" in ARCH_REGISTRY, "VLUNetModel" in MODEL_REGISTRY)')
+    proc = subprocess.run([sys.executable, '-I', '-c', code], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert 'REGISTERED True True' in proc.stdout, proc.stdout + proc.stderr[-2000:]
