@@ -7,7 +7,6 @@ setup(
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
     packages=find_packages(include=['vlunet_basicsr', 'vlunet_basicsr.*']),
-    py_modules=['vlunet_basicsr_cli'],  # the `basicsr` command's torch-free front door
     python_requires='>=3.9',
     # Ranges, not pins: requirements.txt pins the tested stack. basicsr builds against the installed torch,
     # so install torch first and basicsr with --no-build-isolation (see scripts/setup_env.sh).
@@ -32,6 +31,6 @@ setup(
         'serve': ['gradio>=5,<7', 'gradio_client>=1'],  # basicsr serve
     },
     entry_points={
-        'console_scripts': ['basicsr=vlunet_basicsr_cli:main'],
+        'console_scripts': ['basicsr=vlunet_basicsr.cli:main'],
     },
 )

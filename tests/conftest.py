@@ -117,6 +117,21 @@ def basicsr_command():
     return command
 
 
+def run_front_door(argv, cwd, timeout=120, env_extra=None):
+    """Run the real ``basicsr`` console script under ``python -X importtime`` (``env_extra`` added to its environment).
+
+    Returns:
+        tuple[subprocess.CompletedProcess, set[str]]: The process (its stderr without the import-time lines) and
+        the top-level names of every module the process imported.
+    """
+    proc = subprocess.run([sys.executable, '-X', 'importtime', basicsr_command(), *argv], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, env=dict(os.environ, **(env_extra or {})))
+    lines = proc.stderr.splitlines()
+    imported = {line.rsplit('|', 1)[1].strip().split('.')[0] for line in lines if line.startswith('import time:')}
+    proc.stderr = '\n'.join(line for line in lines if not line.startswith('import time:'))
+    return proc, imported - {'package'}  # 'package' is the heading line
+
+
 def run_basicsr(args, cwd, env_extra=None, timeout=600):
     """Run the real `basicsr` command; fail the test with its output when it exits non-zero."""
     env = dict(os.environ, PYTHONUNBUFFERED='1', **(env_extra or {}))

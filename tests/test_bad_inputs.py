@@ -14,7 +14,7 @@ import torch
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
-from conftest import REPO, basicsr_command, run_basicsr, write_image_pairs, write_yaml
+from conftest import REPO, basicsr_command, run_basicsr, run_front_door, write_image_pairs, write_yaml
 from test_vlunet_model import TINY_CLIP, TINY_NET
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.inference import main as restore_main
@@ -284,30 +284,18 @@ def test_restore_shows_progress_over_images_and_tiles(weights, tmp_path, capsys)
     assert 'restore: 100%' in err and '2/2' in err and 'tiles:' in err and '/9' in err
 
 
-def test_restore_help_does_not_import_torch():
-    script = textwrap.dedent('''
-        import contextlib, io, sys
-        import vlunet_basicsr_cli
-        text = io.StringIO()
-        with contextlib.redirect_stdout(text):
-            try:
-                vlunet_basicsr_cli.main(['restore', '--help'])
-            except SystemExit as stop:
-                assert stop.code == 0, stop.code
-        assert '--trust-checkpoint' in text.getvalue() and '{auto,cpu,cuda}' in text.getvalue(), text.getvalue()
-        heavy = sorted(name for name in ('torch', 'cv2', 'numpy', 'basicsr', 'vlunet_basicsr') if name in sys.modules)
-        assert not heavy, heavy
-    ''')
-    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=120, cwd=REPO)
+def test_restore_help_does_not_import_torch(tmp_path):
+    proc, imported = run_front_door(['restore', '--help'], tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    proc = subprocess.run([basicsr_command(), 'restore', '--help'], capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0 and 'basicsr restore' in proc.stdout
+    assert '--trust-checkpoint' in proc.stdout and '{auto,cpu,cuda}' in proc.stdout, proc.stdout
+    heavy = sorted(imported & {'torch', 'cv2', 'numpy', 'basicsr'})
+    assert not heavy, heavy
 
 
 def test_restore_parser_choices_match_the_package():
     from vlunet_basicsr.utils.cpu_allocator import CHOICES
     from vlunet_basicsr.utils.precision import AMP_DTYPES
-    from vlunet_basicsr_cli import restore_parser
+    from vlunet_basicsr.cli.parsers import restore_parser
     actions = {action.option_strings[0]: action for action in restore_parser()._actions if action.option_strings}
     assert tuple(actions['--amp'].choices) == tuple(AMP_DTYPES)
     assert tuple(actions['--cpu-allocator'].choices) == tuple(CHOICES)

@@ -15,13 +15,13 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
-from conftest import REPO, run_basicsr, write_image_pairs, write_yaml
+from conftest import REPO, run_basicsr, run_front_door, write_image_pairs, write_yaml
 from test_dgunet_training import TINY_DGUNET
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.compare import compare_file, plan
 from vlunet_basicsr.compare.command import prepare_output
 from vlunet_basicsr.options.checks import check_declared_options
-from vlunet_basicsr.utils.options_util import load_yaml
+from vlunet_basicsr.options.loading import load_yaml
 
 ENV = {'OMP_NUM_THREADS': '1'}
 DGUNET = {'type': 'DGUNet', **TINY_DGUNET}
@@ -243,12 +243,9 @@ def test_a_train_yaml_with_finished_weights_is_not_trained_but_gives_the_network
         assert system_plan.test_opt['datasets'] == compare_opt['datasets'] and system_plan.test_opt['name'] == 's'
 
 
-def test_compare_help_answers_without_torch():
-    code = ('import sys, vlunet_basicsr_cli\n'
-            'try:\n    vlunet_basicsr_cli.main(["compare", "--help"])\nexcept SystemExit:\n    pass\n'
-            'assert "torch" not in sys.modules, "torch imported"\n')
-    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr
+def test_compare_help_answers_without_torch(tmp_path):
+    proc, imported = run_front_door(['compare', '--help'], tmp_path)
+    assert proc.returncode == 0 and 'torch' not in imported, proc.stderr
     assert '--overwrite' in proc.stdout and 'report.json' in proc.stdout
 
 

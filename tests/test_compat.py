@@ -11,7 +11,8 @@ from torch import nn
 import vlunet_basicsr  # noqa: F401
 from basicsr.models.base_model import BaseModel
 from conftest import free_port, write_yaml
-from vlunet_basicsr import compat, options
+from vlunet_basicsr import options
+from vlunet_basicsr.utils import distributed, resume
 
 
 def _run_python(code, env_extra=None):
@@ -36,9 +37,9 @@ _DIST_CHECK = """
     import torch.distributed as dist, torch, types
     from torch import nn
     import vlunet_basicsr
-    from vlunet_basicsr import compat
+    from vlunet_basicsr.utils.distributed import init_dist
     from basicsr.models.base_model import BaseModel
-    compat.init_dist({launcher!r}, **{kwargs!r})
+    init_dist({launcher!r}, **{kwargs!r})
     print('backend', dist.get_backend(), 'rank', dist.get_rank(), 'world', dist.get_world_size())
     fake_model = types.SimpleNamespace(opt={{'dist': True, 'num_gpu': 0}}, device=torch.device('cpu'))
     net = BaseModel.model_to_device(fake_model, nn.Linear(2, 2))
@@ -72,7 +73,7 @@ def test_fix2_nccl_without_cuda_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
     monkeypatch.setenv('LOCAL_RANK', '0')
     with pytest.raises(RuntimeError, match="backend is 'nccl' but CUDA is not available"):
-        compat.init_dist('pytorch', backend='nccl')
+        distributed.init_dist('pytorch', backend='nccl')
 
 
 def _save_states(states_dir, iterations):
@@ -99,7 +100,7 @@ def test_fix5_auto_resume_finds_states_under_the_experiment_root(tmp_path, monke
     opt = _resume_opt(str(root))
     _save_states(opt['path']['training_states'], [2, 10, 4])
     monkeypatch.chdir(elsewhere)  # the working directory is not the experiment root
-    state = compat.load_resume_state(opt)
+    state = resume.load_resume_state(opt)
     assert state is not None and state['iter'] == 10
     assert opt['path']['pretrain_network_g'].endswith('net_g_10.pth')
 
@@ -108,7 +109,7 @@ def test_fix4_resume_loads_onto_the_model_device(tmp_path):
     states = tmp_path / 'states'
     _save_states(str(states), [3])
     opt = _resume_opt(str(tmp_path), auto_resume=False, resume_state=str(states / '3.state'))
-    state = compat.load_resume_state(opt)  # basicsr's version calls torch.cuda.current_device() here
+    state = resume.load_resume_state(opt)  # basicsr's version calls torch.cuda.current_device() here
     assert state['optimizers'][0]['state'][0]['exp_avg'].device.type == 'cpu'
 
 
@@ -146,4 +147,4 @@ def test_apply_replaced_basicsr_pipeline_helpers():
     import basicsr.train
     assert basicsr.train.parse_options is options.parse_options
     assert basicsr.test.parse_options is options.parse_options
-    assert basicsr.train.load_resume_state is compat.load_resume_state
+    assert basicsr.train.load_resume_state is resume.load_resume_state

@@ -17,7 +17,8 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from conftest import basicsr_command, write_image_pairs, write_yaml
-from vlunet_basicsr import compat, options
+from vlunet_basicsr import options
+from vlunet_basicsr.utils import resume
 from vlunet_basicsr.data.dataset_writer import write_pairs
 from vlunet_basicsr.data.image_source import decode_image
 from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError, atomic_torch_save
@@ -127,7 +128,7 @@ def test_truncated_state_is_reported_and_the_previous_one_used(tmp_path, capsys)
         f.truncate(10)
     opt = {'name': 'run', 'num_gpu': 0, 'auto_resume': True, 'network_g': {},
            'path': {'training_states': str(exp / 'training_states'), 'models': str(exp / 'models')}}
-    state = compat.load_resume_state(opt)
+    state = resume.load_resume_state(opt)
     assert state['iter'] == 2 and opt['path']['resume_state'].endswith('2.state')
     assert '4.state' in capsys.readouterr().err
 

@@ -13,12 +13,12 @@ import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, script_main, write_yaml
+from conftest import REPO, run_front_door, script_main, write_yaml
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.inference import main as restore_main
 from vlunet_basicsr.onnx_runtime import load_onnx_networks
 from vlunet_basicsr.restorer import load_networks
-from vlunet_basicsr_cli import main as basicsr_main
+from vlunet_basicsr.cli import main as basicsr_main
 
 TINY_DGUNET = {'type': 'DGUNet', 'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'depth': 1}
 TINY_VLUR = {'type': 'VLURNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [1, 1, 1, 1], 'text_dim': 32}
@@ -174,15 +174,8 @@ def test_backend_and_export_errors_name_the_option_or_file(vlunet, tmp_path, cap
 @pytest.mark.parametrize('argv', [['export', '--help'], ['restore', 'x.png', '--backend', 'onnxruntime'],
                                   ['restore', 'x.png', '--backend', 'onnxruntime', '--onnx', 'm.onnx', '--amp', 'bf16']])
 def test_export_help_and_backend_errors_answer_without_importing_torch(tmp_path, argv):
-    code = ('import sys, vlunet_basicsr_cli\n'
-            'try:\n'
-            f'    code = vlunet_basicsr_cli.main({argv!r})\n'
-            'except SystemExit as stop:\n'
-            '    code = stop.code\n'
-            'print("EXIT", code, "TORCH", "torch" in sys.modules)')
-    proc = subprocess.run([sys.executable, '-c', code], cwd=tmp_path, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, 'PYTHONPATH': REPO})
-    assert f"EXIT {0 if '--help' in argv else 2} TORCH False" in proc.stdout, proc.stdout + proc.stderr
+    proc, imported = run_front_door(argv, tmp_path)
+    assert proc.returncode == (0 if '--help' in argv else 2) and 'torch' not in imported, proc.stdout + proc.stderr
     assert ('--verify-sizes' in proc.stdout) if '--help' in argv else ('--backend onnxruntime' in proc.stderr)
 
 

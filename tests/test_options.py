@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, run_basicsr, write_image_pairs, write_yaml
+from conftest import REPO, run_basicsr, run_front_door, write_image_pairs, write_yaml
 from vlunet_basicsr import options
 from vlunet_basicsr.options.reference import declaring_classes, render_reference
 
@@ -78,7 +78,7 @@ def test_force_yml_values_are_checked_like_the_file(tmp_path):
 
 
 def test_force_yml_addresses_list_items_by_index_and_names_a_bad_one():
-    from vlunet_basicsr.utils.options_util import force_values
+    from vlunet_basicsr.options.loading import force_values
     opt = {'datasets': {'train': {'sources': [{'name': 'a', 'repeat': 1}, {'name': 'b', 'repeat': 1}]}},
            'network_g': {'num_blocks': [4, 6, 6, 8]}, 'name': 'x'}
     force_values(opt, ['datasets:train:sources:1:repeat=6', 'network_g:num_blocks:0=2'])
@@ -184,6 +184,18 @@ class WorkingFolderNet(nn.Module):
 '''
 
 
+@pytest.mark.parametrize('network, expected', [
+    ({'channels': 0}, 'network_g.channels: 0 is out of range; expected an integer >= 1'),
+    ({'chanels': 4}, "network_g: unknown option 'chanels' for ToyDeclaredNet. Did you mean 'channels'?"),
+])
+def test_another_plugins_declared_options_are_checked(tmp_path, network, expected):
+    gt, lq = write_image_pairs(tmp_path / 'data', count=2)
+    opt = _train_opt(gt, lq)
+    opt.update(plugins=['toy_options_plugin'], model_type='SRModel', network_g={'type': 'ToyDeclaredNet', **network})
+    del opt['network_clip']
+    assert expected in _problems(tmp_path, opt)
+
+
 def test_plugin_modules_are_found_in_the_working_folder(tmp_path):
     gt, lq = write_image_pairs(tmp_path / 'data', count=2)
     (tmp_path / 'my_folder_plugin.py').write_text(_PLUGIN)
@@ -205,18 +217,12 @@ def test_plugin_modules_are_found_in_the_working_folder(tmp_path):
 
 
 @pytest.mark.parametrize('argv', [['--help'], ['train', '--help'], ['test', '-h'], ['train'],
-                                  ['train', '-opt', 'x.yml', '--launcher', 'mpi'], ['nonsense']])
+                                  ['train', '-opt', 'x.yml', '--launcher', 'mpi'], ['nonsense'],
+                                  ['restore', '--help'], ['restore', 'x.png', '--tile', 'big']])
 def test_help_and_argument_errors_answer_without_importing_torch(tmp_path, argv):
-    code = ('import sys, vlunet_basicsr_cli\n'
-            'try:\n'
-            f'    code = vlunet_basicsr_cli.main({argv!r})\n'
-            'except SystemExit as stop:\n'
-            '    code = stop.code\n'
-            'print("EXIT", code, "TORCH", "torch" in sys.modules, "BASICSR", "basicsr" in sys.modules)')
-    proc = subprocess.run([sys.executable, '-I', '-c', code], cwd=tmp_path, capture_output=True, text=True, timeout=120)
-    assert 'TORCH False BASICSR False' in proc.stdout, proc.stdout + proc.stderr
-    expected_exit = 0 if '--help' in argv or '-h' in argv else 2
-    assert f'EXIT {expected_exit} ' in proc.stdout
+    proc, imported = run_front_door(argv, tmp_path)
+    assert not imported & {'torch', 'basicsr', 'cv2', 'numpy'}, sorted(imported)
+    assert proc.returncode == (0 if '--help' in argv or '-h' in argv else 2), proc.stdout + proc.stderr
     assert ('usage: basicsr' in proc.stdout + proc.stderr)
 
 

@@ -113,7 +113,7 @@ def test_promptir_export_matches_torch_at_odd_sizes(tmp_path, capsys):
     from basicsr.archs import build_network
     from vlunet_basicsr.onnx_runtime import load_onnx_networks
     from vlunet_basicsr.restorer import load_networks
-    from vlunet_basicsr_cli import main as basicsr_main
+    from vlunet_basicsr.cli import main as basicsr_main
 
     torch.manual_seed(0)
     network_g = {'type': 'PromptIR', **TINY}

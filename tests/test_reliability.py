@@ -18,7 +18,7 @@ import pytest
 from PIL import Image
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, basicsr_command
+from conftest import REPO, basicsr_command, run_front_door
 from vlunet_basicsr.utils.image_io import header_size
 
 LIMIT = 40_000_000  # basicsr serve's default --max-pixels
@@ -164,16 +164,14 @@ def test_serve_on_a_port_in_use_says_so_before_loading_anything(tmp_path):
 def test_tile_arguments_are_refused_before_any_work_and_torch(command, tile, tmp_path):
     given = [str(tmp_path / 'missing.png'), '-o', str(tmp_path / 'out')] if command == 'restore' else \
         ['-opt', str(tmp_path / 'missing.yml')]
-    code = ('import sys, vlunet_basicsr_cli as c\n'
-            'try:\n    c.main(sys.argv[1:])\n'
-            'except SystemExit as exit:\n    print(exit.code, "torch" in sys.modules)\n')
-    proc = subprocess.run([sys.executable, '-c', code, command, *given, *tile], cwd=REPO, capture_output=True,
-                          text=True, timeout=120, env=dict(os.environ, TMPDIR=str(tmp_path)))
-    assert proc.stdout.strip() == '2 False', proc.stdout + proc.stderr
+    workdir = tmp_path / 'cwd'
+    workdir.mkdir()
+    proc, imported = run_front_door([command, *given, *tile], workdir, env_extra={'TMPDIR': str(tmp_path)})
+    assert proc.returncode == 2 and 'torch' not in imported, proc.stderr
     overlap = tile[3] if len(tile) > 2 else 32
     assert (f'basicsr {command}: error: --tile {tile[1]} --tile-overlap {overlap}: need --tile >= 1 and 0 <= '
             '--tile-overlap < --tile') in proc.stderr
-    assert 'missing' not in proc.stderr and os.listdir(tmp_path) == []
+    assert 'missing' not in proc.stderr and os.listdir(tmp_path) == ['cwd'] and os.listdir(workdir) == []
 
 
 def test_restore_on_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
@@ -190,7 +188,7 @@ def test_restore_on_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
 
 
 def test_export_refuses_an_existing_output_unless_overwrite(tmp_path, capsys):
-    from vlunet_basicsr_cli import main
+    from vlunet_basicsr.cli import main
     output = tmp_path / 'model.onnx'
     output.write_bytes(b'a file the user keeps')
     assert main(['export', '-opt', str(tmp_path / 'missing.yml'), '-o', str(output)]) == 2
@@ -203,7 +201,7 @@ def test_export_refuses_an_existing_output_unless_overwrite(tmp_path, capsys):
 def test_export_overwrite_replaces_the_output_and_no_other_file(tmp_path):
     pytest.importorskip('onnxruntime')
     from test_onnx import SIZES, TINY_DGUNET, _system
-    from vlunet_basicsr_cli import main
+    from vlunet_basicsr.cli import main
     opt = _system(tmp_path, {**TINY_DGUNET, 'depth': 0})
     output = tmp_path / 'model.onnx'
     output.write_bytes(b'an earlier export')
@@ -218,7 +216,7 @@ def test_export_overwrite_replaces_the_output_and_no_other_file(tmp_path):
 def test_vlunet_dim_is_checked_with_the_options():
     from vlunet_basicsr.archs.vlunet_arch import VLUNet
     from vlunet_basicsr.options import checks
-    from vlunet_basicsr.utils.options_util import load_yaml
+    from vlunet_basicsr.options.loading import load_yaml
     path = os.path.join(REPO, 'options', 'train_nhrbl.yml')
     for dim in (8, 11):
         opt = load_yaml(path)

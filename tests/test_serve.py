@@ -13,14 +13,14 @@ import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, basicsr_command, free_port, write_yaml
+from conftest import REPO, basicsr_command, free_port, run_front_door, write_yaml
 from test_inference import TINY_VLUR
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.inference import main as restore_main
 from vlunet_basicsr.serve.jobs import check_degradation_type, restore_files
 from vlunet_basicsr.serve.systems import load_systems
 from vlunet_basicsr.serve.workspace import Workspace
-from vlunet_basicsr_cli import serve_parser
+from vlunet_basicsr.cli.parsers import serve_parser
 
 gradio_client = pytest.importorskip('gradio_client', reason='basicsr serve needs gradio and gradio_client '
                                     '(pip install gradio gradio_client)')
@@ -255,6 +255,16 @@ def test_restore_files_reports_progress_over_tiles_and_checks_the_type(systems, 
     assert [fraction for fraction, _ in calls] == sorted(fraction for fraction, _ in calls) and calls[-1][0] == 1
 
 
+def test_serve_loads_a_system_from_weights_alone_as_restore_does(systems):
+    root = systems['root']
+    from_yaml, = load_systems([systems['vlunet']], torch.device('cpu'))
+    from_weights, = load_systems(None, torch.device('cpu'), weights=str(root / 'tiny_vlunet.pth'))
+    assert from_weights.name == 'tiny_vlunet' and from_weights.explains
+    assert type(from_weights.restorer.net) is type(from_yaml.restorer.net)
+    net_state, yaml_state = from_weights.restorer.net.state_dict(), from_yaml.restorer.net.state_dict()
+    assert net_state.keys() == yaml_state.keys() and all(torch.equal(net_state[k], yaml_state[k]) for k in net_state)
+
+
 def test_workspace_keeps_sessions_inside_and_removes_them(tmp_path):
     workspace = Workspace(str(tmp_path))
     folder = workspace.session_folder('abc123')
@@ -286,16 +296,22 @@ def test_a_bad_option_file_stops_the_server_naming_it(tmp_path):
     assert os.listdir(tmp_path) == []  # its temporary folder is gone too
 
 
-def test_serve_help_and_defaults_without_torch_or_gradio():
-    code = ('import sys, vlunet_basicsr_cli as c\n'
-            'args = c.serve_parser().parse_args(["-opt", "a.yml"])\n'
-            'print(args.host, args.port, args.max_file_size, "torch" in sys.modules, "gradio" in sys.modules)\n'
-            'c.main(["serve", "--help"])')
-    proc = subprocess.run([sys.executable, '-c', code], cwd=REPO, capture_output=True, text=True, timeout=60)
+def test_serve_help_and_defaults_without_torch_or_gradio(tmp_path):
+    args = serve_parser().parse_args(['-opt', 'a.yml'])
+    assert (args.host, args.port, args.max_file_size, args.tile) == ('127.0.0.1', 7860, '25mb', 512)
+    proc, imported = run_front_door(['serve', '--help'], tmp_path)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.startswith('127.0.0.1 7860 25mb False False') and 'usage: basicsr serve' in proc.stdout
+    assert 'usage: basicsr serve' in proc.stdout and not imported & {'torch', 'gradio'}, sorted(imported)
     with pytest.raises(SystemExit):
-        serve_parser().parse_args(['--port', '1'])  # -opt is required
+        serve_parser().parse_args(['--port', '1'])  # a network is required: -opt or --weights
+
+
+def test_serve_takes_the_network_sources_of_restore():
+    args = serve_parser().parse_args(['--weights', 'net_g.pth', '--adapter', 'a.pth', '--clip-model', 'RN50'])
+    assert (args.opt, args.weights, args.adapter, args.clip_model) == (None, 'net_g.pth', 'a.pth', 'RN50')
+    assert serve_parser().parse_args(['-opt', 'a.yml', '-opt', 'b.yml']).opt == ['a.yml', 'b.yml']
+    with pytest.raises(SystemExit):
+        serve_parser().parse_args(['-opt', 'a.yml', '--weights', 'net_g.pth'])
 
 
 def _chromium():

@@ -1,19 +1,18 @@
-"""``basicsr restore``: restore your own images (arguments: `vlunet_basicsr_cli.restore_parser`, which also
+"""``basicsr restore``: restore your own images (arguments: `vlunet_basicsr.cli.parsers.restore_parser`, which also
 describes the command).
 
 Reading: every input goes through the datasets' decoder (`vlunet_basicsr.utils.image_io.decode_image`), so a
-file a dataset refuses (empty, truncated, corrupt) is refused here too, by name. Writing: all result names are
-decided before anything is written (`vlunet_basicsr.utils.output_names.plan_outputs`): ``<stem>.png``, or
-``<stem>_<ext>.png`` when inputs share a stem, or ``<name>_2.png``, ... when the name is already another
-input's result; an input whose result (or ``--explain`` plot) would replace any input file is refused by
-name. Progress over the images and over the tiles of each image is shown on stderr (tqdm).
+file a dataset refuses (empty, truncated, corrupt) is refused here too, by name. Writing: all result names (and
+``--explain`` figures) are decided before anything is written, by the rule of `vlunet_basicsr.utils.output_names`;
+an input whose result would replace any input file is refused by name. Progress over the images and
+over the tiles of each image is shown on stderr (tqdm).
 """
 import csv
 import os
 import os.path as osp
 import sys
 
-from vlunet_basicsr_cli import restore_backend_error, restore_parser
+from vlunet_basicsr.cli.parsers import restore_backend_error, restore_parser
 
 
 def list_inputs(path):
@@ -28,11 +27,6 @@ def list_inputs(path):
         raise FileNotFoundError(f"input: the folder {path} holds no image (accepted extensions: "
                                 f"{', '.join(IMAGE_EXTENSIONS)}, any case)")
     return inputs
-
-
-def _explain_files(name):
-    stem = osp.splitext(name)[0]
-    return [osp.join('explain', f'{stem}_mixture_weights.png'), osp.join('explain', f'{stem}_residuals.png')]
 
 
 def _tile_bar(tqdm, enabled):
@@ -62,14 +56,14 @@ def run(args):
     from vlunet_basicsr.restorer import Restorer, load_networks, resolve_device
     from vlunet_basicsr.utils.cpu_allocator import tune_cpu_allocator
     from vlunet_basicsr.utils.image_io import encode_like, read_image_file
-    from vlunet_basicsr.utils.output_names import plan_outputs
+    from vlunet_basicsr.utils.output_names import explain_files, plan_outputs
     from vlunet_basicsr.utils.plot_util import save_mixture_weights, save_residual_maps
 
     try:
         # ONNX Runtime meets torch on the host; its execution providers follow --device
         device = resolve_device(args.device) if args.backend == 'torch' else resolve_device('cpu')
         inputs = list_inputs(args.input)
-        plans = plan_outputs(inputs, args.output, _explain_files if args.explain else None)
+        plans = plan_outputs(inputs, args.output, explain_files if args.explain else None)
         if args.backend == 'onnxruntime':
             from vlunet_basicsr.onnx_runtime import load_onnx_networks
             networks = load_onnx_networks(args.onnx, args.device, args.degradation_type)
@@ -113,7 +107,7 @@ def run(args):
             if prediction.used_label != prediction.label:
                 line += f'; restored as {prompts[prediction.used_label]}'
         if result.trace is not None:
-            explain = [osp.join(args.output, p) for p in _explain_files(osp.basename(target))]
+            explain = [osp.join(args.output, p) for p in explain_files(osp.basename(target))]
             save_mixture_weights(result.trace, explain[0])
             save_residual_maps(result.trace, explain[1])
         if not cv2.imwrite(target, encode_like(result.rgb, alpha, is_gray, dtype)):

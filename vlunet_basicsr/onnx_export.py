@@ -1,6 +1,6 @@
 """``basicsr export``: write a restoration system as ONNX graphs and verify them against torch.
 
-Two graphs for a guided system, one for an unguided one (arguments: `vlunet_basicsr_cli.export_parser`):
+Two graphs for a guided system, one for an unguided one (arguments: `vlunet_basicsr.cli.parsers.export_parser`):
 
 ``model.onnx`` (the restoration network)
     ``lq`` (B, C, H, W) float32 [, ``guidance`` (B, d)] -> ``output`` (B, C, H, W); batch, height and width are

@@ -11,6 +11,8 @@ from collections import namedtuple
 import numpy as np
 import torch
 
+from vlunet_basicsr.utils.clip_defaults import DEFAULT_CLIP_MODEL
+
 #: What `load_networks` returns.
 Networks = namedtuple('Networks', ['net', 'inputs', 'clip', 'prompts', 'fixed_label', 'size_multiple'])
 
@@ -23,7 +25,7 @@ Prediction = namedtuple('Prediction', ['label', 'probability', 'probabilities', 
 Restoration = namedtuple('Restoration', ['rgb', 'prediction', 'trace'])
 
 
-def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, clip_model='ViT-B-32',
+def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, clip_model=DEFAULT_CLIP_MODEL,
                   trust_checkpoint=False, degradation_type=None):
     """The network, its declared inputs and its guidance encoder, from a test YAML and/or weight files.
 
@@ -34,7 +36,8 @@ def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, 
             options are read from the weights' shapes.
         clip_weights (str | None): CLIP backbone weights (overrides ``network_clip.pretrained``).
         adapter (str | None): CLIP adapters (overrides ``network_clip.adapter_path``).
-        clip_model (str): open_clip model when only ``clip_weights``/``adapter`` are given. Default: 'ViT-B-32'.
+        clip_model (str): open_clip model when only ``clip_weights``/``adapter`` are given. Default:
+            `DEFAULT_CLIP_MODEL`.
         trust_checkpoint (bool): Allow a network file that needs arbitrary unpickling. Default: False.
         degradation_type (str | int | None): Text-guided archs: restore every image with this label (number,
             name or prompt) instead of the predicted one.
@@ -47,7 +50,7 @@ def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, 
     from vlunet_basicsr.convert.vlunet_checkpoint import infer_network_options
     from vlunet_basicsr.models.network_inputs import NetworkInputs
     from vlunet_basicsr.utils.checkpoint_util import load_weights
-    from vlunet_basicsr.utils.options_util import load_yaml
+    from vlunet_basicsr.options.loading import load_yaml
     from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
 
     opt = load_yaml(opt_path) if opt_path else {}

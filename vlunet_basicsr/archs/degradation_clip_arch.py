@@ -10,7 +10,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.clip_adapter import ClipAdapter, adapters_from_release
 from vlunet_basicsr.utils.clip_preprocess import clip_input
-from vlunet_basicsr.utils.option_spec import Option
+from vlunet_basicsr.options.spec import Option
 from vlunet_basicsr.utils.checkpoint_util import load_weights
 
 ADAPTER_PREFIXES = ('image_adapter.', 'text_adapter.')

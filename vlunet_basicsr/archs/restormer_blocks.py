@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vlunet_basicsr.archs.restormer_ops import channel_attention, gated_gelu
-from vlunet_basicsr.utils.option_spec import Option
+from vlunet_basicsr.options.spec import Option
 
 
 class _ChannelNorm(nn.Module):

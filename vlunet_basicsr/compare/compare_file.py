@@ -8,9 +8,9 @@ import copy
 import os.path as osp
 
 from vlunet_basicsr.options import basicsr_keys
-from vlunet_basicsr.options.checks import check_required_paths, ours, plain_name_problem
-from vlunet_basicsr.utils.option_spec import REQUIRED, Option, check_entry
-from vlunet_basicsr.utils.options_util import force_values, load_yaml
+from vlunet_basicsr.options.checks import check_required_paths, declares_options, plain_name_problem
+from vlunet_basicsr.options.spec import REQUIRED, Option, check_entry
+from vlunet_basicsr.options.loading import force_values, load_yaml
 
 #: The keys of one entry of ``systems``.
 SYSTEM_OPTIONS = (
@@ -73,7 +73,7 @@ def _dataset_problems(datasets):
             problems.append(f"{where}.type: {entry.get('type')!r} is not a registered dataset")
             continue
         cls = DATASET_REGISTRY.get(entry['type'])
-        if ours(cls):
+        if declares_options(cls):
             problems += check_entry(entry, tuple(cls.OPTIONS) + basicsr_keys.DATASET_LOADER, where, entry['type'],
                                     basicsr_keys.DERIVED)
         if entry.get('noise_sigma') is not None and entry.get('noise_seed') is None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import yaml
 
 from vlunet_basicsr.compare.compare_file import METRICS
-from vlunet_basicsr.utils.options_util import import_plugins, load_yaml
+from vlunet_basicsr.options.loading import import_plugins, load_yaml
 
 #: Top-level keys of a train YAML that a test run derived from it keeps (besides every ``network_*``).
 DERIVED_TEST_KEYS = ('model_type', 'num_gpu', 'manual_seed', 'scale', 'prompts', 'plugins')

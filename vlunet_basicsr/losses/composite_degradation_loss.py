@@ -11,7 +11,7 @@ from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from vlunet_basicsr.utils.checkpoint_util import load_weights
 from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
-from vlunet_basicsr.utils.option_spec import Option
+from vlunet_basicsr.options.spec import Option
 
 #: VGG-16's convolutional layers up to relu3_3: output channels, or 'M' for a 2x2 max-pool.
 VGG16_UP_TO_RELU3_3 = (64, 64, 'M', 128, 128, 'M', 256, 256, 256)

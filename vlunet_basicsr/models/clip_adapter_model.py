@@ -18,7 +18,7 @@ from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
 from vlunet_basicsr.models.resume_learning_rate import ConfiguredLearningRateMixin
 from vlunet_basicsr.models.safe_checkpoint_mixin import SafeCheckpointMixin
 from vlunet_basicsr.utils.checkpoint_util import atomic_torch_save, load_weights
-from vlunet_basicsr.utils.option_spec import REQUIRED, Option
+from vlunet_basicsr.options.spec import REQUIRED, Option
 from vlunet_basicsr.utils.plot_util import save_similarity_heatmap
 from vlunet_basicsr.utils.prompts import resolve_prompts
 

@@ -2,7 +2,7 @@
 
 Our models declare their own keys on top of these (``OPTIONS``); together they are every key a run may use.
 """
-from vlunet_basicsr.utils.option_spec import REQUIRED, Option
+from vlunet_basicsr.options.spec import REQUIRED, Option
 
 #: Top-level keys (``network_*`` entries are declared by each model).
 TOP_LEVEL = (

@@ -1,9 +1,10 @@
 """Checks of a whole option file before anything is built; each problem names its YAML key (and the file).
 
 - `check_registered_types`: every ``type`` is in its registry (the closest name and the full list otherwise).
-- `check_declared_options`: keys and values against the declarations (`vlunet_basicsr.utils.option_spec`) of
-  BasicSR's pipeline (`basicsr_keys`) and of our archs, losses, datasets, schedulers and models; optimizer
-  arguments against the torch optimizer's own signature; required keys; plain experiment and set names.
+- `check_declared_options`: keys and values against the declarations (`vlunet_basicsr.options.spec`) of
+  BasicSR's pipeline (`basicsr_keys`) and of every arch, loss, dataset, scheduler and model that declares
+  ``OPTIONS`` (ours and other plugins'); optimizer arguments against the torch optimizer's own signature;
+  required keys; plain experiment and set names.
 - `check_required_paths`: every data and weight path exists (all missing ones listed at once).
 """
 import inspect
@@ -12,7 +13,7 @@ import os.path as osp
 from dataclasses import replace
 
 from vlunet_basicsr.options import basicsr_keys
-from vlunet_basicsr.utils.option_spec import REQUIRED, Option, check_entry, closest_hint, section
+from vlunet_basicsr.options.spec import REQUIRED, Option, check_entry, closest_hint, section
 
 
 def _registries():
@@ -60,9 +61,11 @@ def check_registered_types(opt, opt_path):
     _fail(opt_path, problems)
 
 
-def ours(cls):
-    """Whether ``cls`` is one of this package's classes (which declare their options)."""
-    return cls.__module__.startswith('vlunet_basicsr.')
+def declares_options(cls):
+    """Whether ``cls`` declares its option keys (``OPTIONS``, a sequence of `Option`): this package's classes and any
+    plugin's that do. Their keys are checked strictly; other classes' only as far as BasicSR's keys go."""
+    declared = getattr(cls, 'OPTIONS', None)
+    return isinstance(declared, (tuple, list)) and all(isinstance(option, Option) for option in declared)
 
 
 def plain_name_problem(value):
@@ -123,8 +126,8 @@ def _network_labels(opt, model_options):
 def _model_problems(opt, model_cls, is_train):
     """Top-level, train, val and path keys against BasicSR's keys and the model's declarations."""
     from basicsr.models.sr_model import SRModel
-    declared = getattr(model_cls, 'OPTIONS', None) if model_cls is not None and ours(model_cls) else None
-    strict = declared is not None  # our models declare every key they read; others may read more
+    declared = getattr(model_cls, 'OPTIONS', None) if model_cls is not None and declares_options(model_cls) else None
+    strict = declared is not None  # declaring models declare every key they read; others may read more
     model_options = tuple(declared or ())
     if not strict and model_cls is not None and issubclass(model_cls, SRModel):
         model_options = (Option('network_g', 'dict', REQUIRED, 'The restoration network.'),
@@ -169,7 +172,7 @@ def _dataset_problems(opt, is_train):
             problems.append(f'{where}: expected a mapping of dataset options, got {entry!r}')
             continue
         cls = dataset_registry.get(entry['type']) if entry.get('type') in dataset_registry else None
-        if cls is not None and ours(cls):
+        if cls is not None and declares_options(cls):
             problems += check_entry(entry, tuple(cls.OPTIONS) + loader, where, entry['type'],
                                     basicsr_keys.DERIVED)
         else:
@@ -189,7 +192,7 @@ def _declared_class_problems(opt):
         if registry not in (arch, loss) or name not in registry:
             continue
         cls = registry.get(name)
-        if ours(cls):
+        if declares_options(cls):
             where = key[:-len('.type')]
             entry = opt[where] if registry is arch else opt['train'][where.split('.', 1)[1]]
             problems += check_entry(entry, tuple(cls.OPTIONS), where, name, {'type'})
@@ -209,7 +212,7 @@ def check_declared_options(opt, opt_path, is_train):
     problems += _dataset_problems(opt, is_train)
     problems += _declared_class_problems(opt)
     problems += _check_names(opt)
-    cross_checks = getattr(model_cls, 'check_options', None) if model_cls is not None and ours(model_cls) else None
+    cross_checks = getattr(model_cls, 'check_options', None) if model_cls is not None and declares_options(model_cls) else None
     if cross_checks is not None:  # constraints between keys, e.g. the guidance an arch needs
         problems += cross_checks(opt, is_train)
     _fail(opt_path, problems)

@@ -3,8 +3,8 @@ import os.path as osp
 import random
 
 from vlunet_basicsr.options import checks
-from vlunet_basicsr.utils import options_util
-from vlunet_basicsr_cli import pipeline_parser
+from vlunet_basicsr.options import loading
+from vlunet_basicsr.cli.parsers import pipeline_parser
 
 
 def _apply_cpu_allocator(opt, is_train):
@@ -48,13 +48,13 @@ def parse_options(root_path, is_train=True, argv=None):
     import torch
     from basicsr.utils import set_random_seed
     from basicsr.utils.dist_util import get_dist_info
-    from vlunet_basicsr.compat import init_dist
+    from vlunet_basicsr.utils.distributed import init_dist
 
     args = pipeline_parser('basicsr train' if is_train else 'basicsr test').parse_args(argv)
-    opt = options_util.load_yaml(args.opt)
-    options_util.import_plugins(opt.get('plugins'), args.opt)
+    opt = loading.load_yaml(args.opt)
+    loading.import_plugins(opt.get('plugins'), args.opt)
     if args.force_yml is not None:
-        options_util.force_values(opt, args.force_yml)
+        loading.force_values(opt, args.force_yml)
     check_options(opt, args.opt, is_train)
 
     if args.launcher == 'none':

@@ -3,7 +3,7 @@
 A test compares the committed page with `render_reference`, so the docs cannot drift from the code.
 """
 from vlunet_basicsr.options import basicsr_keys
-from vlunet_basicsr.utils.option_spec import REQUIRED
+from vlunet_basicsr.options.spec import REQUIRED
 
 HEADER = """# Option reference
 

@@ -4,5 +4,5 @@ One job per module: `systems` loads each ``-opt`` YAML through `vlunet_basicsr.r
 ``basicsr restore``, so there is no second way of restoring), `workspace` owns the server's temporary folder
 (uploads, results, per-session folders) and the demo photographs, `jobs` restores uploaded files with the
 chosen systems (no Gradio there), `app` lays out the page and `server` starts and stops it. The arguments are
-parsed by `vlunet_basicsr_cli.serve_parser`.
+parsed by `vlunet_basicsr.cli.parsers.serve_parser`.
 """

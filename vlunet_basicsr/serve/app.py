@@ -50,7 +50,7 @@ def build_app(systems, workspace, max_pixels=None):
     """
     import gradio as gr
 
-    from vlunet_basicsr.utils.image_io import IMAGE_EXTENSIONS
+    from vlunet_basicsr.utils.image_extensions import IMAGE_EXTENSIONS
 
     by_name = {system.name: system for system in systems}
     types = []

@@ -44,7 +44,8 @@ def read_upload(path, name, max_pixels=None):
     Raises:
         ValueError: Not an image file, not decodable, or too large; names ``name``.
     """
-    from vlunet_basicsr.utils.image_io import IMAGE_EXTENSIONS, decode_image, header_size
+    from vlunet_basicsr.utils.image_extensions import IMAGE_EXTENSIONS
+    from vlunet_basicsr.utils.image_io import decode_image, header_size
     if not name.lower().endswith(IMAGE_EXTENSIONS):
         raise ValueError(f"{name}: not an image file (accepted: {', '.join(IMAGE_EXTENSIONS)})")
     with open(path, 'rb') as f:
@@ -104,6 +105,7 @@ def restore_files(files, systems, folder, degradation_type=None, explain=False, 
         system; ``note: ...``).
     """
     from vlunet_basicsr.utils.image_io import encode_like
+    from vlunet_basicsr.utils.output_names import explain_files
     from vlunet_basicsr.utils.plot_util import save_mixture_weights, save_residual_maps
 
     messages = check_degradation_type(systems, degradation_type)
@@ -155,8 +157,7 @@ def restore_files(files, systems, folder, degradation_type=None, explain=False, 
                 used = system.class_names[prediction.used_label]
             figures = None
             if restoration.trace is not None:
-                figures = (osp.join(run_folder, 'explain', f'{file_stem}_mixture_weights.png'),
-                           osp.join(run_folder, 'explain', f'{file_stem}_residuals.png'))
+                figures = tuple(osp.join(run_folder, path) for path in explain_files(f'{file_stem}.png'))
                 save_mixture_weights(restoration.trace, figures[0])
                 save_residual_maps(restoration.trace, figures[1])
             results.append(Result(name, system.name, input_view, output_view, png, bars, predicted, used, figures))

@@ -1,4 +1,4 @@
-"""Start and stop the ``basicsr serve`` page (arguments: `vlunet_basicsr_cli.serve_parser`).
+"""Start and stop the ``basicsr serve`` page (arguments: `vlunet_basicsr.cli.parsers.serve_parser`).
 
 The server listens on ``--host`` (127.0.0.1 by default), takes uploads up to ``--max-file-size`` and images up
 to ``--max-pixels``, keeps every upload and result in one temporary folder (`Workspace`) and removes it when it
@@ -53,7 +53,9 @@ def _serve(args, workspace):
         device = resolve_device(args.device)
         if device.type == 'cpu':
             tune_cpu_allocator(args.cpu_allocator)
-        systems = load_systems(args.opt, device, args.amp, args.tile, args.tile_overlap, args.trust_checkpoint)
+        systems = load_systems(args.opt, device, args.amp, args.tile, args.tile_overlap, args.trust_checkpoint,
+                               weights=args.weights, clip_weights=args.clip_weights, adapter=args.adapter,
+                               clip_model=args.clip_model)
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

@@ -1,4 +1,5 @@
-"""The restoration systems a server offers: one per ``-opt`` YAML, loaded like ``basicsr restore`` loads one."""
+"""The restoration systems a server offers: one per ``-opt`` YAML (or one from ``--weights``), loaded like
+``basicsr restore`` loads one."""
 import os.path as osp
 from collections import namedtuple
 
@@ -21,34 +22,37 @@ def _unique(name, taken):
     return candidate
 
 
-def load_systems(opt_paths, device, amp='none', tile=None, tile_overlap=32, trust_checkpoint=False):
+def load_systems(opt_paths, device, amp='none', tile=None, tile_overlap=32, trust_checkpoint=False, **sources):
     """Load every system, in the order given.
 
     Args:
-        opt_paths (list[str]): Test YAMLs (``network_g``, ``network_clip``, ``path.pretrain_network_g``, ...).
+        opt_paths (list[str] | None): Test YAMLs (``network_g``, ``network_clip``, ``path.pretrain_network_g``, ...).
         device (torch.device): Where the networks run.
         amp (str): 'none', 'bf16' or 'fp16'. Default: 'none'.
         tile (int | None): Restore in tiles of this size. Default: None.
         tile_overlap (int): Overlap of neighbouring tiles. Default: 32.
         trust_checkpoint (bool): Allow network files that need arbitrary unpickling. Default: False.
+        **sources: ``weights`` (one system without a YAML, named by the file), ``clip_weights``, ``adapter`` and
+            ``clip_model``, as `vlunet_basicsr.restorer.load_networks` takes them (``basicsr restore``'s flags).
 
     Returns:
         list[System]: The loaded systems.
 
     Raises:
-        ValueError: A YAML or its weights cannot be used; the message names the YAML.
+        ValueError: A YAML or its weights cannot be used; the message names the YAML (or the weights).
     """
+    from vlunet_basicsr.options.loading import load_yaml
     from vlunet_basicsr.restorer import Restorer, load_networks
-    from vlunet_basicsr.utils.options_util import load_yaml
 
     systems = []
-    for path in opt_paths:
+    for path in opt_paths or [None]:
+        source = path or sources.get('weights')
         try:
-            opt = load_yaml(path)
-            networks = load_networks(path, trust_checkpoint=trust_checkpoint)
+            opt = load_yaml(path) if path else {}
+            networks = load_networks(path, trust_checkpoint=trust_checkpoint, **sources)
         except (OSError, ValueError, KeyError) as error:
-            raise ValueError(str(error) if path in str(error) else f'{path}: {error}') from error
-        stem = osp.splitext(osp.basename(path))[0]
+            raise ValueError(str(error) if str(source) in str(error) else f'{source}: {error}') from error
+        stem = osp.splitext(osp.basename(str(source)))[0]
         name = _unique(str(opt.get('name') or stem), {system.name for system in systems})
         restorer = Restorer(networks, device, amp, tile=tile, tile_overlap=tile_overlap)
         guided = networks.clip is not None

@@ -12,10 +12,8 @@ from collections import namedtuple
 import cv2
 import numpy as np
 
+from vlunet_basicsr.utils.image_extensions import IMAGE_EXTENSIONS
 from vlunet_basicsr.utils.image_integrity import encoded_image_problem
-
-#: The image files the package reads (datasets' folders, basicsr restore and serve), any case.
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp')
 
 DecodedImage = namedtuple('DecodedImage', ['rgb', 'alpha', 'is_gray', 'dtype'])
 DecodedImage.__doc__ = """rgb: float32 HxWx3 in [0, 1]; alpha: the alpha plane as stored, or None; is_gray: the

@@ -1,6 +1,6 @@
 """Running BasicSR's train and test pipelines with this plugin: ``run('train'|'test', argv)``.
 
-The ``basicsr`` command parses its arguments in the torch-free module `vlunet_basicsr_cli` and calls `run`;
+The ``basicsr`` command (`vlunet_basicsr.cli.main`) parses its arguments torch-free and calls `run`;
 ``python -m vlunet_basicsr.train`` / ``.test`` (for torchrun) call it directly. Experiments, results and
 tb_logger folders are created under the current working directory. Options are read by
 `vlunet_basicsr.options.parse_options` (plugins, ``--force_yml``, checks, derived paths).
@@ -8,12 +8,11 @@ tb_logger folders are created under the current working directory. Options are r
 import os
 import sys
 
-from vlunet_basicsr_cli import COMMANDS, main  # noqa: F401  (``python -m vlunet_basicsr.cli`` and old imports)
-
 
 def run(command, argv, root_path=None):
     """Run one pipeline with BasicSR's flags in ``argv``; results go under ``root_path`` (default: cwd)."""
-    import vlunet_basicsr  # noqa: F401  (compat fixes and registration before basicsr builds anything)
+    from vlunet_basicsr import register
+    register()  # compat fixes and registration before basicsr builds anything
     root_path = os.getcwd() if root_path is None else root_path
     sys.argv = [f'basicsr {command}'] + list(argv)
     if command == 'train':
@@ -24,7 +23,3 @@ def run(command, argv, root_path=None):
         test_pipeline(root_path)
     else:
         raise ValueError(f"Unknown command '{command}'; expected train or test")
-
-
-if __name__ == '__main__':
-    sys.exit(main())

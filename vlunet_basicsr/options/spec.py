@@ -1,6 +1,6 @@
 """Declared option keys: each key of a class's YAML options is declared once, with its type, default and range.
 
-A class of ours carries ``OPTIONS = (Option(...), ...)``. The option checks (`vlunet_basicsr.options`) read
+A class of ours, or of another plugin, carries ``OPTIONS = (Option(...), ...)``. The option checks (`vlunet_basicsr.options`) read
 these declarations to name misspelled keys and wrong values before anything is built; `scripts/option_reference.py`
 writes docs/option_reference.md from them, and the tests compare declarations with constructors and docstrings.
 
