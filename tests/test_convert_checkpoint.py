@@ -131,7 +131,7 @@ def test_misshapen_adapter_is_refused_and_no_part_is_written(tmp_path, capsys):
 def test_an_existing_output_is_kept_unless_overwrite(tmp_path, capsys):
     (tmp_path / 'net_g.pth').write_bytes(b'mine')
     assert _main(reference_file('vlunet_official_small.pt'), '--output-dir', tmp_path) == 1
-    assert 'net_g.pth already exist(s): pass --overwrite' in capsys.readouterr().err
+    assert 'net_g.pth already exists: pass --overwrite to replace it' in capsys.readouterr().err
     assert (tmp_path / 'net_g.pth').read_bytes() == b'mine'
     assert _main(reference_file('vlunet_official_small.pt'), '--output-dir', tmp_path, '--overwrite') == 0
     assert 'params' in torch.load(tmp_path / 'net_g.pth', weights_only=True)

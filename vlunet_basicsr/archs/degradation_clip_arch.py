@@ -10,6 +10,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.clip_adapter import ClipAdapter, adapters_from_release
 from vlunet_basicsr.utils.clip_preprocess import clip_input
+from vlunet_basicsr.utils.clip_defaults import DEFAULT_CLIP_MODEL
 from vlunet_basicsr.options.spec import Option
 from vlunet_basicsr.utils.checkpoint_util import load_weights
 
@@ -82,14 +83,14 @@ class DegradationCLIP(nn.Module):
     """
 
     OPTIONS = (
-        Option('model_name', 'str', 'ViT-B-32', 'open_clip model.'),
+        Option('model_name', 'str', DEFAULT_CLIP_MODEL, 'open_clip model.'),
         Option('pretrained', 'str', None, 'open_clip tag, local weights file, or ~ for random weights.'),
         Option('adapter_path', 'str', None, 'Adapters (ours or the released clip_tuned.pth).'),
         Option('activation', 'str', 'gelu', 'Adapter activation.', choices=('gelu', 'relu', 'silu', 'tanh')),
         Option('model_cfg', 'dict', None, 'Overrides of the open_clip model config.'),
     )
 
-    def __init__(self, model_name='ViT-B-32', pretrained=None, adapter_path=None, activation='gelu', model_cfg=None):
+    def __init__(self, model_name=DEFAULT_CLIP_MODEL, pretrained=None, adapter_path=None, activation='gelu', model_cfg=None):
         super().__init__()
         self.model_name = model_name
         self.backbone = create_clip_backbone(model_name, pretrained, model_cfg).requires_grad_(False).eval()

@@ -11,6 +11,7 @@ import torch
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.convert.conversion import CHECKPOINT_LAYOUT_REGISTRY
 from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError, atomic_torch_save, load_weights
+from vlunet_basicsr.utils.output_names import existing_outputs_problem
 
 _SHOWN = 5
 
@@ -92,10 +93,9 @@ def check_part(part, source):
 def _write(parts, output_dir, overwrite):
     """Write every part, or none: all go to a staging folder first, then are renamed into place."""
     targets = [osp.join(output_dir, part.filename) for part in parts]
-    existing = [target for target in targets if osp.exists(target)]
-    if existing and not overwrite:
-        raise FileExistsError(f"{', '.join(existing)} already exist(s): pass --overwrite to replace, or choose "
-                              'another --output-dir. Nothing was written.')
+    problem = existing_outputs_problem(targets, overwrite)
+    if problem:
+        raise FileExistsError(f'{problem} (--output-dir). Nothing was written.')
     created = not osp.isdir(output_dir)
     os.makedirs(output_dir, exist_ok=True)
     staging = tempfile.mkdtemp(prefix='.converting-', dir=output_dir)
