@@ -29,13 +29,7 @@ def _default(option):
 def _allowed(option):
     if option.choices is not None:
         return ', '.join(f'`{c}`' for c in option.choices)
-    bounds = []
-    if option.minimum is not None:
-        bounds.append(f'>= {option.minimum}')
-    if option.maximum is not None:
-        bounds.append(f'<= {option.maximum}')
-    if option.multiple is not None:
-        bounds.append(f'multiple of {option.multiple}')
+    bounds = option.bounds()
     if option.length is not None:
         bounds.append(f'{option.length} entries')
     return ', '.join(bounds)

@@ -79,6 +79,15 @@ class Option:
         """``train``, ``val``, ``path`` or '' (top level, or the whole entry of an arch, loss or dataset)."""
         return self.name.rsplit('.', 1)[0] if '.' in self.name else ''
 
+    def bounds(self, multiple_words='multiple of'):
+        """The numeric bounds as phrases: '>= 1', '<= 8', '<multiple_words> 2'."""
+        bounds = [f'>= {self.minimum}'] if self.minimum is not None else []
+        if self.maximum is not None:
+            bounds.append(f'<= {self.maximum}')
+        if self.multiple is not None:
+            bounds.append(f'{multiple_words} {self.multiple}')
+        return bounds
+
     def expectation(self):
         """What a valid value looks like, in words."""
         if self.choices is not None:
@@ -90,13 +99,7 @@ class Option:
             text = f'a list of {self.length} {plural}' if self.length else f'a list of {plural}'
         else:
             text = _NAMES[self.type]
-        bounds = []
-        if self.minimum is not None:
-            bounds.append(f'>= {self.minimum}')
-        if self.maximum is not None:
-            bounds.append(f'<= {self.maximum}')
-        if self.multiple is not None:
-            bounds.append(f'a multiple of {self.multiple}')
+        bounds = self.bounds('a multiple of')
         if bounds:
             text += ' ' + ' and '.join(bounds)
         if self.nullable or self.default is None:
