@@ -16,7 +16,7 @@ from vlunet_basicsr.models.guidance import Guidance
 from vlunet_basicsr.models.loss_terms import LossTerms
 from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
 from vlunet_basicsr.models.mixup import PairMixUp, check_mixable, mixup_problems
-from vlunet_basicsr.models.network_inputs import NetworkInputs, freeze_guidance_layers
+from vlunet_basicsr.models.network_inputs import NetworkInputs, freeze_guidance_layers, size_rule
 from vlunet_basicsr.models.nonfinite_guard import NonFiniteGuard
 from vlunet_basicsr.models.restoration_metrics import ImageMetrics, average_over_sets, metric_line, write_metrics_json
 from vlunet_basicsr.models.resume_learning_rate import ConfiguredLearningRateMixin
@@ -68,9 +68,11 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         val.tile (int | None): Restore in tiles of this size (large images). Default: None (whole image).
         val.tile_overlap (int): Overlap of neighbouring tiles, blended linearly. Default: 32.
         val.self_ensemble (bool): Average the 8 flips/rotations. Default: False.
-        val.size_multiple (int): Pad every network input (bottom/right, reflect) to a multiple of this and crop
-            the output back, for archs that need it (e.g. SwinIR's window size; VLUNet pads itself). Default: 1.
-            Like tiles, this assumes outputs of the input's size (restoration, not up-scaling).
+        val.size_multiple (int | None): Override the multiple the arch's size rule pads every network input to
+            (bottom/right, reflect; in training too) before cropping the output back. Default: None, the arch's
+            rule (`vlunet_basicsr.models.network_inputs.size_rule`: declared by the arch, or derived from a BasicSR
+            arch's options, e.g. SwinIR's window size). The datasets give LQ and GT of one size, so the model
+            restores (no up-scaling: scale must be 1).
         val.degradation_type (int | str | None): 'text_features' archs: the label or prompt to restore every
             validation/test image with, instead of the encoder's prediction. Default: None.
         val.pbar (bool): Progress bar during validation. Default: False.
@@ -85,6 +87,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
 
     Attributes:
         network_inputs (NetworkInputs): The arch's protocol.
+        size_rule (SizeRule): What every network input is padded to (the arch's, or ``val.size_multiple``).
         guidance (Guidance): Computes each batch's guidance input.
         net_clip (nn.Module | None): The frozen guidance encoder.
         guidance_features (Tensor | None): The guidance input of the last batch fed.
@@ -108,7 +111,8 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         Option('val.tile', 'int', None, 'Restore in tiles of this size.', minimum=8),
         Option('val.tile_overlap', 'int', 32, 'Overlap of neighbouring tiles.', minimum=0),
         Option('val.self_ensemble', 'bool', False, 'Average the 8 flips/rotations.'),
-        Option('val.size_multiple', 'int', 1, 'Pad every network input to a multiple of this.', minimum=1),
+        Option('val.size_multiple', 'int', None, "Override the arch's input multiple (default: its own rule).",
+               minimum=1),
         Option('val.degradation_type', 'any', None, "'text_features' archs: label or prompt for every image."),
     )
 
@@ -151,6 +155,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         super(SRModel, self).__init__(opt)
         net = build_network(opt['network_g'])
         self.network_inputs = NetworkInputs.of(type(net))
+        self.size_rule = size_rule(net, (opt.get('val') or {}).get('size_multiple'))
         self.guidance = Guidance.from_options(opt, self.network_inputs, self.device)
         self.net_clip = self.guidance.encoder
         if self.network_inputs.guided and self.net_clip is None:
@@ -158,7 +163,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         self.net_g = self.model_to_device(net)
         self.print_network(self.net_g)
         encoder_name = None if self.net_clip is None else type(self.net_clip).__name__
-        get_root_logger().info(self.network_inputs.describe(encoder_name))
+        get_root_logger().info(f'{self.network_inputs.describe(encoder_name)} Inputs padded to: {self.size_rule}.')
         load_path = opt['path'].get('pretrain_network_g')
         if load_path is not None:
             param_key = opt['path'].get('param_key_g', 'params')
@@ -225,7 +230,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         self.optimizer_g.zero_grad()
         self.guard.begin_step(current_iter)
         with autocast(self.device, self.train_amp):
-            outputs = self.network_inputs.outputs(self.net_g, self.lq, self.guidance_features)
+            outputs = self.network_inputs.outputs(self.net_g, self.lq, self.guidance_features, self.size_rule)
             outputs = [output.float() for output in outputs]
             losses = self.losses(outputs, self.gt, self.loss_inputs)
         self.output = outputs[0]
@@ -269,7 +274,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         run = self.network_inputs.final(runner, self.guidance_features)
         with torch.no_grad(), autocast(self.device, self.val_amp):
             self.output = restore_image(run, self.lq, val_opt.get('tile'), val_opt.get('tile_overlap', 32),
-                                        val_opt.get('self_ensemble', False), val_opt.get('size_multiple', 1)).float()
+                                        val_opt.get('self_ensemble', False), self.size_rule).float()
         net.train(was_training)
 
     def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
@@ -297,7 +302,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         evaluation = ShardedEvaluation(dataloader, rank, world_size, self.device, val_opt.get('pbar', False))
         metrics = ImageMetrics(val_opt.get('metrics') or {}, evaluation.name)
         types = None
-        if self.network_inputs.guidance_input == 'text_features':
+        if self.guidance.reports_types:
             types = DegradationTypeReport(evaluation.name, self.guidance.prompts, self.guidance.fixed_prompt)
         for data in evaluation:
             self.feed_data(data)
