@@ -58,8 +58,8 @@ def restore_image(run, lq, tile=None, tile_overlap=32, self_ensemble=False, size
 
     Every call of ``run`` (every tile's too) gets an input padded by ``size_rule`` (a `SizeRule` or a multiple,
     see `padded`); with ``tile`` the image is restored tile by tile with blended seams (`tiled_restore`); with
-    ``self_ensemble`` the outputs of the 8 flips/rotations are averaged (in float32 at least, `accumulation_dtype`); ``progress(done, total)`` is
-    called after each tile.
+    ``self_ensemble`` the outputs of the 8 flips/rotations are averaged (in float32 at least,
+    `accumulation_dtype`); ``progress(done, total)`` is called after each tile.
     """
     run = padded(run, size_rule)
 
