@@ -135,7 +135,7 @@ def test_an_image_only_basicsr_arch_restores_through_its_declared_inputs(tmp_pat
 
 
 def test_basicsr_swinir_restores_an_odd_size_tiled_by_its_own_size_rule(tmp_path, capsys):
-    code, image = _restore_with(tmp_path, SWINIR, extra=('--tile', '16', '--tile-overlap', '4'))  # no size_multiple
+    code, image = _restore_with(tmp_path, SWINIR, extra=('--tile', '18', '--tile-overlap', '4'))  # 18: padded to 20
     assert code == 0, capsys.readouterr().err
     assert cv2.imread(str(tmp_path / 'out' / 'photo.png')).shape == image.shape == (21, 30, 3)
 
