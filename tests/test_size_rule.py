@@ -101,3 +101,21 @@ def test_basicsr_archs_train_and_validate_at_odd_sizes_through_basicsr_train(tmp
     import cv2
     saved = cv2.imread(str(work / 'experiments' / 'odd' / 'visualization' / 'img00' / 'img00_2.png'))
     assert saved.shape == (37, 45, 3)
+
+
+def test_an_override_that_breaks_the_arch_rule_is_warned_about():
+    import logging
+
+    from basicsr.models import build_model
+    opt = {'model_type': 'GuidedRestorationModel', 'num_gpu': 0, 'is_train': False, 'dist': False, 'rank': 0,
+           'world_size': 1, 'name': 'unit', 'network_g': dict(SWINIR), 'network_clip': None,
+           'path': {'pretrain_network_g': None}, 'val': {'size_multiple': 6}}
+    records, handler = [], logging.Handler(logging.WARNING)
+    handler.emit = records.append
+    logging.getLogger('basicsr').addHandler(handler)
+    try:
+        model = build_model(opt)
+    finally:
+        logging.getLogger('basicsr').removeHandler(handler)
+    assert model.size_rule == SizeRule(6)
+    assert "val.size_multiple 6 is not a multiple of SwinIR's own size multiple, 4" in [r.getMessage() for r in records]

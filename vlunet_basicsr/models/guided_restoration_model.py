@@ -158,6 +158,10 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         if not hasattr(self, 'network_inputs'):
             self.network_inputs = NetworkInputs.of(type(net))
             self.size_rule = size_rule(net, (self.opt.get('val') or {}).get('size_multiple'))
+            own = size_rule(net)
+            if self.size_rule.multiple % own.multiple:
+                get_root_logger().warning(f'val.size_multiple {self.size_rule.multiple} is not a multiple of '
+                                          f"{type(net).__name__}'s own size multiple, {own.multiple}")
             self.guidance = Guidance.from_options(self.opt, self.network_inputs, self.device)
             self.net_clip = self.guidance.encoder
             if self.network_inputs.guided and self.net_clip is None:
