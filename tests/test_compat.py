@@ -148,3 +148,17 @@ def test_apply_replaced_basicsr_pipeline_helpers():
     assert basicsr.train.parse_options is options.parse_options
     assert basicsr.test.parse_options is options.parse_options
     assert basicsr.train.load_resume_state is resume.load_resume_state
+
+
+def test_fix9_swinir_windows_keep_an_exported_batch_dynamic():
+    from basicsr.archs import swinir_arch
+
+    class Windows(torch.nn.Module):
+        def forward(self, x):
+            h, w = x.shape[1:3]
+            return swinir_arch.window_reverse(swinir_arch.window_partition(x, 4) * 2, 4, h, w)
+
+    dynamic = torch.export.Dim.DYNAMIC
+    program = torch.export.export(Windows(), (torch.rand(2, 8, 12, 3),), dynamic_shapes=({0: dynamic},))
+    one = torch.rand(1, 8, 12, 3)  # basicsr's own: "Guard failed: ... == 2" (the traced batch)
+    assert torch.equal(program.module()(one), one * 2)

@@ -51,7 +51,7 @@ def _model_opt(network_g, network_clip=None, is_train=True, **val):
 
 def test_the_protocol_is_declared_by_the_arch_with_defaults_for_any_basicsr_arch():
     assert NetworkInputs.of(ARCH_REGISTRY.get('SwinIR')) == NetworkInputs('SwinIR', None, False)
-    assert NetworkInputs.of(ARCH_REGISTRY.get('VLUNet')) == NetworkInputs('VLUNet', 'image_features', False)
+    assert NetworkInputs.of(ARCH_REGISTRY.get('VLUNet')) == NetworkInputs('VLUNet', 'image_features', False, True)
     assert NetworkInputs.of(ARCH_REGISTRY.get('ToyStagesNet')).multi_stage_output
     assert NetworkInputs.of(ARCH_REGISTRY.get('ToyTextGuidedNet')).guidance_input == 'text_features'
 

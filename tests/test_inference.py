@@ -134,6 +134,26 @@ def test_an_image_only_basicsr_arch_restores_through_its_declared_inputs(tmp_pat
     assert 'Network SwinIR: unguided' in capsys.readouterr().out
 
 
+def test_basicsr_swinir_restores_an_odd_size_tiled_by_its_own_size_rule(tmp_path, capsys):
+    code, image = _restore_with(tmp_path, SWINIR, extra=('--tile', '18', '--tile-overlap', '4'))  # 18: padded to 20
+    assert code == 0, capsys.readouterr().err
+    assert cv2.imread(str(tmp_path / 'out' / 'photo.png')).shape == image.shape == (21, 30, 3)
+
+
+def test_weights_alone_load_the_network_they_declare_else_the_arch_that_recognises_them(tmp_path, capsys):
+    from basicsr.archs import build_network
+    image = tmp_path / 'odd.png'
+    cv2.imwrite(str(image), np.random.default_rng(2).integers(0, 256, (19, 26, 3), dtype=np.uint8))
+    state = build_network(dict(SWINIR)).state_dict()
+    torch.save({'params': state, 'network_g': dict(SWINIR)}, tmp_path / 'declared.pth')
+    assert restore_main([str(image), '-o', str(tmp_path / 'out'), '--weights', str(tmp_path / 'declared.pth')]) == 0
+    assert 'Network SwinIR: unguided' in capsys.readouterr().out
+    torch.save({'params': state}, tmp_path / 'anonymous.pth')
+    assert restore_main([str(image), '-o', str(tmp_path / 'out2'), '--weights', str(tmp_path / 'anonymous.pth')]) == 2
+    assert (f'{tmp_path / "anonymous.pth"} does not name its network, and no registered arch recognises its weights'
+            in capsys.readouterr().err)
+
+
 def test_a_text_guided_arch_restores_with_the_predicted_or_the_given_type(tmp_path, capsys):
     code, _ = _restore_with(tmp_path, TINY_VLUR, dict(TINY_CLIP_NET), 'cdd11')
     assert code == 0, capsys.readouterr().err

@@ -124,6 +124,19 @@ def test_dgunet_export_matches_torch_at_odd_sizes(tmp_path, capsys):
     _both_backends(tmp_path / 'restore', opt, model)
 
 
+SWINIR = {'type': 'SwinIR', 'upscale': 1, 'img_size': 16, 'window_size': 4, 'img_range': 1.0, 'depths': [1],
+          'embed_dim': 12, 'num_heads': [1], 'mlp_ratio': 2, 'upsampler': ''}
+
+
+def test_basicsr_swinir_exports_with_its_size_rule_and_restores_odd_sizes_tiled_like_torch(tmp_path, capsys):
+    opt = _system(tmp_path, SWINIR)
+    model = tmp_path / 'model.onnx'  # the default verification: 64x64 at batch 2, then 45x61 at batch 1
+    assert basicsr_main(['export', '-opt', opt, '-o', str(model)]) == 0, capsys.readouterr().err
+    assert 'verify (1, 3, 45, 61)' in capsys.readouterr().out
+    assert load_onnx_networks(str(model), 'cpu').size_rule == load_networks(opt).size_rule
+    _both_backends(tmp_path, opt, model, ['--tile', '18', '--tile-overlap', '4'])  # 18: each tile is padded
+
+
 def test_vlur_restores_with_the_predicted_or_the_given_type_like_the_torch_backend(vlur, tmp_path):
     opt, model = vlur
     torch_out, onnx_out = _both_backends(tmp_path / 'predicted', opt, model)

@@ -14,7 +14,6 @@ import yaml
 
 import vlunet_basicsr  # noqa: F401
 from conftest import REPO, run_basicsr, write_image_pairs, write_yaml
-from vlunet_basicsr.models import network_inputs
 from vlunet_basicsr.utils.padding import pad_to_multiple
 
 ENV = {'OMP_NUM_THREADS': '1'}
@@ -106,9 +105,6 @@ def test_restore_with_the_test_file_pads_to_the_multiple_and_crops_back(tmp_path
     assert cv2.imread(str(tmp_path / 'tiled' / 'photo.png')).shape == image.shape
 
 
-@pytest.mark.skipif(not hasattr(network_inputs, 'size_rule'),
-                    reason='the arch protocol size rule is not merged yet (branch proto): the shared export does not '
-                           'pad to the size_multiple PromptIR declares')
 def test_promptir_export_matches_torch_at_odd_sizes(tmp_path, capsys):
     from basicsr.archs import build_network
     from vlunet_basicsr.onnx_runtime import load_onnx_networks

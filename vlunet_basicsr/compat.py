@@ -13,6 +13,9 @@ their own modules, and `apply` only puts them where basicsr calls its own versio
 6. Only Adam is accepted as optimizer: see `get_optimizer`.
 7. Test mode raises KeyError without ``val.suffix``: `vlunet_basicsr.options.parse_options` sets it.
 8. ``torch.distributed.launch`` passes ``--local-rank``: accepted by `vlunet_basicsr.cli.parsers.pipeline_parser`.
+9. ``basicsr export`` of SwinIR restores a batch of another size than the traced one wrongly: its
+   ``window_reverse`` computes the batch with a float division, which ``torch.export`` fixes to the traced batch
+   (see `swinir_window_reverse`).
 
 Fixes 2, 7 and 8 take effect through basicsr's option parsing, which is replaced by our option pipeline
 (`vlunet_basicsr.options`, which calls `init_dist`); fixes 4 and 5 through ``train_pipeline``'s
@@ -70,6 +73,17 @@ def get_optimizer(self, optim_type, params, lr, **kwargs):
     return optimizer_class(params, lr, **kwargs)
 
 
+def swinir_window_reverse(windows, window_size, h, w):
+    """Fix 9: basicsr's ``swinir_arch.window_reverse`` with the batch in integer arithmetic.
+
+    ``int(windows.shape[0] / (h * w / window_size / window_size))`` turns the symbolic batch into a float, so
+    the exported graph keeps the traced batch and scrambles the windows of any other; same values eagerly.
+    """
+    b = windows.shape[0] // ((h // window_size) * (w // window_size))
+    x = windows.view(b, h // window_size, w // window_size, window_size, window_size, -1)
+    return x.permute(0, 1, 3, 2, 4, 5).contiguous().view(b, h, w, -1)
+
+
 def apply():
     """Apply every fix once. Safe to call repeatedly."""
     global _applied
@@ -86,4 +100,6 @@ def apply():
     basicsr.train.load_resume_state = load_resume_state
     BaseModel.model_to_device = model_to_device
     BaseModel.get_optimizer = get_optimizer
+    import basicsr.archs.swinir_arch
+    basicsr.archs.swinir_arch.window_reverse = swinir_window_reverse
     _applied = True

@@ -70,8 +70,8 @@ def run(args):
         else:
             networks = load_networks(args.opt, args.weights, args.clip_weights, args.adapter, args.clip_model,
                                      args.trust_checkpoint, args.degradation_type)
-        if args.explain and not hasattr(networks.net, 'forward_with_trace'):
-            raise ValueError(f'--explain shows the key mixtures of VLU-Net; {type(networks.net).__name__} has none')
+        if args.explain and not networks.inputs.explains:
+            raise ValueError(f'--explain shows the key mixtures of VLU-Net; {networks.inputs.arch} has none')
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)
         return 2

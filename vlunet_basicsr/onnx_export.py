@@ -4,8 +4,10 @@ Two graphs for a guided system, one for an unguided one (arguments: `vlunet_basi
 
 ``model.onnx`` (the restoration network)
     ``lq`` (B, C, H, W) float32 [, ``guidance`` (B, d)] -> ``output`` (B, C, H, W); batch, height and width are
-    dynamic, and the arch's own padding runs inside the graph (`vlunet_basicsr.utils.padding.pad_bottom_right`
-    gathers by index while exporting), so every size is restored as torch restores it.
+    dynamic. The arch's size rule (`vlunet_basicsr.models.network_inputs.size_rule`) is in the metadata
+    (``size_multiple``, ``min_size``): the ONNX Runtime backend pads the graph's inputs to it and crops back, as
+    torch does; an arch's own padding also runs inside the graph (`vlunet_basicsr.utils.padding.pad_bottom_right`
+    gathers by index while exporting).
 ``model.guidance.onnx`` (guided systems: VLU-Net's image features, VL-UR's text embedding)
     ``clip_image`` (B, 3, S, S) -> ``image_features`` (B, d): the CLIP image branch and its adapter. Its metadata
     holds the prompts, their adapted text features and the logit scale (the zero-shot readout and VL-UR's text
@@ -27,8 +29,11 @@ import sys
 
 import torch
 
+from vlunet_basicsr.models.guidance import Guidance
 from vlunet_basicsr.onnx_runtime import (CLIP_IMAGE, FORMAT, GUIDANCE, IMAGE_FEATURES, LQ, OUTPUT, OnnxGuidance,
                                          OnnxNetwork, encode_array, guidance_path)
+from vlunet_basicsr.utils.padding import SizeRule
+from vlunet_basicsr.utils.restore_util import padded
 
 #: torch's ONNX exporter writes this opset natively (no version conversion).
 DEFAULT_OPSET = 18
@@ -111,18 +116,24 @@ def export_network(networks, path, guidance_file, opset=DEFAULT_OPSET):
         guidance_file (str | None): Base name of the guidance graph (recorded in the metadata), or None.
         opset (int): ONNX opset. Default: `DEFAULT_OPSET`.
     """
-    net, inputs = networks.net.eval(), networks.inputs
+    net, inputs, rule = networks.net.eval(), networks.inputs, SizeRule.of(networks.size_rule)
     dynamic = torch.export.Dim.DYNAMIC
-    args, names, shapes = (torch.rand(2, 3, 40, 44),), [LQ], [{0: dynamic, 2: dynamic, 3: dynamic}]
+    example = rule.pad(torch.rand(2, 3, 40, 44))[0]
+    args, names, shapes = (example,), [LQ], [{0: dynamic, 2: dynamic, 3: dynamic}]
     if guidance_file is not None:
-        width = (networks.clip.degradation_vector(args[0][:1]) if inputs.guidance_input == 'image_features'
-                 else networks.clip.encode_text(networks.prompts[:1])).shape[-1]
+        with torch.no_grad():
+            width = _guidance(networks)(example[:1], evaluating=True).shape[-1]
         args, names, shapes = args + (torch.randn(2, width),), names + [GUIDANCE], shapes + [{0: dynamic}]
     metadata = {'graph': 'restoration', 'arch': inputs.arch, 'guidance_input': inputs.guidance_input or '',
-                'size_multiple': networks.size_multiple, 'guidance_graph': guidance_file or '',
+                'size_multiple': rule.multiple, 'min_size': rule.min_size, 'guidance_graph': guidance_file or '',
                 'fixed_label': '' if networks.fixed_label is None else networks.fixed_label}
     with torch.no_grad(), _nchw(net):
         _export(net, args, names, OUTPUT, tuple(shapes), opset, path, metadata)
+
+
+def _guidance(networks):
+    """The `Guidance` of ``networks`` (the restoration graph's second input, computed as restore computes it)."""
+    return Guidance(networks.inputs, networks.clip, networks.prompts, networks.fixed_label)
 
 
 def export_guidance(networks, path, opset=DEFAULT_OPSET):
@@ -153,6 +164,8 @@ def verify(networks, path, guidance=None, sizes=DEFAULT_SIZES, log=print):
     onnx_net = OnnxNetwork(path, providers)
     onnx_clip = OnnxGuidance(guidance, providers) if guidance is not None else None
     inputs, clip, prompts = networks.inputs, networks.clip, networks.prompts
+    guidance_of = _guidance(networks) if clip is not None else None
+    rule = networks.size_rule
     generator = torch.Generator().manual_seed(0)
     worst = {}
     for index, (height, width) in enumerate(sizes):
@@ -166,12 +179,9 @@ def verify(networks, path, guidance=None, sizes=DEFAULT_SIZES, log=print):
                 differences['image_features'] = (onnx_vector - vector).abs().max().item()
                 onnx_probabilities = onnx_clip.prompt_probabilities(onnx_vector, prompts)
                 differences['probabilities'] = (onnx_probabilities - probabilities).abs().max().item()
-                guidance = vector
-                if inputs.guidance_input == 'text_features':
-                    label = probabilities.argmax(-1) if networks.fixed_label is None else networks.fixed_label
-                    guidance = clip.encode_text(prompts).float()[label].reshape(lq.shape[0], -1)
-            expected = inputs.final(networks.net, guidance)(lq)
-            got = inputs.final(onnx_net, guidance)(lq)
+                guidance = guidance_of(lq, evaluating=True)
+            expected = padded(inputs.final(networks.net, guidance), rule)(lq)
+            got = padded(inputs.final(onnx_net, guidance), rule)(lq)
         differences['output'] = (got - expected).abs().max().item()
         log(f'verify {tuple(lq.shape)}: max |ONNX Runtime - torch| ' +
             ', '.join(f'{name} {value:.2e}' for name, value in differences.items()))

@@ -21,6 +21,7 @@ from torch.nn import functional as F
 from vlunet_basicsr.models.network_inputs import GUIDANCE_INPUTS, NetworkInputs
 from vlunet_basicsr.restorer import Networks
 from vlunet_basicsr.utils.clip_preprocess import clip_input
+from vlunet_basicsr.utils.padding import SizeRule
 
 #: Written into every graph's metadata by `vlunet_basicsr.onnx_export`; anything else is refused.
 FORMAT = 'vlunet_basicsr.onnx/1'
@@ -173,7 +174,7 @@ def load_onnx_networks(path, device='auto', degradation_type=None):
 
     Returns:
         Networks: ``net`` an `OnnxNetwork`, ``clip`` an `OnnxGuidance` (or None), and the exported prompts,
-        fixed label and size multiple.
+        fixed label and size rule (the graph's inputs are padded to it, as the torch network's are).
     """
     from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
     providers = execution_providers(device)
@@ -187,6 +188,6 @@ def load_onnx_networks(path, device='auto', degradation_type=None):
     fixed = int(fixed) if fixed else None
     if degradation_type is not None:
         fixed = prompt_label(degradation_type, prompts, '--degradation-type')
-        if net.inputs.guidance_input != 'text_features':
-            raise ValueError(f'--degradation-type is for text-guided archs; {net.inputs.arch} does not take one')
-    return Networks(net, net.inputs, clip, prompts, fixed, int(net.meta.get('size_multiple', 1)))
+        net.inputs.check_degradation_type(fixed)
+    rule = SizeRule(int(net.meta.get('size_multiple', 1)), int(net.meta.get('min_size', 1)))
+    return Networks(net, net.inputs, clip, prompts, fixed, rule)

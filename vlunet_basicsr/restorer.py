@@ -1,10 +1,12 @@
 """One loaded restoration system restoring your own images: what ``basicsr restore`` (and any other front end)
 calls, so there is one way of restoring.
 
-`load_networks` builds the network (``network_g`` of a test YAML, or VLUNet from a weights file alone), reads its
-declared inputs (`vlunet_basicsr.models.network_inputs`) and builds its guidance encoder; `Restorer` restores
-float RGB images with it: the degradation readout (zero-shot over the prompts with the tuned adapters), the
-guidance the arch takes, tiles and padding (`vlunet_basicsr.utils.restore_util`), precision and compile.
+`load_networks` builds the network (``network_g`` of a test YAML, or the arch a weights file alone declares or is
+recognised as, `vlunet_basicsr.models.network_inputs.network_options_from_weights`), reads its protocol (declared
+inputs and size rule, `vlunet_basicsr.models.network_inputs`) and builds its guidance encoder; `Restorer` restores
+float RGB images with it: the degradation readout (zero-shot over the prompts with the tuned adapters) and the
+guidance the arch takes (`vlunet_basicsr.models.guidance.Guidance`), tiles and padding
+(`vlunet_basicsr.utils.restore_util`), precision and compile.
 """
 from collections import namedtuple
 
@@ -14,14 +16,14 @@ import torch
 from vlunet_basicsr.utils.clip_defaults import DEFAULT_CLIP_MODEL
 
 #: What `load_networks` returns.
-Networks = namedtuple('Networks', ['net', 'inputs', 'clip', 'prompts', 'fixed_label', 'size_multiple'])
+Networks = namedtuple('Networks', ['net', 'inputs', 'clip', 'prompts', 'fixed_label', 'size_rule'])
 
 #: The degradation readout of one image: the predicted label, its probability, every label's probability, and
 #: the label the image was restored with (the predicted one, or the one given for a text-guided arch).
 Prediction = namedtuple('Prediction', ['label', 'probability', 'probabilities', 'used_label'])
 
 #: One restored image: float32 HxWx3 RGB (not clipped), the `Prediction` (None without an encoder), and the
-#: per-stage trace of `VLUNet.forward_with_trace` when asked for.
+#: per-stage trace of the arch's ``forward_with_trace`` when asked for (`NetworkInputs.explains`).
 Restoration = namedtuple('Restoration', ['rgb', 'prediction', 'trace'])
 
 
@@ -32,8 +34,9 @@ def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, 
     Args:
         opt_path (str | None): A test YAML (``network_g``, ``network_clip``, ``prompts``,
             ``path.pretrain_network_g``, ``val.size_multiple``, ``val.degradation_type``).
-        weights (str | None): ``net_g.pth`` (BasicSR format); without a YAML the network is a VLUNet whose
-            options are read from the weights' shapes.
+        weights (str | None): ``net_g.pth`` (BasicSR format); without a YAML the network is the one the file
+            names (a ``network_g`` entry), else the registered arch that recognises the weights (VLU-Net's, from
+            their shapes).
         clip_weights (str | None): CLIP backbone weights (overrides ``network_clip.pretrained``).
         adapter (str | None): CLIP adapters (overrides ``network_clip.adapter_path``).
         clip_model (str): open_clip model when only ``clip_weights``/``adapter`` are given. Default:
@@ -44,11 +47,10 @@ def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, 
 
     Returns:
         Networks: ``net``, ``inputs`` (`NetworkInputs`), ``clip`` (or None), ``prompts``, ``fixed_label`` and
-        ``size_multiple``.
+        ``size_rule`` (`SizeRule`: the arch's, its multiple overridden by ``val.size_multiple``).
     """
     from basicsr.archs import build_network
-    from vlunet_basicsr.convert.vlunet_checkpoint import infer_network_options
-    from vlunet_basicsr.models.network_inputs import NetworkInputs
+    from vlunet_basicsr.models.network_inputs import NetworkInputs, network_options_from_weights, size_rule
     from vlunet_basicsr.utils.checkpoint_util import load_weights
     from vlunet_basicsr.options.loading import load_yaml
     from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
@@ -64,7 +66,7 @@ def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, 
     if param_key not in checkpoint:
         raise ValueError(f"{weights} has no '{param_key}' entry (keys: {sorted(checkpoint)})")
     state = checkpoint[param_key]
-    net_opt = dict(opt['network_g']) if 'network_g' in opt else {'type': 'VLUNet', **infer_network_options(state)}
+    net_opt = dict(opt['network_g']) if 'network_g' in opt else network_options_from_weights(checkpoint, state, weights)
     net = build_network(net_opt)
     net.load_state_dict(state, strict=True)
 
@@ -83,9 +85,8 @@ def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, 
     val_opt = opt.get('val') or {}
     degradation_type = degradation_type if degradation_type is not None else val_opt.get('degradation_type')
     fixed = None if degradation_type is None else prompt_label(degradation_type, prompts, '--degradation-type')
-    if fixed is not None and inputs.guidance_input != 'text_features':
-        raise ValueError(f'--degradation-type is for text-guided archs; {type(net).__name__} does not take one')
-    return Networks(net, inputs, clip, prompts, fixed, int(val_opt.get('size_multiple', 1)))
+    inputs.check_degradation_type(fixed)
+    return Networks(net, inputs, clip, prompts, fixed, size_rule(net, val_opt.get('size_multiple')))
 
 
 def resolve_device(name):
@@ -119,6 +120,7 @@ class Restorer:
     """
 
     def __init__(self, networks, device, amp='none', compile=False, tile=None, tile_overlap=32, runner=None):
+        from vlunet_basicsr.models.guidance import Guidance
         from vlunet_basicsr.utils.precision import AMP_DTYPES
         from vlunet_basicsr.utils.restore_util import compiled
         self.networks = networks
@@ -128,15 +130,13 @@ class Restorer:
         self.net = _prepared(networks.net, device)
         self.runner = runner if runner is not None else compiled(self.net, compile, '--compile')
         self.clip = _prepared(networks.clip, device) if networks.clip is not None else None
-        self.prompt_features = None  # the readout's prompts, encoded once
-        if self.clip is not None:
-            with torch.no_grad():
-                self.prompt_features = self.clip.encode_text(networks.prompts).float()
+        # the guidance, and the readout over the prompts (encoded once) whenever there is an encoder
+        self.guidance = Guidance(networks.inputs, self.clip, networks.prompts, networks.fixed_label, readout=True)
 
     @property
-    def text_features(self):
-        """The guidance input of text-guided archs (the prompts' features, one row per label); else None."""
-        return self.prompt_features if self.networks.inputs.guidance_input == 'text_features' else None
+    def text_guided(self):
+        """Whether a degradation type can be given (the arch is guided by the prompt of one)."""
+        return self.networks.inputs.prompt_guided
 
     @property
     def prompts(self):
@@ -154,7 +154,7 @@ class Restorer:
             degradation_type (str | int | None): Text-guided archs: the label to restore with (overrides the
                 loaded one and the prediction).
             progress (callable | None): ``progress(done, total)`` after each tile.
-            explain (bool): Also return `VLUNet.forward_with_trace`'s per-stage trace.
+            explain (bool): Also return the arch's per-stage trace (`NetworkInputs.explain`).
 
         Returns:
             Restoration: The restored image, the degradation readout and the trace (or None).
@@ -162,24 +162,22 @@ class Restorer:
         from vlunet_basicsr.utils.precision import autocast
         from vlunet_basicsr.utils.prompts import prompt_label
         from vlunet_basicsr.utils.restore_util import restore_image
-        fixed = self.networks.fixed_label
+        inputs, fixed = self.networks.inputs, None
         if degradation_type is not None:
-            if self.text_features is None:
-                raise ValueError(f'a degradation type is for text-guided archs; {self.networks.inputs.arch} takes none')
+            inputs.check_degradation_type(degradation_type, 'a degradation type')
             fixed = prompt_label(degradation_type, self.prompts, 'degradation type')
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(self.device)
-        prediction, vector, guidance, trace = None, None, None, None
+        prediction, trace = None, None
         with torch.no_grad(), autocast(self.device, self.amp):
-            if self.clip is not None:
-                vector = self.clip.degradation_vector(lq)
-                probabilities = self.clip.probabilities_over(vector, self.prompt_features)[0].float().cpu()
-                best = int(probabilities.argmax())
-                used = best if fixed is None else fixed
+            guidance = self.guidance(lq, evaluating=True, fixed_prompt=fixed)
+            readout = self.guidance.last_prediction()
+            if readout is not None:
+                best, used = int(readout[0][0]), int(readout[2][0])
+                probabilities = self.guidance.last_probabilities[0].cpu()
                 prediction = Prediction(best, float(probabilities[best]), probabilities.tolist(), used)
-                guidance = self.text_features[used][None] if self.text_features is not None else vector
-            run = self.networks.inputs.final(self.runner, guidance)
-            output = restore_image(run, lq, self.tile, self.tile_overlap, size_multiple=self.networks.size_multiple,
+            run = inputs.final(self.runner, guidance)
+            output = restore_image(run, lq, self.tile, self.tile_overlap, size_rule=self.networks.size_rule,
                                    progress=progress)
             if explain:
-                _, trace = self.net.forward_with_trace(lq, vector)
+                trace = inputs.explain(self.net, lq, guidance)
         return Restoration(output[0].float().permute(1, 2, 0).cpu().numpy(), prediction, trace)

@@ -13,7 +13,7 @@ from vlunet_basicsr.archs.restormer_blocks import (MDTA, Downsample, OverlapPatc
                                                    TransformerStack, Upsample, restormer_options)
 from vlunet_basicsr.archs.restormer_ops import channel_attention
 from vlunet_basicsr.options.spec import Option
-from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
+from vlunet_basicsr.utils.padding import SIZE_MULTIPLE, crop_to, pad_to_multiple
 
 #: Heads of the D-GDM's two attention operators, fixed in the release.
 GDM_HEADS = 2
@@ -146,11 +146,23 @@ class VLUNet(nn.Module):
             forward, gradients equal to float rounding. Default: True.
 
     Arch protocol (`vlunet_basicsr.models.network_inputs`): ``net(lq, vector)`` with the guidance encoder's
-    image features; one output image.
+    image features; one output image; sides padded to a multiple of 8 (it also pads itself); explains itself
+    (`forward_with_trace`); loads from its weights alone (`options_from_weights`).
     """
 
     guidance_input = 'image_features'
     multi_stage_output = False
+    size_multiple = SIZE_MULTIPLE
+
+    @classmethod
+    def options_from_weights(cls, state):
+        """The keyword arguments of a VLU-Net state dict (from its shapes); None for another arch's weights."""
+        from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError
+        from vlunet_basicsr.archs.vlunet_weights import infer_network_options
+        try:
+            return infer_network_options(state)
+        except CheckpointFormatError:
+            return None
 
     OPTIONS = restormer_options('Level-1 channels (key channels are (channels // 10) * stage; the D-GDM splits '
                                 'them into 2 heads).', 10, GDM_HEADS) + (

@@ -14,7 +14,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import GDFN, LayerNorm, OverlapPatchEmbed
 from vlunet_basicsr.archs.restormer_ops import NORM_EPS, channel_attention
 from vlunet_basicsr.options.spec import Option
-from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
+from vlunet_basicsr.utils.padding import SIZE_MULTIPLE, crop_to, pad_to_multiple
 
 
 def area_pool_matrix(size, out_size, dtype=None, device=None):
@@ -202,6 +202,8 @@ class VLURNet(nn.Module):
     guidance_input = 'text_features'
     #: One restored image, not one per stage.
     multi_stage_output = False
+    #: The protocol's size rule: sides padded to multiples of 8 (as `forward` does itself).
+    size_multiple = SIZE_MULTIPLE
 
     OPTIONS = (
         Option('inp_channels', 'int', 3, 'Input channels.', minimum=1),

@@ -11,7 +11,7 @@ Output: ``net_g.pth`` = ``{'params': state dict}`` for ``path.pretrain_network_g
 from vlunet_basicsr.archs.promptir_arch import PromptIR, prompt_channels
 from vlunet_basicsr.convert.conversion import (CHECKPOINT_LAYOUT_REGISTRY, Conversion, ConvertedPart,
                                                network_yaml_block)
-from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError
+from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError, count_blocks
 
 NET_PREFIX = 'net.'
 #: Key prefixes that only PromptIR's network has (after ``net.``).
@@ -42,10 +42,6 @@ def promptir_state_dict(checkpoint, source='checkpoint'):
     return {key[len(NET_PREFIX):]: value for key, value in state.items()}
 
 
-def _count_blocks(state, prefix):
-    return len({key[len(prefix) + 1:].split('.')[0] for key in state if key.startswith(prefix + '.')})
-
-
 def infer_promptir_options(state, source='checkpoint'):
     """The `PromptIR` keywords that ``state`` (a converted state dict) needs, read from its shapes.
 
@@ -60,8 +56,8 @@ def infer_promptir_options(state, source='checkpoint'):
             'inp_channels': inp_channels,
             'out_channels': int(state['output.weight'].shape[0]),
             'dim': dim,
-            'num_blocks': [_count_blocks(state, level) for level in LEVELS],
-            'num_refinement_blocks': _count_blocks(state, 'refinement'),
+            'num_blocks': [count_blocks(state, level) for level in LEVELS],
+            'num_refinement_blocks': count_blocks(state, 'refinement'),
             'heads': [int(state[f'{level}.0.attn.temperature'].shape[0]) for level in LEVELS],
             'ffn_expansion_factor': 2.66 if int(dim * 2.66) == hidden else round(hidden / dim, 4),
             'bias': 'output.bias' in state,

@@ -8,19 +8,19 @@ import torch
 from basicsr.archs import build_network
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
-from basicsr.utils.dist_util import master_only
 from basicsr.utils.registry import MODEL_REGISTRY
-from vlunet_basicsr.models.degradation_report import DegradationTypeReport, write_csv
+from vlunet_basicsr.models.degradation_report import DegradationTypeReport
 from vlunet_basicsr.models.evaluation import ShardedEvaluation
 from vlunet_basicsr.models.guidance import Guidance
 from vlunet_basicsr.models.loss_terms import LossTerms
 from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
 from vlunet_basicsr.models.mixup import PairMixUp, check_mixable, mixup_problems
-from vlunet_basicsr.models.network_inputs import NetworkInputs, freeze_guidance_layers
+from vlunet_basicsr.models.network_inputs import NetworkInputs, freeze_guidance_layers, size_rule
 from vlunet_basicsr.models.nonfinite_guard import NonFiniteGuard
-from vlunet_basicsr.models.restoration_metrics import ImageMetrics, average_over_sets, metric_line, write_metrics_json
+from vlunet_basicsr.models.restoration_metrics import ImageMetrics
 from vlunet_basicsr.models.resume_learning_rate import ConfiguredLearningRateMixin
 from vlunet_basicsr.models.safe_checkpoint_mixin import SafeCheckpointMixin
+from vlunet_basicsr.models.validation_report import ValidationReports
 from vlunet_basicsr.options.spec import REQUIRED, Option
 from vlunet_basicsr.utils.precision import AMP_DTYPES, amp_dtype, autocast, train_amp_dtype
 from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
@@ -68,15 +68,17 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         val.tile (int | None): Restore in tiles of this size (large images). Default: None (whole image).
         val.tile_overlap (int): Overlap of neighbouring tiles, blended linearly. Default: 32.
         val.self_ensemble (bool): Average the 8 flips/rotations. Default: False.
-        val.size_multiple (int): Pad every network input (bottom/right, reflect) to a multiple of this and crop
-            the output back, for archs that need it (e.g. SwinIR's window size; VLUNet pads itself). Default: 1.
-            Like tiles, this assumes outputs of the input's size (restoration, not up-scaling).
+        val.size_multiple (int | None): Override the multiple the arch's size rule pads every network input to
+            (bottom/right, reflect; in training too) before cropping the output back. Default: None, the arch's
+            rule (`vlunet_basicsr.models.network_inputs.size_rule`: declared by the arch, or derived from a BasicSR
+            arch's options, e.g. SwinIR's window size). The datasets give LQ and GT of one size, so the model
+            restores (no up-scaling: scale must be 1).
         val.degradation_type (int | str | None): 'text_features' archs: the label or prompt to restore every
             validation/test image with, instead of the encoder's prediction. Default: None.
         val.pbar (bool): Progress bar during validation. Default: False.
     Training steps: resuming keeps the YAML's learning rate when it differs from the state's
-    (`ConfiguredLearningRateMixin`). Evaluation is sharded over the ranks (`ShardedEvaluation`); metrics
-    (`ImageMetrics`) are logged per set with the number of images each averaged, then averaged over the sets
+    (`ConfiguredLearningRateMixin`). Evaluation is sharded over the ranks (`ShardedEvaluation`) and reported by
+    `vlunet_basicsr.models.validation_report`; metrics (`ImageMetrics`) are logged per set with the number of images each averaged, then averaged over the sets
     (``metrics/average/<metric>`` in tensorboard); in test mode every set also goes to
     ``results/<name>/metrics.json``. For a 'text_features' arch every set also reports its degradation types
     (`vlunet_basicsr.models.degradation_report`): the accuracy of the predicted type against the set's
@@ -85,6 +87,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
 
     Attributes:
         network_inputs (NetworkInputs): The arch's protocol.
+        size_rule (SizeRule): What every network input is padded to (the arch's, or ``val.size_multiple``).
         guidance (Guidance): Computes each batch's guidance input.
         net_clip (nn.Module | None): The frozen guidance encoder.
         guidance_features (Tensor | None): The guidance input of the last batch fed.
@@ -108,7 +111,8 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         Option('val.tile', 'int', None, 'Restore in tiles of this size.', minimum=8),
         Option('val.tile_overlap', 'int', 32, 'Overlap of neighbouring tiles.', minimum=0),
         Option('val.self_ensemble', 'bool', False, 'Average the 8 flips/rotations.'),
-        Option('val.size_multiple', 'int', 1, 'Pad every network input to a multiple of this.', minimum=1),
+        Option('val.size_multiple', 'int', None, "Override the arch's input multiple (default: its own rule).",
+               minimum=1),
         Option('val.degradation_type', 'any', None, "'text_features' archs: label or prompt for every image."),
     )
 
@@ -144,30 +148,35 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         self._amp = self.train_amp if opt['is_train'] else self.val_amp  # the policy of the batch being fed
         self._evaluating = not opt['is_train']  # whether batches fed are validation/test batches
         self.log_dict = OrderedDict()
-        self._set_results = {}
+        self.reports = ValidationReports(opt)
         self._compiled_for_test = {}
-        # SRModel.__init__ is replaced (BaseModel's is run): the arch's protocol is read, and layers that get
-        # no gradient are frozen, before DDP wraps the network.
-        super(SRModel, self).__init__(opt)
-        net = build_network(opt['network_g'])
-        self.network_inputs = NetworkInputs.of(type(net))
-        self.guidance = Guidance.from_options(opt, self.network_inputs, self.device)
-        self.net_clip = self.guidance.encoder
-        if self.network_inputs.guided and self.net_clip is None:
-            freeze_guidance_layers(net)
-        self.net_g = self.model_to_device(net)
-        self.print_network(self.net_g)
-        encoder_name = None if self.net_clip is None else type(self.net_clip).__name__
-        get_root_logger().info(self.network_inputs.describe(encoder_name))
-        load_path = opt['path'].get('pretrain_network_g')
-        if load_path is not None:
-            param_key = opt['path'].get('param_key_g', 'params')
-            self.load_network(self.net_g, load_path, opt['path'].get('strict_load_g', True), param_key)
-        if self.is_train:
-            self.init_training_settings()
+        super().__init__(opt)  # SRModel's: builds net_g, puts it on the device (`model_to_device`), loads, trains
+
+    def model_to_device(self, net):
+        """SRModel.__init__ puts the net_g it built on the device here, once: the arch's protocol is read, its
+        guidance encoder built and the layers that get no gradient frozen first, before DDP wraps the network."""
+        if not hasattr(self, 'network_inputs'):
+            self.network_inputs = NetworkInputs.of(type(net))
+            self.size_rule = size_rule(net, (self.opt.get('val') or {}).get('size_multiple'))
+            own = size_rule(net)
+            if self.size_rule.multiple % own.multiple:
+                get_root_logger().warning(f'val.size_multiple {self.size_rule.multiple} is not a multiple of '
+                                          f"{type(net).__name__}'s own size multiple, {own.multiple}")
+            self.guidance = Guidance.from_options(self.opt, self.network_inputs, self.device)
+            self.net_clip = self.guidance.encoder
+            if self.network_inputs.guided and self.net_clip is None:
+                freeze_guidance_layers(net)
+            encoder_name = None if self.net_clip is None else type(self.net_clip).__name__
+            get_root_logger().info(f'{self.network_inputs.describe(encoder_name)} Inputs padded to: {self.size_rule}.')
+        return super().model_to_device(net)
 
     def init_training_settings(self):
-        """SRModel's, with every ``train.<name>_opt`` loss (`LossTerms`) and the non-finite guard."""
+        """SRModel's, with every ``train.<name>_opt`` loss (`LossTerms`) and the non-finite guard.
+
+        SRModel's own cannot be called: it builds ``cri_pix`` and ``cri_perceptual`` itself (a second VGG for a
+        perceptual loss) and refuses a run with neither ``pixel_opt`` nor ``perceptual_opt``, which `LossTerms`
+        allows (e.g. ``composite_opt`` alone); so its EMA set-up, which it does not expose apart, is repeated here.
+        """
         self.net_g.train()
         train_opt = self.opt['train']
         self.ema_decay = train_opt.get('ema_decay', 0)
@@ -225,7 +234,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         self.optimizer_g.zero_grad()
         self.guard.begin_step(current_iter)
         with autocast(self.device, self.train_amp):
-            outputs = self.network_inputs.outputs(self.net_g, self.lq, self.guidance_features)
+            outputs = self.network_inputs.outputs(self.net_g, self.lq, self.guidance_features, self.size_rule)
             outputs = [output.float() for output in outputs]
             losses = self.losses(outputs, self.gt, self.loss_inputs)
         self.output = outputs[0]
@@ -269,7 +278,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         run = self.network_inputs.final(runner, self.guidance_features)
         with torch.no_grad(), autocast(self.device, self.val_amp):
             self.output = restore_image(run, self.lq, val_opt.get('tile'), val_opt.get('tile_overlap', 32),
-                                        val_opt.get('self_ensemble', False), val_opt.get('size_multiple', 1)).float()
+                                        val_opt.get('self_ensemble', False), self.size_rule).float()
         net.train(was_training)
 
     def dist_validation(self, dataloader, current_iter, tb_logger, save_img):
@@ -297,7 +306,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         evaluation = ShardedEvaluation(dataloader, rank, world_size, self.device, val_opt.get('pbar', False))
         metrics = ImageMetrics(val_opt.get('metrics') or {}, evaluation.name)
         types = None
-        if self.network_inputs.guidance_input == 'text_features':
+        if self.guidance.reports_types:
             types = DegradationTypeReport(evaluation.name, self.guidance.prompts, self.guidance.fixed_prompt)
         for data in evaluation:
             self.feed_data(data)
@@ -315,7 +324,10 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
             if hasattr(self, 'gt'):
                 del self.gt
         if types is not None:
-            self._report_degradation_types(types, evaluation, current_iter, tb_logger)
+            rows = types.gather(evaluation)
+            if evaluation.is_main:
+                self.degradation_types = self.reports.degradation_types(types, rows, evaluation.name, current_iter,
+                                                                        tb_logger)
         left_out = evaluation.gather(metrics.left_out)
         if evaluation.is_main:  # the other ranks' warnings (BasicSR's logger shows only errors there)
             for message in (m for messages in left_out[1:] for m in messages):
@@ -327,35 +339,9 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
             self._initialize_best_metric_results(evaluation.name)
             for name, value in means.items():
                 self._update_best_metric_result(evaluation.name, name, value, current_iter)
-            self._log_validation_metric_values(current_iter, evaluation.name, tb_logger)
-            if not self.opt['is_train']:
-                self._write_metrics_json(evaluation.name)
-            self._log_average_over_sets(evaluation.name, current_iter, tb_logger)
-
-    def _report_degradation_types(self, types, evaluation, current_iter, tb_logger):
-        """'text_features' archs: log the set's type accuracy and mean confidence (rank 0; every rank's rows are
-        gathered) and, in test mode, write every image's row to ``results/<name>/degradation_types_<set>.csv``."""
-        rows = types.gather(evaluation)
-        if not evaluation.is_main:
-            return
-        self.degradation_types = summary = types.summary(rows)
-        get_root_logger().info('\n'.join(types.log_lines(summary)))
-        if tb_logger:
-            for key, value in (('type_accuracy', summary['accuracy']), ('type_confidence', summary['mean_confidence'])):
-                if value is not None:
-                    tb_logger.add_scalar(f'metrics/{evaluation.name}/{key}', value, current_iter)
-        if not self.opt['is_train']:
-            write_csv(osp.join(self.opt['path']['results_root'], f'degradation_types_{evaluation.name}.csv'), rows)
-
-    def _log_validation_metric_values(self, current_iter, dataset_name, tb_logger):
-        lines = [f'Validation {dataset_name}']
-        for metric, value in self.metric_results.items():
-            best = self.best_metric_results[dataset_name][metric]
-            lines.append(metric_line(metric, value, self.metric_counts[metric], self.metric_counts['images'])
-                         + f'\tBest: {best["val"]:.4f} @ {best["iter"]} iter')
-            if tb_logger and value == value:  # not NaN
-                tb_logger.add_scalar(f'metrics/{dataset_name}/{metric}', value, current_iter)
-        get_root_logger().info('\n'.join(lines))
+            self.reports.metric_values(evaluation.name, means, counts, self.best_metric_results[evaluation.name],
+                                       current_iter, tb_logger)
+            self.reports.average_over_sets(evaluation.name, means, current_iter, tb_logger)
 
     def _image_path(self, img_name, dataset_name, current_iter):
         visualization = self.opt['path']['visualization']
@@ -363,26 +349,3 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
             return osp.join(visualization, img_name, f'{img_name}_{current_iter}.png')
         suffix = self.opt['val'].get('suffix') or self.opt['name']
         return osp.join(visualization, dataset_name, f'{img_name}_{suffix}.png')
-
-    @master_only
-    def _write_metrics_json(self, dataset_name):
-        """Test mode: add this set to ``results/<name>/metrics.json`` (`write_metrics_json`)."""
-        path = osp.join(self.opt['path']['results_root'], 'metrics.json')
-        write_metrics_json(path, dataset_name, self.metric_results, self.metric_counts)
-
-    def _log_average_over_sets(self, dataset_name, current_iter, tb_logger):
-        """Once every val (or test) set of this round is done, log the metrics averaged over the sets."""
-        prefix = 'val' if self.opt['is_train'] else ''
-        expected = sum(1 for phase in self.opt.get('datasets', {}) if phase.startswith(prefix) and phase != 'train')
-        results = self._set_results.setdefault(current_iter, {})
-        results[dataset_name] = dict(self.metric_results)
-        if expected < 2 or len(results) < expected:
-            return
-        lines = [f'Average over {len(results)} sets ({", ".join(results)})']
-        for metric, (value, sets) in average_over_sets(results).items():
-            missing = '' if sets == len(results) else f' ({sets} of {len(results)} sets; the others had no image)'
-            lines.append(f'\t # {metric}: {value:.4f}{missing}')
-            if tb_logger and sets:
-                tb_logger.add_scalar(f'metrics/average/{metric}', value, current_iter)
-        get_root_logger().info('\n'.join(lines))
-        del self._set_results[current_iter]

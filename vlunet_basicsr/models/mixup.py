@@ -47,7 +47,7 @@ def check_mixable(value, network_inputs, batch_inputs=()):
 
     Args:
         value (bool | dict | None): ``train.mixup``.
-        network_inputs (NetworkInputs): The arch's protocol: a 'text_features' arch is guided by each sample's
+        network_inputs (NetworkInputs): The arch's protocol: a text-guided arch is guided by each sample's
             label, and a mixed pair has no single label.
         batch_inputs (Iterable[str]): Batch keys the training losses take besides the output and gt: MixUp mixes
             ``lq`` and ``gt`` only, so any other (e.g. ``negatives``) would no longer match its pair.
@@ -57,9 +57,10 @@ def check_mixable(value, network_inputs, batch_inputs=()):
     """
     if value is None or value is False:
         return
-    if network_inputs.guidance_input == 'text_features':
+    if network_inputs.prompt_guided:
         raise ValueError(f"train.mixup: {network_inputs.arch} is guided by the prompt of each sample's label "
-                         "(guidance_input 'text_features'), and a mixed pair has no single label; turn MixUp off")
+                         f'(guidance_input {network_inputs.guidance_input!r}), and a mixed pair has no single label; '
+                         'turn MixUp off')
     others = sorted(set(batch_inputs) - {'lq'})
     if others:
         raise ValueError(f"train.mixup mixes lq and gt only, but a training loss also takes the batch's "

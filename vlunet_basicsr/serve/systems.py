@@ -57,6 +57,6 @@ def load_systems(opt_paths, device, amp='none', tile=None, tile_overlap=32, trus
         restorer = Restorer(networks, device, amp, tile=tile, tile_overlap=tile_overlap)
         guided = networks.clip is not None
         systems.append(System(name, restorer, class_names(networks.prompts) if guided else [],
-                              restorer.text_features is not None, hasattr(networks.net, 'forward_with_trace'),
+                              restorer.text_guided, networks.inputs.explains,
                               restorer.describe()))
     return systems

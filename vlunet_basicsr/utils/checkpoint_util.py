@@ -120,3 +120,8 @@ def training_states_newest_first(states_dir):
     iterations = [int(name[:-len('.state')]) for name in os.listdir(states_dir)
                   if name.endswith('.state') and name[:-len('.state')].isdigit()]
     return [osp.join(states_dir, f'{iteration}.state') for iteration in sorted(iterations, reverse=True)]
+
+
+def count_blocks(state, prefix):
+    """How many numbered children ``prefix.N`` the keys of a state dict hold (the blocks of a stack)."""
+    return len({key[len(prefix) + 1:].split('.')[0] for key in state if key.startswith(prefix + '.')})

@@ -1,4 +1,6 @@
 """The one padding rule: pad the bottom/right edges up to a multiple of the network's down-sampling factor."""
+from dataclasses import dataclass
+
 import torch
 from torch.nn import functional as F
 
@@ -40,8 +42,17 @@ def _gather_pad(x, pad_h, pad_w):
     return x.index_select(-2, indices(h, pad_h)).index_select(-1, indices(w, pad_w))
 
 
-def pad_to_multiple(x, multiple=SIZE_MULTIPLE):
-    """Pad an NCHW tensor on the bottom and right so H and W are multiples of ``multiple``.
+def padding_of(size, multiple, min_size=1):
+    """How many rows (columns) pad a side ``size`` to the smallest multiple of ``multiple`` that is at least
+    ``min_size`` (symbolic sizes too, while exporting)."""
+    if min_size <= 1:
+        return -size % multiple
+    return torch.sym_max(-size % multiple, -(-min_size // multiple) * multiple - size)
+
+
+def pad_to_multiple(x, multiple=SIZE_MULTIPLE, min_size=1):
+    """Pad an NCHW tensor on the bottom and right so H and W are multiples of ``multiple`` (and at least
+    ``min_size``).
 
     Reflection is used where the image is large enough (it is for any side longer than the padding,
     i.e. > 7 px for 8); tinier sides fall back to edge replication (`pad_bottom_right`).
@@ -50,9 +61,35 @@ def pad_to_multiple(x, multiple=SIZE_MULTIPLE):
         tuple[Tensor, tuple[int, int]]: The padded tensor and the original (H, W), for `crop_to`.
     """
     h, w = x.shape[-2:]
-    return pad_bottom_right(x, -h % multiple, -w % multiple), (h, w)
+    return pad_bottom_right(x, padding_of(h, multiple, min_size), padding_of(w, multiple, min_size)), (h, w)
 
 
-def crop_to(x, size):
-    """Undo `pad_to_multiple`: keep the top-left ``size`` = (H, W)."""
-    return x[..., :size[0], :size[1]]
+@dataclass(frozen=True)
+class SizeRule:
+    """What a network's input sides must be: multiples of ``multiple``, at least ``min_size`` (the arch
+    protocol's ``size_multiple`` and ``min_size``, `vlunet_basicsr.models.network_inputs.size_rule`)."""
+
+    multiple: int = 1
+    min_size: int = 1
+
+    @classmethod
+    def of(cls, value):
+        """A `SizeRule` from a rule or a bare multiple (int)."""
+        return value if isinstance(value, SizeRule) else cls(int(value))
+
+    @property
+    def trivial(self):
+        """Whether every size fits (nothing is ever padded)."""
+        return self.multiple == 1 and self.min_size <= 1
+
+    def pad(self, x):
+        """`pad_to_multiple` by this rule: (padded tensor, original (H, W))."""
+        return pad_to_multiple(x, self.multiple, self.min_size)
+
+    def __str__(self):
+        return f"sides a multiple of {self.multiple}" + (f', at least {self.min_size}' if self.min_size > 1 else '')
+
+
+def crop_to(x, size, scale=1):
+    """Undo `pad_to_multiple`: keep the top-left ``size`` = (H, W), times ``scale`` for an up-scaled output."""
+    return x[..., :size[0] * scale, :size[1] * scale]

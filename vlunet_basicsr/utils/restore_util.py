@@ -1,7 +1,7 @@
 """Restoring one batch the way validation, testing and inference all do: optional tiles and x8 self-ensemble."""
 import torch
 
-from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
+from vlunet_basicsr.utils.padding import SizeRule, crop_to
 from vlunet_basicsr.utils.precision import accumulation_dtype
 from vlunet_basicsr.utils.tiling import tiled_restore
 
@@ -35,30 +35,33 @@ def compiled(net, option, where='val.compile'):
     return net if arguments is None else torch.compile(net, **arguments)
 
 
-def padded(run, multiple):
-    """``run`` (image -> image) on inputs padded (bottom/right, `pad_to_multiple`) to a multiple of ``multiple``
-    and outputs cropped back; ``run`` itself when ``multiple`` is 1."""
-    if multiple < 1:
-        raise ValueError(f'size multiple must be at least 1, got {multiple}')
-    if multiple == 1:
+def padded(run, rule):
+    """``run`` (image -> image) on inputs padded (bottom/right, `SizeRule.pad`) by ``rule`` (a `SizeRule`, or a
+    multiple) and outputs cropped back (an up-scaling network's by its factor); ``run`` itself when every size
+    fits."""
+    rule = SizeRule.of(rule)
+    if rule.multiple < 1:
+        raise ValueError(f'size multiple must be at least 1, got {rule.multiple}')
+    if rule.trivial:
         return run
 
     def run_padded(image):
-        image, size = pad_to_multiple(image, multiple)
-        return crop_to(run(image), size)
+        image, size = rule.pad(image)
+        output = run(image)
+        return crop_to(output, size, output.shape[-1] // image.shape[-1])
 
     return run_padded
 
 
-def restore_image(run, lq, tile=None, tile_overlap=32, self_ensemble=False, size_multiple=1, progress=None):
+def restore_image(run, lq, tile=None, tile_overlap=32, self_ensemble=False, size_rule=1, progress=None):
     """``run(lq)`` for a one-argument network call ``run`` (image -> restored image of the same size).
 
-    Every call of ``run`` gets an input padded to ``size_multiple`` (see `padded`); with ``tile`` the image is
-    restored tile by tile with blended seams (`tiled_restore`); with ``self_ensemble`` the outputs of the 8
-    flips/rotations are averaged (in float32 at least, `accumulation_dtype`); ``progress(done, total)`` is
-    called after each tile.
+    Every call of ``run`` (every tile's too) gets an input padded by ``size_rule`` (a `SizeRule` or a multiple,
+    see `padded`); with ``tile`` the image is restored tile by tile with blended seams (`tiled_restore`); with
+    ``self_ensemble`` the outputs of the 8 flips/rotations are averaged (in float32 at least,
+    `accumulation_dtype`); ``progress(done, total)`` is called after each tile.
     """
-    run = padded(run, size_multiple)
+    run = padded(run, size_rule)
 
     def once(image):
         return tiled_restore(run, image, tile, tile_overlap, progress) if tile else run(image)
