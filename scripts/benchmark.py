@@ -442,8 +442,10 @@ def measure(parser, args, argv):
     elif args.compile:
         model = torch.compile(net, mode=args.compile)
 
-    def autocast():
-        return precision.autocast(device, AMP_DTYPES[args.amp])
+    amp = precision.supported_dtype(AMP_DTYPES[args.amp], device, '--amp')
+
+    def autocast():  # the amp policy (precision_scope) over the network and the encoder
+        return precision.precision_scope(device, amp, net, *([clip] if clip is not None else []))
 
     def vector_of(images):
         if clip is None:

@@ -113,11 +113,11 @@ class Restorer:
     """
 
     def __init__(self, networks, device, amp='none', compile=False, tile=None, tile_overlap=32, runner=None):
-        from vlunet_basicsr.utils.precision import AMP_DTYPES
+        from vlunet_basicsr.utils.precision import AMP_DTYPES, supported_dtype
         from vlunet_basicsr.utils.restore_util import compiled
         self.networks = networks
         self.device = device
-        self.amp = AMP_DTYPES[amp]
+        self.amp = supported_dtype(AMP_DTYPES[amp], device, '--amp')
         self.tile, self.tile_overlap = tile, tile_overlap
         self.net = _prepared(networks.net, device)
         self.runner = runner if runner is not None else compiled(self.net, compile, '--compile')
@@ -153,7 +153,7 @@ class Restorer:
         Returns:
             Restoration: The restored image, the degradation readout and the trace (or None).
         """
-        from vlunet_basicsr.utils.precision import autocast
+        from vlunet_basicsr.utils.precision import precision_scope
         from vlunet_basicsr.utils.prompts import prompt_label
         from vlunet_basicsr.utils.restore_util import restore_image
         fixed = self.networks.fixed_label
@@ -163,7 +163,7 @@ class Restorer:
             fixed = prompt_label(degradation_type, self.prompts, 'degradation type')
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(self.device)
         prediction, vector, guidance, trace = None, None, None, None
-        with torch.no_grad(), autocast(self.device, self.amp):
+        with torch.no_grad(), precision_scope(self.device, self.amp, self.clip, self.net):
             if self.clip is not None:
                 vector = self.clip.degradation_vector(lq)
                 probabilities = self.clip.probabilities_over(vector, self.prompt_features)[0].float().cpu()
