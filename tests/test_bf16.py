@@ -93,7 +93,8 @@ def test_bf16_training_step_runs_in_bf16_and_updates_float32_masters(arch, monke
     if arch in ('VLUNet', 'VLURNet'):  # Restormer blocks: the hand-written paths ran in bf16
         assert fused.count > 0
     params = dict(net.named_parameters())
-    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32 for p in params.values() if p.grad is not None)
+    assert all(p.dtype == torch.float32 and p.grad.dtype == torch.float32
+               for p in params.values() if p.grad is not None)
     assert all(value.dtype == torch.float32 for state in optimizer.state.values() for value in state.values()
                if torch.is_tensor(value) and value.is_floating_point())
     changed = [name for name, p in params.items() if not torch.equal(p, before[name])]
