@@ -3,6 +3,8 @@ masters, the hand-written attention and gate paths in bf16, agreement with float
 warning where the device has no bf16 arithmetic."""
 import warnings
 
+import cv2
+import numpy as np
 import pytest
 import torch
 
@@ -13,6 +15,7 @@ from vlunet_basicsr.archs import restormer_ops
 from vlunet_basicsr.archs.dgunet_arch import DGUNet, DGUNetPlus
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.archs.vlur_arch import VLURNet
+from vlunet_basicsr.inference import main as restore_main
 from vlunet_basicsr.utils import precision
 
 from test_dgunet_arch import TINY as TINY_DGUNET
@@ -138,3 +141,20 @@ def test_bf16_without_bf16_arithmetic_warns_once_naming_the_option_and_runs_floa
         warnings.simplefilter('error', RuntimeWarning)  # once: a second model says nothing more
         build_model(_opt(tmp_path, True, train_amp='bf16'))
     assert precision.supported_dtype(torch.float16, 'cpu') is torch.float16  # fp16 is not bf16's question
+
+
+def test_restore_amp_bf16_without_bf16_arithmetic_says_so_and_restores_in_float32(monkeypatch, tmp_path):
+    monkeypatch.setattr(precision, 'bf16_supported', lambda device: False)
+    monkeypatch.setattr(precision, '_WARNED', set())
+    torch.manual_seed(0)
+    torch.save({'params': VLUNet(**TINY_VLUNET).state_dict()}, tmp_path / 'net_g.pth')
+    cv2.imwrite(str(tmp_path / 'in.png'), np.random.default_rng(0).integers(0, 256, (20, 28, 3), dtype=np.uint8))
+    for amp in ('none', 'bf16'):
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter('always')
+            assert restore_main([str(tmp_path / 'in.png'), '-o', str(tmp_path / amp), '--weights',
+                                 str(tmp_path / 'net_g.pth'), '--device', 'cpu', '--amp', amp]) == 0
+        said = [str(w.message) for w in caught if 'no native bf16' in str(w.message)]
+        assert said == ([] if amp == 'none' else ['--amp bf16: this CPU has no native bf16 arithmetic (it would be '
+                                                  'emulated, slower than float32); running float32'])
+    assert (tmp_path / 'none' / 'in.png').read_bytes() == (tmp_path / 'bf16' / 'in.png').read_bytes()
