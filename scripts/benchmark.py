@@ -59,7 +59,9 @@ DGUNET_PRESETS = {
 }
 #: Each measured arch and the reference that computes it with the release's arithmetic (--compare-release).
 RELEASE_PORTS = {'VLUNet': 'VLUNetReleasePort', 'DGUNet': 'DGUNetReleasePort', 'DGUNetPlus': 'DGUNetPlusReleasePort'}
-ARCHS = [name for pair in RELEASE_PORTS.items() for name in pair]
+ARCHS = [name for pair in RELEASE_PORTS.items() for name in pair] + ['VLURNet']
+#: VL-UR's sizes (``--preset``): default = the arch's defaults (docs/vlur.md).
+VLUR_PRESETS = {'default': {}, 'small': {'dim': 24}, 'tiny': {'dim': 8, 'heads': [1, 1, 1, 1]}}
 CLIPS = {
     'vit-b-32': None,  # open_clip ViT-B-32 (random weights: speed does not depend on them)
     'small': {'embed_dim': 128, 'vision_cfg': {'image_size': 128, 'layers': 2, 'width': 128, 'patch_size': 16,
@@ -166,6 +168,9 @@ def build_arch(name, args, **overrides):
         from basicsr.utils.registry import ARCH_REGISTRY
         speed = {} if name.endswith('ReleasePort') else {'channels_last': args.channels_last}
         return ARCH_REGISTRY.get(name)(**DGUNET_PRESETS[args.preset], **speed)
+    if name == 'VLURNet':  # guided by a text embedding as long as the CLIP vector (its speed does not depend on it)
+        from vlunet_basicsr.archs.vlur_arch import VLURNet
+        return VLURNet(**VLUR_PRESETS[args.preset], text_dim=overrides['degradation_dim'])
     options = {**PRESETS[args.preset], **overrides}
     if name == 'VLUNetReleasePort':
         return VLUNetReleasePort(**options)
