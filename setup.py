@@ -28,6 +28,7 @@ setup(
     ],
     extras_require={
         'onnx': ['onnx>=1.17', 'onnxruntime>=1.20', 'onnxscript>=0.5'],  # basicsr export, restore --backend
+        'openvino': ['onnx>=1.17', 'openvino>=2025.0,<2027'],  # restore --backend openvino
         'serve': ['gradio>=5,<7', 'gradio_client>=1'],  # basicsr serve
     },
     entry_points={

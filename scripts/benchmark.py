@@ -59,7 +59,9 @@ DGUNET_PRESETS = {
 }
 #: Each measured arch and the reference that computes it with the release's arithmetic (--compare-release).
 RELEASE_PORTS = {'VLUNet': 'VLUNetReleasePort', 'DGUNet': 'DGUNetReleasePort', 'DGUNetPlus': 'DGUNetPlusReleasePort'}
-ARCHS = [name for pair in RELEASE_PORTS.items() for name in pair]
+ARCHS = [name for pair in RELEASE_PORTS.items() for name in pair] + ['VLURNet']
+#: VL-UR's sizes (``--preset``): default = the arch's defaults (docs/vlur.md).
+VLUR_PRESETS = {'default': {}, 'small': {'dim': 24}, 'tiny': {'dim': 8, 'heads': [1, 1, 1, 1]}}
 CLIPS = {
     'vit-b-32': None,  # open_clip ViT-B-32 (random weights: speed does not depend on them)
     'small': {'embed_dim': 128, 'vision_cfg': {'image_size': 128, 'layers': 2, 'width': 128, 'patch_size': 16,
@@ -167,6 +169,9 @@ def build_arch(name, args, **overrides):
         from vlunet_basicsr.reference import RELEASE_PORTS
         speed = {} if name.endswith('ReleasePort') else {'channels_last': args.channels_last}
         return (RELEASE_PORTS.get(name) or ARCH_REGISTRY.get(name))(**DGUNET_PRESETS[args.preset], **speed)
+    if name == 'VLURNet':  # guided by a text embedding as long as the CLIP vector (its speed does not depend on it)
+        from vlunet_basicsr.archs.vlur_arch import VLURNet
+        return VLURNet(**VLUR_PRESETS[args.preset], text_dim=overrides['degradation_dim'])
     options = {**PRESETS[args.preset], **overrides}
     if name == 'VLUNetReleasePort':
         return VLUNetReleasePort(**options)
@@ -255,51 +260,122 @@ def _write_json(path, report):
             json.dump(report, f, indent=1)
 
 
+def exported_runtimes(args, device):
+    """The runtimes --backend compares with torch eager: ONNX Runtime, or OpenVINO in f32 and in bf16 (on
+    torch's thread count)."""
+    from vlunet_basicsr.onnx_runtime import OnnxRuntime, execution_providers
+    if args.backend == 'onnxruntime':
+        return {'onnxruntime': OnnxRuntime(execution_providers(device.type))}
+    from vlunet_basicsr.openvino_runtime import OpenVinoRuntime
+    return {f'openvino_{p}': OpenVinoRuntime(p, 'cpu', torch.get_num_threads()) for p in ('f32', 'bf16')}
+
+
 def onnxruntime_comparison(args, net, clip, device):
-    """Torch eager against ONNX Runtime on the same network, guidance and images: median seconds per size."""
+    """Torch eager against the --backend runtime(s) on the same network, guidance and images: median seconds per
+    size (ONNX Runtime: ``onnxruntime_s``, ``speedup``, ``max_abs_diff``; OpenVINO: ``openvino_f32_s``,
+    ``openvino_f32_speedup``, ``openvino_f32_max_abs_diff`` and the same for bf16)."""
     import tempfile
 
     from vlunet_basicsr.models.network_inputs import NetworkInputs
     from vlunet_basicsr.onnx_export import export_system
-    from vlunet_basicsr.onnx_runtime import OnnxGuidance, OnnxNetwork, execution_providers, guidance_path
+    from vlunet_basicsr.onnx_runtime import OnnxGuidance, OnnxNetwork, guidance_path
     from vlunet_basicsr.restorer import Networks
     from vlunet_basicsr.utils.prompts import resolve_prompts
     from vlunet_basicsr.utils.restore_util import restore
     net.eval()
     networks = Networks(net, NetworkInputs.of(type(net)), clip, resolve_prompts(None), None, 1)
-    providers = execution_providers(device.type)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(args.onnx_dir or tmp, 'model.onnx')
         start = time.perf_counter()
         export_system(networks, path)
         results['export_s'] = time.perf_counter() - start
-        onnx_net = OnnxNetwork(path, providers)
-        onnx_clip = OnnxGuidance(guidance_path(path), providers) if clip is not None else None
+        graphs = {name: (OnnxNetwork(path, runtime), OnnxGuidance(guidance_path(path), runtime) if clip else None)
+                  for name, runtime in exported_runtimes(args, device).items()}
+        onnx_net, onnx_clip = graphs.get('onnxruntime', (None, None))
         for size in args.infer_sizes:
             image = torch.rand(1, 3, size, size, device=device)
 
-            def torch_eager():
+            def restored(graph, encoder):
                 with torch.no_grad():
-                    return restore(net, image, None if clip is None else clip.degradation_vector(image))
+                    return restore(graph, image, None if encoder is None else encoder.degradation_vector(image))
 
-            def onnxruntime():
-                with torch.no_grad():
-                    return restore(onnx_net, image, None if onnx_clip is None else onnx_clip.degradation_vector(image))
-
-            difference = (torch_eager() - onnxruntime()).abs().max().item()
-            torch_s = timed(torch_eager, device, args.warmup, args.repeat)[0]
-            onnx_s = timed(onnxruntime, device, args.warmup, args.repeat)[0]
-            results[f'inference_{size}'] = {'size': size, 'torch_eager_s': torch_s, 'onnxruntime_s': onnx_s,
-                                            'speedup': torch_s / onnx_s, 'max_abs_diff': difference}
-            print(f'{size}x{size}: torch eager {torch_s:.3f} s, ONNX Runtime {onnx_s:.3f} s '
-                  f'({torch_s / onnx_s:.2f}x), max |ONNX Runtime - torch| {difference:.2e}', flush=True)
-            if args.profile:
+            expected = restored(net, clip)
+            torch_s = timed(lambda: restored(net, clip), device, args.warmup, args.repeat)[0]
+            row = results[f'inference_{size}'] = {'size': size, 'torch_eager_s': torch_s}
+            for name, (graph, encoder) in graphs.items():
+                difference = (restored(graph, encoder) - expected).abs().max().item()
+                seconds = timed(lambda: restored(graph, encoder), device, args.warmup, args.repeat)[0]
+                prefix = '' if name == 'onnxruntime' else f'{name}_'
+                row.update({f'{name}_s': seconds, f'{prefix}speedup': torch_s / seconds,
+                            f'{prefix}max_abs_diff': difference})
+                print(f'{size}x{size}: torch eager {torch_s:.3f} s, {name} {seconds:.3f} s '
+                      f'({torch_s / seconds:.2f}x), max |{name} - torch| {difference:.2e}', flush=True)
+            if args.profile and onnx_net is not None:
                 vector = None if onnx_clip is None else onnx_clip.degradation_vector(image)
                 kernels = onnxruntime_profile(onnx_net, lambda graph: restore(graph, image, vector), args.repeat)
                 results[f'inference_{size}']['onnxruntime_kernel_ms'] = kernels
                 print_onnxruntime_profile(f'{size}x{size}', kernels, args.profile)
-    results['providers'] = onnx_net.session.get_providers()
+    results['providers'] = [graph.describe() for graph, _ in graphs.values()]
+    return results
+
+
+def precision_ab(args, net, clip, device):
+    """``--amp-ab``: float32 and the --amp policy (`precision.precision_scope`) alternating, run by run, on one
+    network: median seconds of each, their ratio, and for restores the max |difference| of the outputs."""
+    from vlunet_basicsr.utils.restore_util import restore, restore_image
+    low = precision.supported_dtype(AMP_DTYPES[args.amp], device, '--amp')
+    modules = [net] + ([clip] if clip is not None else [])
+    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-4)
+    lq = torch.rand(args.batch, 3, args.size, args.size, device=device)
+    gt = torch.rand_like(lq)
+
+    def vector(images, dtype):
+        with torch.no_grad(), precision.precision_scope(device, dtype, *modules):
+            return None if clip is None else clip.degradation_vector(images)
+
+    def train_step(dtype):
+        guidance = vector(lq, dtype)
+        optimizer.zero_grad(set_to_none=True)
+        with precision.precision_scope(device, dtype, *modules):
+            outputs = net(lq, return_stages=True) if is_dgunet(args.arch) else [net(lq, guidance)]
+            loss = sum((output.float() - gt).abs().mean() for output in outputs)
+        loss.backward()
+        optimizer.step()
+
+    def restorer(size):
+        image = torch.rand(1, 3, size, size, device=device)
+
+        def run(dtype):
+            with torch.no_grad(), precision.precision_scope(device, dtype, *modules):
+                if is_dgunet(args.arch):
+                    return restore_image(net, image).float()
+                return restore(net, image, vector(image, dtype)).float()
+        return run
+
+    cases = [] if args.skip_train else [('train', train_step)]
+    cases += [] if args.skip_inference else [(f'inference_{size}', restorer(size)) for size in args.infer_sizes]
+    results = {}
+    for name, run in cases:
+        net.train(name == 'train')
+        row = results[name] = {}
+        if name != 'train':
+            row['max_abs_diff'] = (run(None) - run(low)).abs().max().item()
+        times = {None: [], low: []}
+        for _ in range(args.warmup):
+            run(None), run(low)
+        for _ in range(args.repeat):
+            for dtype, seconds in times.items():
+                start = time.perf_counter()
+                run(dtype)
+                if device.type == 'cuda':
+                    torch.cuda.synchronize()
+                seconds.append(time.perf_counter() - start)
+        row['float32_s'], row[f'{args.amp}_s'] = (sorted(t)[len(t) // 2] for t in times.values())
+        row['speedup'] = row['float32_s'] / row[f'{args.amp}_s']
+        print(f"{name}: float32 {row['float32_s']:.3f} s, {args.amp} {row[f'{args.amp}_s']:.3f} s "
+              f"({row['speedup']:.2f}x)" + (f", max |diff| {row['max_abs_diff']:.2e}" if 'max_abs_diff' in row else ''),
+              flush=True)
     return results
 
 
@@ -386,9 +462,13 @@ def main(argv=None):
     parser.add_argument('--flop-rate', action='store_true',
                         help="count the training step's FLOPs and compare its rate with a float32 matrix product's")
     parser.add_argument('--json', help='write the results here')
-    parser.add_argument('--backend', choices=['torch', 'onnxruntime'], default='torch',
-                        help='onnxruntime: export the network (basicsr export) and compare ONNX Runtime with torch '
-                        'eager on whole-image inference at --infer-sizes (no training step)')
+    parser.add_argument('--backend', choices=['torch', 'onnxruntime', 'openvino'], default='torch',
+                        help='onnxruntime / openvino: export the network (basicsr export) and compare ONNX Runtime, '
+                        'or OpenVINO in f32 and bf16, with torch eager on whole-image inference at --infer-sizes '
+                        '(no training step)')
+    parser.add_argument('--amp-ab', action='store_true',
+                        help='float32 against --amp, alternating in one process: the training step (guidance '
+                        'included) and whole-image restores at --infer-sizes (medians and ratios)')
     parser.add_argument('--infer-sizes', type=int, nargs='+', default=[256, 512], metavar='SIZE',
                         help='with --backend onnxruntime: the square image sizes (default: 256 512)')
     parser.add_argument('--onnx-dir', help='with --backend onnxruntime: keep the exported graphs in this folder')
@@ -417,15 +497,18 @@ def measure(parser, args, argv):
         parser.error('--compile-regions goes with --compile')
     if args.gram_chunk is not None and args.gram_chunk < 0:
         parser.error('--gram-chunk must be 0 (no chunks) or a number of pixels')
-    if args.backend == 'onnxruntime' and (args.compile or args.amp != 'none' or args.arch != 'VLUNet'
-                                          or args.compare_release):
-        parser.error('--backend onnxruntime compares float32 VLUNet in torch eager with ONNX Runtime: drop '
+    if args.backend != 'torch' and (args.compile or args.amp != 'none' or args.arch != 'VLUNet'
+                                    or args.compare_release):
+        parser.error(f'--backend {args.backend} compares float32 VLUNet in torch eager with ONNX Runtime: drop '
                      '--compile, --amp, --arch and --compare-release')
     if args.flop_rate and (args.skip_train or args.compile or args.backend != 'torch'):
         parser.error('--flop-rate counts the eager torch training step: drop --skip-train, --compile and '
                      '--backend onnxruntime')
     if args.onnx_dir and not os.path.isdir(args.onnx_dir):
         parser.error(f'--onnx-dir: no folder {args.onnx_dir}')
+    if args.amp_ab and (args.amp == 'none' or args.backend != 'torch' or args.compile):
+        parser.error('--amp-ab compares float32 with --amp bf16 (or fp16) in torch eager: give --amp, drop --backend '
+                     'and --compile')
     if args.compare_release:
         return compare_release(args, argv)
     if args.gram_chunk is not None:
@@ -443,8 +526,10 @@ def measure(parser, args, argv):
     elif args.compile:
         model = torch.compile(net, mode=args.compile)
 
-    def autocast():
-        return precision.autocast(device, AMP_DTYPES[args.amp])
+    amp = precision.supported_dtype(AMP_DTYPES[args.amp], device, '--amp')
+
+    def autocast():  # the amp policy (precision_scope) over the network and the encoder
+        return precision.precision_scope(device, amp, net, *([clip] if clip is not None else []))
 
     def vector_of(images):
         if clip is None:
@@ -453,8 +538,10 @@ def measure(parser, args, argv):
             return clip.degradation_vector(images)
 
     results = {}
-    if args.backend == 'onnxruntime':
-        results['onnxruntime'] = onnxruntime_comparison(args, net, clip, device)
+    if args.amp_ab:
+        results['amp_ab'] = precision_ab(args, net, clip, device)
+    elif args.backend != 'torch':
+        results[args.backend] = onnxruntime_comparison(args, net, clip, device)
     elif not args.skip_inference:
         net.eval()
         image = torch.rand(1, 3, args.infer_size, args.infer_size, device=device)
@@ -475,7 +562,7 @@ def measure(parser, args, argv):
             if args.profile:
                 print_profile(f'inference_{name}', infer, device, args.profile)
 
-    if not args.skip_train and args.backend == 'torch':
+    if not args.skip_train and args.backend == 'torch' and not args.amp_ab:
         net.train()
         optimizer = torch.optim.AdamW(net.parameters(), lr=2e-4)
         lq = torch.rand(args.batch, 3, args.size, args.size, device=device)
@@ -516,7 +603,7 @@ def measure(parser, args, argv):
     report = {'machine': machine, 'config': vars(args), 'results': results}
     print(f"{'measure':<22}{'seconds':>10}{'peak MB':>10}  notes")
     for name, values in results.items():
-        if name == 'onnxruntime':
+        if name in ('onnxruntime', 'openvino', 'amp_ab'):
             continue
         seconds = values.get('step_s', values.get('seconds'))
         note = f"CLIP {values['clip_s']:.3f} s = {100 * values['clip_share']:.1f}% of the step" if 'clip_s' in values \

@@ -177,3 +177,17 @@ def test_channels_last_switch_reaches_vlunet(tmp_path, monkeypatch):
     assert json.loads((tmp_path / 'c.json').read_text())['config']['channels_last'] is False
     assert benchmark.main(common) == 0 and benchmark.main(common + ['--channels-last']) == 0
     assert built == [False, True, True]
+
+
+@pytest.mark.parametrize('arch', ['VLUNet', 'VLURNet'])
+def test_amp_ab_alternates_float32_and_bf16_in_one_process(tmp_path, arch):
+    out = tmp_path / 'ab.json'
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'), '--arch', arch, '--preset',
+                           'tiny', '--clip', 'small', '--size', '32', '--batch', '1', '--warmup', '0', '--repeat', '1',
+                           '--amp', 'bf16', '--amp-ab', '--infer-sizes', '24', '--json', str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = json.loads(out.read_text())['results']['amp_ab']
+    assert set(rows) == {'train', 'inference_24'}
+    assert all(row['float32_s'] > 0 and row['bf16_s'] > 0 and row['speedup'] > 0 for row in rows.values())
+    assert rows['inference_24']['max_abs_diff'] < 0.05

@@ -70,14 +70,13 @@ def _images(folder):
     return folder
 
 
-def _both_backends(tmp_path, opt, model, extra=()):
-    """Restore one folder with each backend; returns the two output folders."""
+def _both_backends(tmp_path, opt, model, extra=(), backend=('--backend', 'onnxruntime')):
+    """Restore one folder with the torch backend and ``backend``; returns the two output folders."""
     images = _images(tmp_path / 'in')
     torch_out, onnx_out = tmp_path / 'torch', tmp_path / 'onnx'
     torch.manual_seed(SEED)
     assert restore_main([str(images), '-o', str(torch_out), '-opt', opt, *extra]) == 0
-    assert restore_main([str(images), '-o', str(onnx_out), '--backend', 'onnxruntime', '--onnx', str(model),
-                         *extra]) == 0
+    assert restore_main([str(images), '-o', str(onnx_out), *backend, '--onnx', str(model), *extra]) == 0
     for name in ('odd.png', 'gray.png', 'deep.png'):
         a = cv2.imread(str(torch_out / name), cv2.IMREAD_UNCHANGED).astype(np.int64)
         b = cv2.imread(str(onnx_out / name), cv2.IMREAD_UNCHANGED).astype(np.int64)

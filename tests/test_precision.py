@@ -12,8 +12,11 @@ from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr import options
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.inference import main as restore_main
+from vlunet_basicsr.utils.precision import bf16_supported
 
 NET = {key: value for key, value in TINY_NET.items() if key != 'type'}
+needs_bf16 = pytest.mark.skipif(not bf16_supported('cpu'),
+                                reason='this CPU has no native bf16 arithmetic: bf16 runs float32')
 
 
 def _opt(tmp_path, is_train, train_amp=None, val_amp=None):
@@ -37,6 +40,7 @@ class ConvDtypes:
                 module.register_forward_hook(lambda m, i, o: self.seen.add(o.dtype))
 
 
+@needs_bf16
 def test_val_amp_runs_clip_and_restoration_under_bf16_and_returns_float32(tmp_path):
     torch.manual_seed(0)
     fp32 = build_model(_opt(tmp_path, False))
@@ -57,6 +61,7 @@ def test_val_amp_runs_clip_and_restoration_under_bf16_and_returns_float32(tmp_pa
     assert not torch.equal(out16, out32) and (out16 - out32).abs().max() < 0.1
 
 
+@needs_bf16
 def test_train_amp_bf16_trains_and_validation_uses_val_amp(tmp_path):
     torch.manual_seed(0)
     model = build_model(_opt(tmp_path, True, train_amp='bf16'))
@@ -116,6 +121,7 @@ def test_bad_speed_options_name_the_yaml_file_and_the_key(tmp_path, section, key
     assert str(info.value).startswith(f'{path}: ') and message in str(info.value)
 
 
+@needs_bf16
 def test_restore_amp_bf16_is_close_to_float32(tmp_path):
     torch.manual_seed(0)
     torch.save({'params': VLUNet(**NET).state_dict()}, tmp_path / 'net_g.pth')

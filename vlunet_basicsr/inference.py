@@ -60,13 +60,14 @@ def run(args):
     from vlunet_basicsr.utils.plot_util import save_mixture_weights, save_residual_maps
 
     try:
-        # ONNX Runtime meets torch on the host; its execution providers follow --device
+        # an exported graph's runtime meets torch on the host (ONNX Runtime's execution providers follow --device)
         device = resolve_device(args.device) if args.backend == 'torch' else resolve_device('cpu')
         inputs = list_inputs(args.input)
         plans = plan_outputs(inputs, args.output, explain_files if args.explain else None)
-        if args.backend == 'onnxruntime':
-            from vlunet_basicsr.onnx_runtime import load_onnx_networks
-            networks = load_onnx_networks(args.onnx, args.device, args.degradation_type)
+        if args.backend != 'torch':
+            from vlunet_basicsr.onnx_runtime import load_exported_networks
+            networks = load_exported_networks(args.backend, args.onnx, args.device, args.degradation_type,
+                                              args.ov_precision)
         else:
             networks = load_networks(args.opt, args.weights, args.clip_weights, args.adapter, args.clip_model,
                                      args.trust_checkpoint, args.degradation_type)
@@ -80,8 +81,8 @@ def run(args):
     restorer = Restorer(networks, device, args.amp, args.compile, args.tile, args.tile_overlap)
     prompts = restorer.prompts
     print(restorer.describe())
-    if args.backend == 'onnxruntime':
-        print(f"Backend onnxruntime: {args.onnx} on {', '.join(networks.net.session.get_providers())}.")
+    if args.backend != 'torch':
+        print(f'Backend {args.backend}: {args.onnx}, {networks.net.describe()}.')
     os.makedirs(args.output, exist_ok=True)
     rows, failures = [], []
     for plan in tqdm(plans, desc='restore', unit='image', file=sys.stderr, disable=len(plans) < 2):

@@ -1,6 +1,8 @@
-"""The ONNX Runtime backend of `vlunet_basicsr.restorer.Restorer`: runs the graphs ``basicsr export`` writes.
+"""The exported-graph backends of `vlunet_basicsr.restorer.Restorer`: run the graphs ``basicsr export`` writes, in
+ONNX Runtime (`OnnxRuntime`) or OpenVINO (`vlunet_basicsr.openvino_runtime.OpenVinoRuntime`).
 
-`load_onnx_networks` reads the restoration graph (``model.onnx``) and, for a guided system, its guidance graph
+A runtime opens a graph file as a session (``session.run([output], feed)`` -> arrays) with its metadata; the
+rest is runtime-neutral. `load_onnx_networks` reads the restoration graph (``model.onnx``) and, for a guided system, its guidance graph
 (``model.guidance.onnx``, named in the first graph's metadata) and returns a `Networks` whose ``net`` is an
 `OnnxNetwork` and whose ``clip`` is an `OnnxGuidance`. Both take and return torch tensors the way the torch
 modules do, so `Restorer` pads, tiles, reads out the degradation and restores exactly as with the torch backend.
@@ -60,24 +62,45 @@ def execution_providers(device='auto'):
     return (['CUDAExecutionProvider'] if use_cuda else []) + ['CPUExecutionProvider']
 
 
-def _session(path, providers, what, graph):
-    """An InferenceSession of ``path`` (a ``graph`` graph: 'restoration' or 'guidance') and its metadata; errors
-    name the file."""
-    import onnxruntime
+class OnnxRuntime:
+    """ONNX Runtime on ``providers`` (`execution_providers`): ``open(path)`` -> (InferenceSession, metadata,
+    input names)."""
+
+    def __init__(self, providers):
+        self.providers = providers
+
+    def open(self, path):
+        import onnxruntime
+        session = onnxruntime.InferenceSession(path, providers=self.providers)
+        inputs = {node.name for node in session.get_inputs()}
+        return session, session.get_modelmeta().custom_metadata_map, inputs
+
+    @staticmethod
+    def describe(session):
+        return f"ONNX Runtime on {', '.join(session.get_providers())}"
+
+
+def _runtime(runtime):
+    """A runtime object; a list of ONNX Runtime execution providers stands for `OnnxRuntime` on them."""
+    return OnnxRuntime(runtime) if isinstance(runtime, (list, tuple)) else runtime
+
+
+def _session(path, runtime, what, graph):
+    """A session of ``path`` (a ``graph`` graph: 'restoration' or 'guidance') in ``runtime``, its metadata and
+    input names; errors name the file."""
     if not osp.isfile(path):
         raise FileNotFoundError(f'{what}: no ONNX file at {path} (write one with basicsr export)')
     try:
-        session = onnxruntime.InferenceSession(path, providers=providers)
-    except Exception as error:  # noqa: BLE001  (onnxruntime raises its own pybind classes)
+        session, meta, inputs = runtime.open(path)
+    except Exception as error:  # noqa: BLE001  (the runtimes raise their own pybind classes)
         raise ValueError(f'{what}: {path} is not a loadable ONNX graph: {str(error).splitlines()[0]}') from error
-    meta = session.get_modelmeta().custom_metadata_map
     if meta.get('format') != FORMAT:
         raise ValueError(f'{what}: {path} was not written by basicsr export (no {FORMAT} metadata); export the '
                          'network with basicsr export')
     if meta.get('graph') != graph:
         raise ValueError(f"{what}: {path} is a {meta.get('graph')} graph, not a {graph} graph" +
                          (' (give the model.onnx beside it)' if graph == 'restoration' else ''))
-    return session, meta
+    return session, meta, inputs
 
 
 def _numpy(tensor):
@@ -89,21 +112,27 @@ class OnnxNetwork:
 
     Args:
         path (str): The restoration graph (``model.onnx``).
-        providers (list[str]): ONNX Runtime execution providers.
+        runtime (list[str] | object): ONNX Runtime execution providers, or a runtime (`OnnxRuntime`,
+            `OpenVinoRuntime`).
 
     Attributes:
         inputs (NetworkInputs): The exported arch's protocol (one output image: the final one).
         takes_guidance (bool): Whether the graph has a ``guidance`` input (a guided arch exported with its encoder).
     """
 
-    def __init__(self, path, providers):
+    def __init__(self, path, runtime):
         self.path = path
-        self.session, self.meta = _session(path, providers, '--onnx', 'restoration')
+        self.runtime = _runtime(runtime)
+        self.session, self.meta, names = _session(path, self.runtime, '--onnx', 'restoration')
         guidance = self.meta.get('guidance_input') or None
         if guidance not in GUIDANCE_INPUTS:
             raise ValueError(f'--onnx: {path} declares an unknown guidance_input {guidance!r}')
         self.inputs = NetworkInputs(self.meta['arch'], guidance, False)
-        self.takes_guidance = GUIDANCE in {node.name for node in self.session.get_inputs()}
+        self.takes_guidance = GUIDANCE in names
+
+    def describe(self):
+        """Where the graph runs, e.g. 'ONNX Runtime on CPUExecutionProvider'."""
+        return self.runtime.describe(self.session)
 
     def __call__(self, lq, guidance=None):
         feed = {LQ: _numpy(lq)}
@@ -120,12 +149,12 @@ class OnnxGuidance:
 
     Args:
         path (str): The guidance graph (``model.guidance.onnx``).
-        providers (list[str]): ONNX Runtime execution providers.
+        runtime (list[str] | object): As `OnnxNetwork`'s.
     """
 
-    def __init__(self, path, providers):
+    def __init__(self, path, runtime):
         self.path = path
-        self.session, meta = _session(path, providers, 'guidance graph', 'guidance')
+        self.session, meta, _ = _session(path, _runtime(runtime), 'guidance graph', 'guidance')
         self.input_size = int(meta['input_size'])
         self.mean, self.std = json.loads(meta['mean']), json.loads(meta['std'])
         self.prompts = json.loads(meta['prompts'])
@@ -162,7 +191,7 @@ class OnnxGuidance:
         return (scale * image @ text.t()).softmax(dim=-1)
 
 
-def load_onnx_networks(path, device='auto', degradation_type=None):
+def load_onnx_networks(path, device='auto', degradation_type=None, runtime=None):
     """The exported system at ``path`` as a `Networks` for `Restorer` (run it with ``device=torch.device('cpu')``:
     tensors meet ONNX Runtime on the host, and the graphs run on the providers of ``device``).
 
@@ -171,17 +200,18 @@ def load_onnx_networks(path, device='auto', degradation_type=None):
         device (str): 'auto', 'cpu' or 'cuda' (`execution_providers`). Default: 'auto'.
         degradation_type (str | int | None): Text-guided archs: restore every image with this label (number, name
             or prompt) instead of the predicted one.
+        runtime (object | None): The runtime (`OpenVinoRuntime`, ...). Default: None (ONNX Runtime on ``device``).
 
     Returns:
         Networks: ``net`` an `OnnxNetwork`, ``clip`` an `OnnxGuidance` (or None), and the exported prompts,
         fixed label and size rule (the graph's inputs are padded to it, as the torch network's are).
     """
     from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
-    providers = execution_providers(device)
-    net = OnnxNetwork(path, providers)
+    runtime = runtime or OnnxRuntime(execution_providers(device))
+    net = OnnxNetwork(path, runtime)
     clip = None
     if net.takes_guidance:
-        clip = OnnxGuidance(osp.join(osp.dirname(path), net.meta['guidance_graph']), providers)
+        clip = OnnxGuidance(osp.join(osp.dirname(path), net.meta['guidance_graph']), runtime)
     prompts = clip.prompts if clip is not None else resolve_prompts(None)
     net.inputs.check_encoder(clip is not None)
     fixed = net.meta.get('fixed_label')
@@ -191,3 +221,15 @@ def load_onnx_networks(path, device='auto', degradation_type=None):
         net.inputs.check_degradation_type(fixed)
     rule = SizeRule(int(net.meta.get('size_multiple', 1)), int(net.meta.get('min_size', 1)))
     return Networks(net, net.inputs, clip, prompts, fixed, rule)
+
+
+def load_exported_networks(backend, path, device='auto', degradation_type=None, ov_precision=None):
+    """`load_onnx_networks` in the runtime ``backend`` names: 'onnxruntime', or 'openvino' in ``ov_precision``
+    ('f32', default, or 'bf16'; `vlunet_basicsr.openvino_runtime`)."""
+    runtime = None
+    if backend == 'openvino':
+        from vlunet_basicsr.openvino_runtime import OpenVinoRuntime
+        runtime = OpenVinoRuntime(ov_precision or 'f32', device)
+    elif backend != 'onnxruntime':
+        raise ValueError(f"backend must be onnxruntime or openvino for an exported graph, got {backend!r}")
+    return load_onnx_networks(path, device, degradation_type, runtime)

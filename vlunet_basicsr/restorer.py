@@ -121,11 +121,11 @@ class Restorer:
 
     def __init__(self, networks, device, amp='none', compile=False, tile=None, tile_overlap=32, runner=None):
         from vlunet_basicsr.models.guidance import Guidance
-        from vlunet_basicsr.utils.precision import AMP_DTYPES
+        from vlunet_basicsr.utils.precision import AMP_DTYPES, supported_dtype
         from vlunet_basicsr.utils.restore_util import compiled
         self.networks = networks
         self.device = device
-        self.amp = AMP_DTYPES[amp]
+        self.amp = supported_dtype(AMP_DTYPES[amp], device, '--amp')
         self.tile, self.tile_overlap = tile, tile_overlap
         self.net = _prepared(networks.net, device)
         self.runner = runner if runner is not None else compiled(self.net, compile, '--compile')
@@ -159,7 +159,7 @@ class Restorer:
         Returns:
             Restoration: The restored image, the degradation readout and the trace (or None).
         """
-        from vlunet_basicsr.utils.precision import autocast
+        from vlunet_basicsr.utils.precision import precision_scope
         from vlunet_basicsr.utils.prompts import prompt_label
         from vlunet_basicsr.utils.restore_util import restore_image
         inputs, fixed = self.networks.inputs, None
@@ -168,12 +168,12 @@ class Restorer:
             fixed = prompt_label(degradation_type, self.prompts, 'degradation type')
         lq = torch.from_numpy(np.ascontiguousarray(rgb, dtype=np.float32)).permute(2, 0, 1)[None].to(self.device)
         prediction, trace = None, None
-        with torch.no_grad(), autocast(self.device, self.amp):
+        with torch.no_grad(), precision_scope(self.device, self.amp, self.clip, self.net):
             guidance = self.guidance(lq, evaluating=True, fixed_prompt=fixed)
             readout = self.guidance.last_prediction()
             if readout is not None:
                 best, used = int(readout[0][0]), int(readout[2][0])
-                probabilities = self.guidance.last_probabilities[0].cpu()
+                probabilities = self.guidance.last_probabilities[0].float().cpu()
                 prediction = Prediction(best, float(probabilities[best]), probabilities.tolist(), used)
             run = inputs.final(self.runner, guidance)
             output = restore_image(run, lq, self.tile, self.tile_overlap, size_rule=self.networks.size_rule,

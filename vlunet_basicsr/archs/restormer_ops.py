@@ -9,7 +9,10 @@ path (outputs identical to the no-grad plain path; on CPU the plain path under a
 from ``vector_norm``, equal to float rounding); gradients agree to float rounding (tests/test_restormer_ops.py).
 
 The plain autograd path is used when ``fused_backward=False``, when no gradient is needed, or under autocast
-(mixed precision keeps autograd's per-op casting rules).
+with float32 features (autograd's per-op casting rules then apply). Features in bf16 or fp16 (the ``amp``
+policy of `vlunet_basicsr.utils.precision`, which lowers the weights) take the same paths as float32: the
+large products run in the features' dtype, the per-channel norms, the small Gram matrices, the softmax and
+their gradients in float32 (`_wide`), which leaves float32 arithmetic unchanged.
 """
 import torch
 from torch.nn import functional as F
@@ -22,6 +25,11 @@ NORM_EPS = 1e-12
 #: float32 restore, 0.72 s -> 0.36 s). Not in training: a float32 step at 128x128, batch 2, measured slower with
 #: chunks (0.245 s against 0.188 s; cause not established).
 GRAM_CHUNK = 4096
+
+
+def _wide(tensor):
+    """``tensor`` in float32 when it is in half precision (bf16, fp16); else ``tensor`` itself."""
+    return tensor.float() if tensor.dtype in (torch.bfloat16, torch.float16) else tensor
 
 
 def _tokens(x, num_heads):
@@ -82,9 +90,10 @@ def _pixel_norms(xt):
     On CPU, outside autograd, square-and-sum is about 4x faster than ``vector_norm`` on these strided views
     (measured); autograd keeps ``vector_norm``, whose gradient at a zero norm is 0 rather than NaN.
     """
+    wide = {} if _wide(xt) is xt else {'dtype': torch.float32}  # half precision: summed in float32
     if xt.is_cuda or (torch.is_grad_enabled() and xt.requires_grad):
-        return torch.linalg.vector_norm(xt, dim=-2)
-    return xt.square().sum(-2).sqrt()
+        return torch.linalg.vector_norm(xt, dim=-2, **wide)
+    return xt.square().sum(-2, **wide).sqrt()
 
 
 def _attention_weights(qt, kt, temperature, chunks=1):
@@ -95,13 +104,14 @@ def _attention_weights(qt, kt, temperature, chunks=1):
     """
     q_norm = _pixel_norms(qt).clamp_min(NORM_EPS)
     k_norm = _pixel_norms(kt).clamp_min(NORM_EPS)
-    cosine = gram(qt, kt, chunks) / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
+    cosine = _wide(gram(qt, kt, chunks)) / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
     return (cosine * temperature).softmax(dim=-1), cosine, q_norm, k_norm
 
 
 def _attend(attn, vt, like):
     """``attn @ v`` as (B, C, H, W), in the memory layout of ``like`` (v's channel slice)."""
     b, c, h, w = like.shape
+    attn = attn.to(vt.dtype)
     if like.stride(1) != 1 or h * w == 1:
         return (attn @ vt.transpose(-2, -1)).reshape(b, c, h, w)
     # Channels innermost: pixels stay the outer axis of the product, whose heads fill the output's channels.
@@ -131,7 +141,8 @@ def _split(packed, key, num_heads):
 def _needs_plain_autograd(fused_backward, *tensors):
     if not fused_backward or not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in tensors):
         return True
-    return torch.is_autocast_enabled(tensors[0].device.type)
+    device = tensors[0].device.type
+    return torch.is_autocast_enabled(device) and tensors[0].dtype != torch.get_autocast_dtype(device)
 
 
 class _ChannelAttention(torch.autograd.Function):
@@ -150,15 +161,17 @@ class _ChannelAttention(torch.autograd.Function):
         heads = ctx.num_heads
         qt, kt, vt, _ = _split(packed, key, heads)
         gt = _tokens(grad_out, heads)
-        grad_attn = head_matmul(gt.transpose(-2, -1), vt)
+        grad_attn = _wide(head_matmul(gt.transpose(-2, -1), vt))
         grad_logits = attn * (grad_attn - (grad_attn * attn).sum(-1, keepdim=True))
-        grad_temperature = (grad_logits * cosine).sum(dim=(0, 2, 3)).view_as(temperature)
+        grad_temperature = (grad_logits * cosine).sum(dim=(0, 2, 3)).view_as(temperature).to(temperature.dtype)
         grad_cosine = grad_logits * temperature
         grad_gram = grad_cosine / (q_norm.unsqueeze(-1) * k_norm.unsqueeze(-2))
         grad_cosine_x_cosine = grad_cosine * cosine
         # d|x|/dx = x/|x|; through cosine = gram / (|q||k|) each norm receives -sum(grad_cosine * cosine) / |x|.
         q_scale = -grad_cosine_x_cosine.sum(-1) / q_norm.square() * (q_norm > NORM_EPS)
         k_scale = -grad_cosine_x_cosine.sum(-2) / k_norm.square() * (k_norm > NORM_EPS)
+        dtype = packed.dtype  # the large products in the features' dtype (their own, in float32)
+        grad_gram, attn, q_scale, k_scale = (t.to(dtype) for t in (grad_gram, attn, q_scale, k_scale))
 
         grad_packed = torch.empty_like(packed)
         c = grad_out.shape[1]

@@ -84,31 +84,39 @@ def restore_parser():
     parser.add_argument('--explain', action='store_true', help='save key-mixture weights and residual maps')
     parser.add_argument('--degradation-type', help='text-guided archs (VL-UR): the degradation to restore every image '
                         'with (a label, its name such as low_haze, or the prompt) instead of the predicted one')
-    parser.add_argument('--backend', choices=['torch', 'onnxruntime'], default='torch',
-                        help='torch (default), or ONNX Runtime running the graphs of basicsr export (--onnx; its '
-                        'execution providers follow --device)')
-    parser.add_argument('--onnx', metavar='FILE', help='with --backend onnxruntime: the model.onnx of basicsr export '
-                        '(a guided system\'s model.guidance.onnx sits beside it)')
+    parser.add_argument('--backend', choices=['torch', 'onnxruntime', 'openvino'], default='torch',
+                        help='torch (default), or ONNX Runtime (its execution providers follow --device) or OpenVINO '
+                        '(CPU) running the graphs of basicsr export (--onnx)')
+    parser.add_argument('--onnx', metavar='FILE', help='with --backend onnxruntime or openvino: the model.onnx of '
+                        'basicsr export (a guided system\'s model.guidance.onnx sits beside it)')
+    parser.add_argument('--ov-precision', choices=['f32', 'bf16'],
+                        help="with --backend openvino: OpenVINO's inference precision (default f32: float32 "
+                        'arithmetic; bf16: faster on CPUs with bf16 units)')
     return parser
 
 
-#: Restore options that choose or tune the torch network, which --backend onnxruntime replaces by the --onnx graphs.
+#: Restore options that choose or tune the torch network, which --backend onnxruntime/openvino replace by the --onnx
+#: graphs.
 TORCH_BACKEND_ONLY = {'opt': '-opt', 'weights': '--weights', 'clip_weights': '--clip-weights', 'adapter': '--adapter',
                       'trust_checkpoint': '--trust-checkpoint', 'compile': '--compile', 'explain': '--explain'}
 
 
 def restore_backend_error(args):
     """What is wrong with the backend options of parsed ``basicsr restore`` ``args``, or None."""
-    if args.backend == 'torch':
-        return '--onnx goes with --backend onnxruntime' if args.onnx else None
+    backend = args.backend
+    if getattr(args, 'ov_precision', None) and backend != 'openvino':
+        return f'--ov-precision goes with --backend openvino (not {backend})'
+    if backend == 'torch':
+        return '--onnx goes with --backend onnxruntime or openvino' if args.onnx else None
     if not args.onnx:
-        return '--backend onnxruntime needs --onnx MODEL.onnx (written by basicsr export)'
+        return f'--backend {backend} needs --onnx MODEL.onnx (written by basicsr export)'
     given = [flag for key, flag in TORCH_BACKEND_ONLY.items() if getattr(args, key)]
     if given:
-        return (f"--backend onnxruntime runs the network and encoder of --onnx {args.onnx}; {', '.join(given)} "
+        return (f"--backend {backend} runs the network and encoder of --onnx {args.onnx}; {', '.join(given)} "
                 'belong(s) to the torch backend')
     if args.amp != 'none':
-        return f'--backend onnxruntime runs the exported float32 graphs; --amp {args.amp} is for the torch backend'
+        return (f'--backend {backend} runs the exported graphs; --amp {args.amp} is for the torch backend' +
+                (' (use --ov-precision)' if backend == 'openvino' else ''))
     return None
 
 

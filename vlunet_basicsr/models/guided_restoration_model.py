@@ -22,7 +22,7 @@ from vlunet_basicsr.models.resume_learning_rate import ConfiguredLearningRateMix
 from vlunet_basicsr.models.safe_checkpoint_mixin import SafeCheckpointMixin
 from vlunet_basicsr.models.validation_report import ValidationReports
 from vlunet_basicsr.options.spec import REQUIRED, Option
-from vlunet_basicsr.utils.precision import AMP_DTYPES, amp_dtype, autocast, train_amp_dtype
+from vlunet_basicsr.utils.precision import AMP_DTYPES, amp_dtype, precision_scope, supported_dtype, train_amp_dtype
 from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
 from vlunet_basicsr.utils.restore_util import compiled, restore_image
 
@@ -143,8 +143,10 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         return problems
 
     def __init__(self, opt):
-        self.train_amp = train_amp_dtype((opt.get('train') or {}).get('amp')) if opt['is_train'] else None
-        self.val_amp = amp_dtype((opt.get('val') or {}).get('amp'), 'val.amp')
+        device = 'cpu' if opt.get('num_gpu') == 0 or not torch.cuda.is_available() else 'cuda'  # as BaseModel's
+        train_amp = train_amp_dtype((opt.get('train') or {}).get('amp')) if opt['is_train'] else None
+        self.train_amp = supported_dtype(train_amp, device, 'train.amp')
+        self.val_amp = supported_dtype(amp_dtype((opt.get('val') or {}).get('amp'), 'val.amp'), device, 'val.amp')
         self._amp = self.train_amp if opt['is_train'] else self.val_amp  # the policy of the batch being fed
         self._evaluating = not opt['is_train']  # whether batches fed are validation/test batches
         self.log_dict = OrderedDict()
@@ -203,7 +205,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
     def feed_data(self, data):
         super().feed_data(data)
         self.batch_paths = list(data.get('lq_path', []))
-        with autocast(self.device, self._amp):
+        with precision_scope(self.device, self._amp, self.net_clip):
             self.guidance_features = self.guidance(self.lq, data.get('label'), self._evaluating)
         if self.is_train and not self._evaluating:
             self.loss_inputs = {name: self._loss_input(data, name) for name in self.losses.batch_inputs}
@@ -225,7 +227,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         if 'lq' in self.loss_inputs:
             self.loss_inputs['lq'] = lq
         if self.network_inputs.guided:
-            with autocast(self.device, self.train_amp):
+            with precision_scope(self.device, self.train_amp, self.net_clip):
                 self.guidance_features = self.guidance(lq, None, False)
 
     def optimize_parameters(self, current_iter):
@@ -233,7 +235,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
             self._mix_batch(current_iter)
         self.optimizer_g.zero_grad()
         self.guard.begin_step(current_iter)
-        with autocast(self.device, self.train_amp):
+        with precision_scope(self.device, self.train_amp, self.net_g):
             outputs = self.network_inputs.outputs(self.net_g, self.lq, self.guidance_features, self.size_rule)
             outputs = [output.float() for output in outputs]
             losses = self.losses(outputs, self.gt, self.loss_inputs)
@@ -276,7 +278,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         if runner is None:  # net_g, or net_g_ema, under val.compile (compiled once, on first use)
             runner = self._compiled_for_test[net] = compiled(net, val_opt.get('compile'))
         run = self.network_inputs.final(runner, self.guidance_features)
-        with torch.no_grad(), autocast(self.device, self.val_amp):
+        with torch.no_grad(), precision_scope(self.device, self.val_amp, net):
             self.output = restore_image(run, self.lq, val_opt.get('tile'), val_opt.get('tile_overlap', 32),
                                         val_opt.get('self_ensemble', False), self.size_rule).float()
         net.train(was_training)
