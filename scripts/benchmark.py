@@ -1,5 +1,7 @@
-"""Speed and memory of VLU-Net and DGUNet: a training step (VLU-Net: with CLIP guidance), and inference.
+"""Speed and memory of a restoration system: a training step (with its guidance), and inference.
 
+    python scripts/benchmark.py -opt options/test_promptir_nhrbl.yml   # any train/test YAML's network_g (+ clip)
+    python scripts/benchmark.py -opt options/test_vlur_nhrbl.yml --network-override dim=16 --size 64
     python scripts/benchmark.py                                  # default VLUNet, 128x128, batch 2, CPU
     python scripts/benchmark.py --compare-release --skip-inference   # VLUNet vs the release's arithmetic
     python scripts/benchmark.py --arch DGUNet --compare-release      # DGUNet vs the published arithmetic
@@ -13,6 +15,12 @@
 or with --arch DGUNet / DGUNetPlus of that network and DGUNetReleasePort / DGUNetPlusReleasePort (the published
 arithmetic), with the same flags, each in a fresh process, and checks on shared weights that their outputs and
 gradients agree.
+
+-opt builds network_g (and network_clip) of a YAML with BasicSR's build_network, with random weights (the
+clip's pretrained and adapter_path are dropped, with a warning: speed does not depend on the weights), and
+feeds and scores it through the arch protocol (vlunet_basicsr.models.network_inputs: guidance kind, stages,
+size rule), so any registered arch runs. Without -opt, --arch and --preset pick a network from the tables
+below (kept for the release ports of --compare-release).
 
 Training step = CLIP vector (one batched no-grad call; VLU-Net only) + forward + backward + AdamW; the CLIP
 share of the step is reported. The loss is L1, on every stage image for the multi-stage DGUNet archs (their
@@ -35,16 +43,18 @@ import argparse
 import json
 import os
 import platform
-import re
-import statistics
 import subprocess
 import sys
 import time
+import warnings
 
 import torch
+import yaml
 
 from vlunet_basicsr.utils import cpu_allocator, precision
 from vlunet_basicsr.utils.precision import AMP_DTYPES
+from vlunet_basicsr.utils.timing import PeakMemory, count_parameters, sync, timed
+from vlunet_basicsr.utils.timing import seconds as measured_seconds
 
 COMPILE_MODES = ('default', 'reduce-overhead', 'max-autotune', 'max-autotune-no-cudagraphs')
 PRESETS = {
@@ -70,57 +80,6 @@ CLIPS = {
 }
 
 
-def _vm_kb(field):
-    match = re.search(rf'{field}:\s+(\d+)', open('/proc/self/status').read())
-    return int(match.group(1)) if match else 0
-
-
-class PeakMemory:
-    """Peak memory of a block in MB: CUDA allocator peak, or growth of VmHWM on CPU (after resetting it)."""
-
-    def __init__(self, device):
-        self.device = device
-
-    def __enter__(self):
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize()
-            torch.cuda.reset_peak_memory_stats()
-            self.base = torch.cuda.memory_allocated()
-        else:
-            try:
-                with open('/proc/self/clear_refs', 'w') as f:
-                    f.write('5')  # resets VmHWM to the current RSS
-            except OSError:
-                pass
-            self.base = _vm_kb('VmRSS') * 1024
-        return self
-
-    def __exit__(self, *exc):
-        if self.device.type == 'cuda':
-            torch.cuda.synchronize()
-            self.mb = (torch.cuda.max_memory_allocated() - self.base) / 2**20
-        else:
-            self.mb = (_vm_kb('VmHWM') * 1024 - self.base) / 2**20
-
-
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize()
-
-
-def timed(fn, device, warmup, repeat):
-    """Seconds of ``fn``: the median of ``repeat`` runs after ``warmup`` runs, and the first run's (which
-    includes torch.compile's compilation)."""
-    times = []
-    for _ in range(warmup + repeat):
-        _sync(device)
-        start = time.perf_counter()
-        fn()
-        _sync(device)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times[warmup:]), times[0]
-
-
 #: Side of the square float32 matrix product whose rate --flop-rate takes as the device's attainable peak.
 MATMUL_SIDE = 2048
 
@@ -139,7 +98,7 @@ def print_profile(name, fn, device, rows):
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == 'cuda' else [])
     with profile(activities=activities) as prof:
         fn()
-        _sync(device)
+        sync(device)
     sort_by = 'self_cuda_time_total' if device.type == 'cuda' else 'self_cpu_time_total'
     print(f'profile of {name}:')
     print(prof.key_averages().table(sort_by=sort_by, row_limit=rows, max_name_column_width=60))
@@ -150,15 +109,91 @@ def is_dgunet(name):
     return name.startswith('DGUNet')
 
 
+class System:
+    """The measured network, its frozen guidance encoder (or None), its protocol (`NetworkInputs`), its
+    `Guidance` and its size rule."""
+
+    def __init__(self, net, clip, prompts):
+        from vlunet_basicsr.models.guidance import Guidance
+        from vlunet_basicsr.models.network_inputs import NetworkInputs, size_rule
+        self.net, self.clip = net, clip
+        self.inputs = NetworkInputs.of(type(net))
+        self.inputs.check_encoder(clip is not None)
+        self.guidance = Guidance(self.inputs, clip, prompts)
+        self.rule = size_rule(net)
+
+    def guide(self, images, evaluating):
+        """The guidance input for ``images``: in training with label 0 for each (text-guided archs)."""
+        labels = None if evaluating else torch.zeros(images.shape[0], dtype=torch.long)
+        return self.guidance(images, labels, evaluating)
+
+    def losses(self, model, lq, gt, guidance):
+        """The training loss: L1 summed over every output image (the stages of a multi-stage arch)."""
+        return sum((output.float() - gt).abs().mean() for output in self.inputs.outputs(model, lq, guidance,
+                                                                                        self.rule))
+
+    def restore(self, model, image, guidance, tile=None, tile_overlap=32):
+        """The final image of ``model`` (``self.net`` or its compiled form) on ``image``, padded by the size rule."""
+        from vlunet_basicsr.utils.restore_util import restore_image
+        return restore_image(self.inputs.final(model, guidance), image, tile, tile_overlap, size_rule=self.rule)
+
+    def describe(self):
+        return {'arch': self.inputs.arch, 'guidance_input': self.inputs.guidance_input,
+                'multi_stage_output': self.inputs.multi_stage_output, 'size_multiple': self.rule.multiple,
+                'encoder': None if self.clip is None else type(self.clip).__name__, 'weights': 'random weights',
+                'params': count_parameters(self.net), 'guidance_params': count_parameters(self.clip)}
+
+
 def build(args, device):
+    """The `System` that -opt's YAML, or --arch / --preset / --clip, describe, on ``device``."""
     import vlunet_basicsr  # noqa: F401
+    from vlunet_basicsr.utils.prompts import resolve_prompts
+    if args.opt:
+        net, clip, prompts = build_from_options(args.opt, args.network_override)
+    else:
+        net, clip, prompts = *build_from_tables(args), None
+    if clip is not None:
+        clip = clip.to(device).eval().requires_grad_(False)
+    return System(net.to(device), clip, resolve_prompts(prompts))
+
+
+def parse_overrides(pairs):
+    """``--network-override key=value`` pairs -> {key: YAML value}; ValueError naming a pair without ``=``."""
+    overrides = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition('=')
+        if not sep or not key:
+            raise ValueError(f'--network-override takes key=value (e.g. dim=16); got {pair!r}')
+        overrides[key] = yaml.safe_load(value)
+    return overrides
+
+
+def build_from_options(path, overrides=None):
+    """network_g (with ``overrides``) and network_clip of the YAML ``path``, random weights, and its prompts."""
+    from basicsr.archs import build_network
+    with open(path) as f:
+        opt = yaml.safe_load(f)
+    if not isinstance(opt, dict) or not isinstance(opt.get('network_g'), dict) or 'type' not in opt['network_g']:
+        raise ValueError(f'{path}: no network_g mapping with a type to build')
+    net = build_network({**opt['network_g'], **(overrides or {})})
+    clip_opt = opt.get('network_clip')
+    if clip_opt is None:
+        return net, None, opt.get('prompts')
+    dropped = [key for key in ('pretrained', 'adapter_path') if clip_opt.get(key) is not None]
+    if dropped:
+        warnings.warn(f"{path}: network_clip's {' and '.join(dropped)} not loaded: the benchmark runs random "
+                      'weights (speed does not depend on them)')
+    return net, build_network({**clip_opt, 'pretrained': None, 'adapter_path': None}), opt.get('prompts')
+
+
+def build_from_tables(args):
+    """The network of --arch at --preset and the CLIP of --clip (none for the DGUNet archs)."""
     from vlunet_basicsr.archs.degradation_clip_arch import DegradationCLIP
     clip = None
     if args.clip != 'none' and not is_dgunet(args.arch):
-        clip = DegradationCLIP(pretrained=None, model_cfg=CLIPS[args.clip]).to(device).eval()
+        clip = DegradationCLIP(pretrained=None, model_cfg=CLIPS[args.clip])
     vector_dim = clip.backbone.visual.output_dim if clip is not None else 512
-    net = build_arch(args.arch, args, degradation_dim=vector_dim).to(device)
-    return net, clip
+    return build_arch(args.arch, args, degradation_dim=vector_dim), clip
 
 
 def build_arch(name, args, **overrides):
@@ -182,18 +217,16 @@ def build_arch(name, args, **overrides):
 def output_difference(args, arch='VLUNet'):
     """Max |arch - its release port| on shared random weights: the outputs (every stage image of a DGUNet), and
     the gradients of one step."""
+    from vlunet_basicsr.models.network_inputs import NetworkInputs
     torch.manual_seed(0)
     fast, release = build_arch(arch, args), build_arch(RELEASE_PORTS[arch], args)
     release.load_state_dict(fast.state_dict())
+    inputs = NetworkInputs.of(type(fast))
     lq = torch.rand(args.batch, 3, args.size, args.size)
-    if is_dgunet(arch):
-        inputs, kwargs = (lq,), {'return_stages': True}
-    else:
-        inputs, kwargs = (lq, torch.randn(args.batch, fast.degradation_dim)), {}
+    guidance = torch.randn(args.batch, fast.degradation_dim) if inputs.guided else None
     outputs, grads = [], []
     for net in (fast, release):
-        out = net(*inputs, **kwargs)
-        out = torch.stack(out) if is_dgunet(arch) else out
+        out = torch.stack(inputs.outputs(net, lq, guidance))
         out.abs().mean().backward()
         outputs.append(out.detach())
         grads.append({name: p.grad for name, p in net.named_parameters() if p.grad is not None})
@@ -270,20 +303,19 @@ def exported_runtimes(args, device):
     return {f'openvino_{p}': OpenVinoRuntime(p, 'cpu', torch.get_num_threads()) for p in ('f32', 'bf16')}
 
 
-def onnxruntime_comparison(args, net, clip, device):
+def onnxruntime_comparison(args, system, device):
     """Torch eager against the --backend runtime(s) on the same network, guidance and images: median seconds per
     size (ONNX Runtime: ``onnxruntime_s``, ``speedup``, ``max_abs_diff``; OpenVINO: ``openvino_f32_s``,
     ``openvino_f32_speedup``, ``openvino_f32_max_abs_diff`` and the same for bf16)."""
     import tempfile
 
-    from vlunet_basicsr.models.network_inputs import NetworkInputs
     from vlunet_basicsr.onnx_export import export_system
     from vlunet_basicsr.onnx_runtime import OnnxGuidance, OnnxNetwork, guidance_path
     from vlunet_basicsr.restorer import Networks
     from vlunet_basicsr.utils.prompts import resolve_prompts
     from vlunet_basicsr.utils.restore_util import restore
-    net.eval()
-    networks = Networks(net, NetworkInputs.of(type(net)), clip, resolve_prompts(None), None, 1)
+    net, clip = system.net.eval(), system.clip
+    networks = Networks(net, system.inputs, clip, resolve_prompts(None), None, 1)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(args.onnx_dir or tmp, 'model.onnx')
@@ -320,26 +352,25 @@ def onnxruntime_comparison(args, net, clip, device):
     return results
 
 
-def precision_ab(args, net, clip, device):
+def precision_ab(args, system, device):
     """``--amp-ab``: float32 and the --amp policy (`precision.precision_scope`) alternating, run by run, on one
     network: median seconds of each, their ratio, and for restores the max |difference| of the outputs."""
-    from vlunet_basicsr.utils.restore_util import restore, restore_image
+    net, clip = system.net, system.clip
     low = precision.supported_dtype(AMP_DTYPES[args.amp], device, '--amp')
     modules = [net] + ([clip] if clip is not None else [])
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-4)
     lq = torch.rand(args.batch, 3, args.size, args.size, device=device)
     gt = torch.rand_like(lq)
 
-    def vector(images, dtype):
+    def vector(images, dtype, evaluating):
         with torch.no_grad(), precision.precision_scope(device, dtype, *modules):
-            return None if clip is None else clip.degradation_vector(images)
+            return system.guide(images, evaluating)
 
     def train_step(dtype):
-        guidance = vector(lq, dtype)
+        guidance = vector(lq, dtype, False)
         optimizer.zero_grad(set_to_none=True)
         with precision.precision_scope(device, dtype, *modules):
-            outputs = net(lq, return_stages=True) if is_dgunet(args.arch) else [net(lq, guidance)]
-            loss = sum((output.float() - gt).abs().mean() for output in outputs)
+            loss = system.losses(net, lq, gt, guidance)
         loss.backward()
         optimizer.step()
 
@@ -348,9 +379,7 @@ def precision_ab(args, net, clip, device):
 
         def run(dtype):
             with torch.no_grad(), precision.precision_scope(device, dtype, *modules):
-                if is_dgunet(args.arch):
-                    return restore_image(net, image).float()
-                return restore(net, image, vector(image, dtype)).float()
+                return system.restore(net, image, vector(image, dtype, True)).float()
         return run
 
     cases = [] if args.skip_train else [('train', train_step)]
@@ -366,11 +395,7 @@ def precision_ab(args, net, clip, device):
             run(None), run(low)
         for _ in range(args.repeat):
             for dtype, seconds in times.items():
-                start = time.perf_counter()
-                run(dtype)
-                if device.type == 'cuda':
-                    torch.cuda.synchronize()
-                seconds.append(time.perf_counter() - start)
+                seconds.append(measured_seconds(lambda: run(dtype), device))
         row['float32_s'], row[f'{args.amp}_s'] = (sorted(t)[len(t) // 2] for t in times.values())
         row['speedup'] = row['float32_s'] / row[f'{args.amp}_s']
         print(f"{name}: float32 {row['float32_s']:.3f} s, {args.amp} {row[f'{args.amp}_s']:.3f} s "
@@ -416,15 +441,21 @@ def print_onnxruntime_profile(name, kernels, rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('--arch', choices=ARCHS, default='VLUNet',
-                        help='DGUNet archs take no CLIP vector (--clip is ignored) and are scored on every stage')
+    parser.add_argument('-opt', '--opt', metavar='YAML',
+                        help='build network_g (and network_clip) of this train or test YAML, random weights, instead '
+                             'of --arch / --preset / --clip')
+    parser.add_argument('--network-override', nargs='+', metavar='KEY=VALUE',
+                        help='with -opt: network_g options to replace (YAML values), e.g. dim=16 num_blocks=[1,1,1,1]')
+    parser.add_argument('--arch', choices=ARCHS,
+                        help='default VLUNet; DGUNet archs take no CLIP vector (--clip is ignored) and are scored '
+                             'on every stage')
     parser.add_argument('--compare-release', action='store_true',
                         help='measure --arch (VLUNet, DGUNet or DGUNetPlus) and its release port side by side '
                              '(training step)')
-    parser.add_argument('--preset', choices=sorted(PRESETS), default='default',
-                        help='network size (PRESETS; for the DGUNet archs DGUNET_PRESETS: default = the published '
-                             '80/48/32, DGUNet+ 96/48/32; small = 40/20/16; tiny = 16/8/8)')
-    parser.add_argument('--clip', choices=[*CLIPS, 'none'], default='vit-b-32')
+    parser.add_argument('--preset', choices=sorted(PRESETS),
+                        help='network size of --arch (default: default; PRESETS; for the DGUNet archs DGUNET_PRESETS: '
+                             'default = the published 80/48/32, DGUNet+ 96/48/32; small = 40/20/16; tiny = 16/8/8)')
+    parser.add_argument('--clip', choices=[*CLIPS, 'none'], help='the CLIP of --arch (default: vit-b-32)')
     parser.add_argument('--size', type=int, default=128, help='training patch size')
     parser.add_argument('--batch', type=int, default=2)
     parser.add_argument('--device', choices=['cpu', 'cuda'], default='cpu')
@@ -485,7 +516,27 @@ def main(argv=None):
             burner.wait()
 
 
+def resolve_network_flags(parser, args):
+    """-opt or the tables: --arch, --preset and --clip go with the tables only; their defaults filled in."""
+    if args.opt:
+        given = [flag for flag, value in (('--arch', args.arch), ('--preset', args.preset), ('--clip', args.clip),
+                                          ('--compare-release', args.compare_release)) if value]
+        if given:
+            parser.error(f"-opt builds the YAML's networks: drop {', '.join(given)}")
+        if not os.path.isfile(args.opt):
+            parser.error(f'-opt: no file {args.opt}')
+        try:
+            args.network_override = parse_overrides(args.network_override)
+        except ValueError as error:
+            parser.error(str(error))
+        return
+    if args.network_override:
+        parser.error('--network-override goes with -opt')
+    args.arch, args.preset, args.clip = args.arch or 'VLUNet', args.preset or 'default', args.clip or 'vit-b-32'
+
+
 def measure(parser, args, argv):
+    resolve_network_flags(parser, args)
     if args.device == 'cpu':
         cpu_allocator.tune_cpu_allocator(args.cpu_allocator)
     if args.compare_release and args.arch not in RELEASE_PORTS:
@@ -498,9 +549,9 @@ def measure(parser, args, argv):
     if args.gram_chunk is not None and args.gram_chunk < 0:
         parser.error('--gram-chunk must be 0 (no chunks) or a number of pixels')
     if args.backend != 'torch' and (args.compile or args.amp != 'none' or args.arch != 'VLUNet'
-                                    or args.compare_release):
+                                    or args.compare_release or args.opt):
         parser.error(f'--backend {args.backend} compares float32 VLUNet in torch eager with ONNX Runtime: drop '
-                     '--compile, --amp, --arch and --compare-release')
+                     '--compile, --amp, --arch, -opt and --compare-release')
     if args.flop_rate and (args.skip_train or args.compile or args.backend != 'torch'):
         parser.error('--flop-rate counts the eager torch training step: drop --skip-train, --compile and '
                      '--backend onnxruntime')
@@ -515,11 +566,15 @@ def measure(parser, args, argv):
         from vlunet_basicsr.archs import restormer_ops
         restormer_ops.GRAM_CHUNK = args.gram_chunk or sys.maxsize
 
-    from vlunet_basicsr.utils.restore_util import restore, restore_image
     device = torch.device(args.device)
     torch.backends.cudnn.benchmark = True  # as basicsr's train and test pipelines set it
     torch.manual_seed(0)
-    net, clip = build(args, device)
+    try:
+        system = build(args, device)
+    except (ValueError, KeyError, OSError) as error:
+        parser.error(f'{args.opt or args.arch}: {error}')
+    net, clip = system.net, system.clip
+    print(f"{system.inputs.describe(None if clip is None else type(clip).__name__)} Random weights.", flush=True)
     model = net
     if args.compile and args.compile_regions:
         net.compile_regions(mode=args.compile)
@@ -531,17 +586,15 @@ def measure(parser, args, argv):
     def autocast():  # the amp policy (precision_scope) over the network and the encoder
         return precision.precision_scope(device, amp, net, *([clip] if clip is not None else []))
 
-    def vector_of(images):
-        if clip is None:
-            return None
+    def vector_of(images, evaluating=False):
         with autocast():
-            return clip.degradation_vector(images)
+            return system.guide(images, evaluating)
 
     results = {}
     if args.amp_ab:
-        results['amp_ab'] = precision_ab(args, net, clip, device)
+        results['amp_ab'] = precision_ab(args, system, device)
     elif args.backend != 'torch':
-        results[args.backend] = onnxruntime_comparison(args, net, clip, device)
+        results[args.backend] = onnxruntime_comparison(args, system, device)
     elif not args.skip_inference:
         net.eval()
         image = torch.rand(1, 3, args.infer_size, args.infer_size, device=device)
@@ -551,9 +604,7 @@ def measure(parser, args, argv):
 
             def infer():
                 with torch.no_grad(), autocast():
-                    if is_dgunet(args.arch):  # the image alone
-                        return restore_image(model, image, tile, args.tile_overlap)
-                    return restore(model, image, vector_of(image), tile, args.tile_overlap)
+                    return system.restore(model, image, vector_of(image, True), tile, args.tile_overlap)
 
             with PeakMemory(device) as memory:
                 seconds, first_call = timed(infer, device, args.warmup, args.repeat)
@@ -572,10 +623,7 @@ def measure(parser, args, argv):
             vector = vector_of(lq)
             optimizer.zero_grad(set_to_none=True)
             with autocast():
-                if is_dgunet(args.arch):  # trained on the sum of the stage losses
-                    loss = sum((stage.float() - gt).abs().mean() for stage in model(lq, return_stages=True))
-                else:
-                    loss = (model(lq, vector).float() - gt).abs().mean()
+                loss = system.losses(model, lq, gt, vector)  # multi-stage archs: summed over the stages
             loss.backward()
             optimizer.step()
 
@@ -585,7 +633,7 @@ def measure(parser, args, argv):
         results['train'] = {'step_s': step, 'first_step_s': first_step, 'clip_s': clip_time,
                             'clip_share': clip_time / step, 'peak_memory_mb': memory.mb}
         if args.flop_rate:
-            from vlunet_basicsr.compare.measure import count_macs
+            from vlunet_basicsr.utils.timing import count_macs
             flops = 2 * count_macs(train_step)  # the step runs once more, counted
             peak = matmul_rate(device)
             results['train'].update(flops=flops, gflop_per_s=flops / step / 1e9, matmul_gflop_per_s=peak,
@@ -600,7 +648,7 @@ def measure(parser, args, argv):
     if device.type == 'cuda':  # "float32" convolutions run in TF32 under torch's default
         machine.update(cudnn_allow_tf32=torch.backends.cudnn.allow_tf32,
                        matmul_allow_tf32=torch.backends.cuda.matmul.allow_tf32)
-    report = {'machine': machine, 'config': vars(args), 'results': results}
+    report = {'machine': machine, 'config': vars(args), 'system': system.describe(), 'results': results}
     print(f"{'measure':<22}{'seconds':>10}{'peak MB':>10}  notes")
     for name, values in results.items():
         if name in ('onnxruntime', 'openvino', 'amp_ab'):

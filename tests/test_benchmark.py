@@ -191,3 +191,57 @@ def test_amp_ab_alternates_float32_and_bf16_in_one_process(tmp_path, arch):
     assert set(rows) == {'train', 'inference_24'}
     assert all(row['float32_s'] > 0 and row['bf16_s'] > 0 and row['speedup'] > 0 for row in rows.values())
     assert rows['inference_24']['max_abs_diff'] < 0.05
+
+
+TINY_CLIP = {'embed_dim': 32, 'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32, 'patch_size': 16,
+                                             'head_width': 16},
+             'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 32, 'heads': 2, 'layers': 1}}
+#: Option files with only what the benchmark reads; the clip names weights that do not exist here.
+TINY_SYSTEMS = {
+    'PromptIR': {'network_g': {'type': 'PromptIR', 'dim': 12, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1,
+                               'prompt_size': 16}, 'network_clip': None},
+    'VLURNet': {'prompts': 'release',
+                'network_g': {'type': 'VLURNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [1, 1, 1, 1],
+                              'text_dim': 32},
+                'network_clip': {'type': 'DegradationCLIP', 'pretrained': 'absent/open_clip.bin',
+                                 'adapter_path': 'absent/net_clip.pth', 'model_cfg': TINY_CLIP}},
+}
+
+
+@pytest.mark.parametrize('arch', sorted(TINY_SYSTEMS))
+def test_opt_builds_the_networks_of_an_option_file_with_random_weights(tmp_path, arch):
+    """-opt: any arch of a YAML, fed and scored through the arch protocol; the clip's absent weights are not read."""
+    import yaml
+    opt = tmp_path / 'system.yml'
+    opt.write_text(yaml.safe_dump(TINY_SYSTEMS[arch]))
+    out = tmp_path / 'out.json'
+    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'), '-opt', str(opt),
+                           '--size', '24', '--batch', '1', '--skip-inference', '--warmup', '0', '--repeat', '1',
+                           '--json', str(out)], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    report = json.loads(out.read_text())
+    system = report['system']
+    assert system['arch'] == arch and system['weights'] == 'random weights' and system['params'] > 0
+    assert system['encoder'] == (None if arch == 'PromptIR' else 'DegradationCLIP')
+    assert set(report['results']) == {'train'} and report['results']['train']['step_s'] > 0
+    assert (arch == 'VLURNet') == ('not loaded: the benchmark runs random weights' in proc.stderr)
+
+
+def test_opt_with_an_override_restores_and_refuses_the_table_flags(tmp_path, capsys, monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
+    import benchmark
+    import yaml
+    opt = tmp_path / 'promptir.yml'
+    opt.write_text(yaml.safe_dump(TINY_SYSTEMS['PromptIR']))
+    common = ['-opt', str(opt), '--skip-train', '--infer-size', '19', '--warmup', '0', '--repeat', '1',
+              '--cpu-allocator', 'system']
+    assert benchmark.main(common + ['--network-override', 'dim=6', 'heads=[1,1,1,1]',
+                                    '--json', str(tmp_path / 'p.json')]) == 0
+    report = json.loads((tmp_path / 'p.json').read_text())
+    assert report['results']['inference_whole']['size'] == 19  # padded by the arch's size rule, cropped back
+    from vlunet_basicsr.utils.timing import count_parameters
+    assert report['system']['params'] < count_parameters(benchmark.build_from_options(str(opt))[0])  # dim 6 < 12
+    for extra, message in ((['--arch', 'DGUNet'], 'drop --arch'), (['--network-override', 'dim'], 'key=value')):
+        with pytest.raises(SystemExit):
+            benchmark.main(common + extra)
+        assert message in capsys.readouterr().err

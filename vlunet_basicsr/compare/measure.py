@@ -4,40 +4,14 @@ Models are built from the same option files as the runs (`vlunet_basicsr.options
 builders), so they are the networks, guidance and restoration path that were trained and tested.
 """
 import statistics
-import time
 
 import torch
 from torch.utils.data import default_collate
-from torch.utils.flop_counter import FlopCounterMode
+
+from vlunet_basicsr.utils.timing import count_macs, count_parameters, seconds
 
 #: Side of the square image MACs are counted at (``macs_256``).
 MACS_SIZE = 256
-
-
-def _sync(device):
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
-
-
-def _seconds(fn, device):
-    _sync(device)
-    start = time.perf_counter()
-    fn()
-    _sync(device)
-    return time.perf_counter() - start
-
-
-def count_parameters(module):
-    """Number of parameters of ``module`` (0 for None)."""
-    return 0 if module is None else sum(p.numel() for p in module.parameters())
-
-
-def count_macs(fn):
-    """Multiply-accumulates of ``fn()``: half the FLOPs that ``torch.utils.flop_counter`` counts (convolutions,
-    matrix products and attention; element-wise operations are not counted)."""
-    with FlopCounterMode(display=False) as counter:
-        fn()
-    return counter.get_total_flops() // 2
 
 
 def _build(opt_path, root, is_train):
@@ -71,7 +45,7 @@ def measure_training(opt_path, root, timing):
 
     for i in range(timing['warmup_steps']):
         step(i + 1)
-    times = [_seconds(lambda: step(i + 1), model.device) for i in range(timing['train_steps'])]
+    times = [seconds(lambda: step(i + 1), model.device) for i in range(timing['train_steps'])]
     shape = list(batch['lq'].shape)
     del model
     return {'train_step_s': statistics.median(times), 'train_step_times_s': times, 'train_batch': shape}
@@ -150,7 +124,7 @@ def measure_testing(opt_path, root, timing):
         model.feed_data(default_collate([datasets[set_index][index]]))
         model.test()
 
-    times = [_seconds(lambda: restore(*pair), device) for pair in order][warmup:]
+    times = [seconds(lambda: restore(*pair), device) for pair in order][warmup:]
     result.update(infer_s=statistics.mean(times), infer_times_s=times,
                   infer_images=[[datasets[s].opt['name'], i] for s, i in order[warmup:]])
     result['degradation_accuracy'] = degradation_accuracy(model, datasets)
