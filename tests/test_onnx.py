@@ -203,3 +203,30 @@ def test_benchmark_compares_onnxruntime_with_torch_eager(tmp_path):
         kernels = row['onnxruntime_kernel_ms']  # ONNX Runtime's profile of the graph, by operator type
         assert 'Conv' in kernels and all(ms >= 0 for ms in kernels.values())
         assert list(kernels.values()) == sorted(kernels.values(), reverse=True)
+
+
+def test_serve_runs_an_exported_system_as_restore_does(vlunet, tmp_path):
+    from vlunet_basicsr.cli.parsers import serve_parser
+    from vlunet_basicsr.serve.systems import load_systems
+    opt, model = vlunet
+    args = serve_parser().parse_args(['--backend', 'onnxruntime', '--onnx', str(model)])
+    exported = load_systems(None, torch.device('cpu'), exported=(args.backend, args.onnx, args.ov_precision,
+                                                                  args.device))
+    torch.manual_seed(SEED)
+    reference = load_systems([opt], torch.device('cpu'))
+    assert [system.name for system in exported] == ['model'] and exported[0].class_names
+    rgb = np.random.default_rng(0).random((19, 27, 3), dtype=np.float32)
+    a, b = exported[0].restorer.restore(rgb), reference[0].restorer.restore(rgb)
+    assert a.rgb.shape == rgb.shape and np.abs(a.rgb - b.rgb).max() < 1e-4
+    assert a.prediction.label == b.prediction.label
+
+
+@pytest.mark.parametrize('argv, error', [
+    (['--backend', 'onnxruntime'], '--backend onnxruntime needs --onnx MODEL.onnx'),
+    (['-opt', 'a.yml', '--backend', 'openvino', '--onnx', 'm.onnx'], '-opt belong(s) to the torch backend'),
+    (['-opt', 'a.yml', '--ov-precision', 'bf16'], '--ov-precision goes with --backend openvino')])
+def test_serve_refuses_backend_flags_that_do_not_fit(argv, error, capsys):
+    from vlunet_basicsr.cli.parsers import serve_parser
+    with pytest.raises(SystemExit):
+        serve_parser().parse_args(argv)
+    assert error in capsys.readouterr().err

@@ -67,23 +67,9 @@ def run_flags(tile_default=None):
     return parser
 
 
-def _command_parser(prog, description, parents=()):
-    return argparse.ArgumentParser(prog=prog, description=description, parents=list(parents),
-                                   formatter_class=argparse.RawDescriptionHelpFormatter)
-
-
-def restore_parser():
-    """The arguments of ``basicsr restore`` (``--device auto`` is resolved when the command runs)."""
-    parser = _command_parser('basicsr restore', RESTORE_DESCRIPTION, [
-        network_source_flags('a test YAML (network_g, network_clip, path.pretrain_network_g)'), run_flags()])
-    parser.add_argument('input', help='an image file or a folder of images')
-    parser.add_argument('-o', '--output', default='results/restore', help='output folder (default: results/restore)')
-    parser.add_argument('--half', action='store_const', dest='amp', const='fp16', help='same as --amp fp16')
-    parser.add_argument('--compile', action='store_true',
-                        help='torch.compile the network (minutes to compile; pays off over many images of one size)')
-    parser.add_argument('--explain', action='store_true', help='save key-mixture weights and residual maps')
-    parser.add_argument('--degradation-type', help='text-guided archs (VL-UR): the degradation to restore every image '
-                        'with (a label, its name such as low_haze, or the prompt) instead of the predicted one')
+def backend_flags():
+    """The parent parser of the runtime: the torch network, or the graphs of ``basicsr export`` in a runtime."""
+    parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('--backend', choices=['torch', 'onnxruntime', 'openvino'], default='torch',
                         help='torch (default), or ONNX Runtime (its execution providers follow --device) or OpenVINO '
                         '(CPU) running the graphs of basicsr export (--onnx)')
@@ -92,6 +78,27 @@ def restore_parser():
     parser.add_argument('--ov-precision', choices=['f32', 'bf16'],
                         help="with --backend openvino: OpenVINO's inference precision (default f32: float32 "
                         'arithmetic; bf16: faster on CPUs with bf16 units)')
+    return parser
+
+
+def _command_parser(prog, description, parents=()):
+    return argparse.ArgumentParser(prog=prog, description=description, parents=list(parents),
+                                   formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def restore_parser():
+    """The arguments of ``basicsr restore`` (``--device auto`` is resolved when the command runs)."""
+    parser = _command_parser('basicsr restore', RESTORE_DESCRIPTION, [
+        network_source_flags('a test YAML (network_g, network_clip, path.pretrain_network_g)'), run_flags(),
+        backend_flags()])
+    parser.add_argument('input', help='an image file or a folder of images')
+    parser.add_argument('-o', '--output', default='results/restore', help='output folder (default: results/restore)')
+    parser.add_argument('--half', action='store_const', dest='amp', const='fp16', help='same as --amp fp16')
+    parser.add_argument('--compile', action='store_true',
+                        help='torch.compile the network (minutes to compile; pays off over many images of one size)')
+    parser.add_argument('--explain', action='store_true', help='save key-mixture weights and residual maps')
+    parser.add_argument('--degradation-type', help='text-guided archs (VL-UR): the degradation to restore every image '
+                        'with (a label, its name such as low_haze, or the prompt) instead of the predicted one')
     return parser
 
 
@@ -110,7 +117,7 @@ def restore_backend_error(args):
         return '--onnx goes with --backend onnxruntime or openvino' if args.onnx else None
     if not args.onnx:
         return f'--backend {backend} needs --onnx MODEL.onnx (written by basicsr export)'
-    given = [flag for key, flag in TORCH_BACKEND_ONLY.items() if getattr(args, key)]
+    given = [flag for key, flag in TORCH_BACKEND_ONLY.items() if getattr(args, key, None)]
     if given:
         return (f"--backend {backend} runs the network and encoder of --onnx {args.onnx}; {', '.join(given)} "
                 'belong(s) to the torch backend')
@@ -154,12 +161,17 @@ def export_parser():
 
 
 class _ServeParser(argparse.ArgumentParser):
-    """``basicsr serve`` needs a network: at least one ``-opt``, or ``--weights`` (one system)."""
+    """``basicsr serve`` needs a network: at least one ``-opt``, ``--weights`` (one system), or an exported graph
+    (``--backend`` with ``--onnx``, one system)."""
 
     def parse_known_args(self, args=None, namespace=None):
         parsed, rest = super().parse_known_args(args, namespace)
+        if restore_backend_error(parsed):
+            self.error(restore_backend_error(parsed))
+        if parsed.backend != 'torch':
+            return parsed, rest
         if not parsed.opt and not parsed.weights:
-            self.error('give -opt YAML (repeat for several systems) or --weights net_g.pth')
+            self.error('give -opt YAML (repeat for several systems), --weights net_g.pth, or --backend with --onnx')
         if parsed.opt and parsed.weights:
             self.error('--weights is one system on its own; give it without -opt')
         return parsed, rest
@@ -170,7 +182,8 @@ def serve_parser():
     parser = _ServeParser(
         prog='basicsr serve', description=SERVE_DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter,
         parents=[network_source_flags('a test YAML (network_g, network_clip, path.pretrain_network_g); repeat for '
-                                      'several systems', repeat_opt=True), run_flags(tile_default=512)])
+                                      'several systems', repeat_opt=True), run_flags(tile_default=512),
+                backend_flags()])
     parser.add_argument('--host', default='127.0.0.1',
                         help='address to listen on (default: 127.0.0.1, this machine only; 0.0.0.0 opens it to '
                         'your network)')

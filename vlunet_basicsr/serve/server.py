@@ -50,11 +50,13 @@ def _serve(args, workspace):
     from vlunet_basicsr.utils.cpu_allocator import tune_cpu_allocator
 
     try:
-        device = resolve_device(args.device)
+        exported = (args.backend, args.onnx, args.ov_precision, args.device) if args.backend != 'torch' else None
+        # an exported graph's runtime meets torch on the host (ONNX Runtime's execution providers follow --device)
+        device = resolve_device('cpu' if exported else args.device)
         if device.type == 'cpu':
             tune_cpu_allocator(args.cpu_allocator)
         systems = load_systems(args.opt, device, args.amp, args.tile, args.tile_overlap, args.trust_checkpoint,
-                               weights=args.weights, clip_weights=args.clip_weights, adapter=args.adapter,
+                               exported, weights=args.weights, clip_weights=args.clip_weights, adapter=args.adapter,
                                clip_model=args.clip_model)
     except (FileNotFoundError, ValueError) as error:
         print(f'error: {error}', file=sys.stderr)

@@ -22,7 +22,8 @@ def _unique(name, taken):
     return candidate
 
 
-def load_systems(opt_paths, device, amp='none', tile=None, tile_overlap=32, trust_checkpoint=False, **sources):
+def load_systems(opt_paths, device, amp='none', tile=None, tile_overlap=32, trust_checkpoint=False, exported=None,
+                 **sources):
     """Load every system, in the order given.
 
     Args:
@@ -32,6 +33,10 @@ def load_systems(opt_paths, device, amp='none', tile=None, tile_overlap=32, trus
         tile (int | None): Restore in tiles of this size. Default: None.
         tile_overlap (int): Overlap of neighbouring tiles. Default: 32.
         trust_checkpoint (bool): Allow network files that need arbitrary unpickling. Default: False.
+        exported (tuple | None): ``(backend, model.onnx, ov_precision, runtime device)``: one system, the graphs of
+            ``basicsr export`` run by that runtime as ``basicsr restore --backend`` runs them (``device`` is then
+            the host's CPU, where tensors meet the runtime).
+            Default: None (the torch networks of the YAMLs or ``weights``).
         **sources: ``weights`` (one system without a YAML, named by the file), ``clip_weights``, ``adapter`` and
             ``clip_model``, as `vlunet_basicsr.restorer.load_networks` takes them (``basicsr restore``'s flags).
 
@@ -44,12 +49,18 @@ def load_systems(opt_paths, device, amp='none', tile=None, tile_overlap=32, trus
     from vlunet_basicsr.options.loading import load_yaml
     from vlunet_basicsr.restorer import Restorer, load_networks
 
+    from vlunet_basicsr.onnx_runtime import load_exported_networks
+
     systems = []
     for path in opt_paths or [None]:
-        source = path or sources.get('weights')
+        source = exported[1] if exported else path or sources.get('weights')
         try:
             opt = load_yaml(path) if path else {}
-            networks = load_networks(path, trust_checkpoint=trust_checkpoint, **sources)
+            if exported:
+                backend, model, ov_precision, runtime_device = exported
+                networks = load_exported_networks(backend, model, runtime_device, None, ov_precision)
+            else:
+                networks = load_networks(path, trust_checkpoint=trust_checkpoint, **sources)
         except (OSError, ValueError, KeyError) as error:
             raise ValueError(str(error) if str(source) in str(error) else f'{source}: {error}') from error
         stem = osp.splitext(osp.basename(str(source)))[0]
