@@ -43,7 +43,7 @@ import math
 import sys
 from dataclasses import dataclass
 
-from vlunet_basicsr.utils.padding import SizeRule, crop_to
+from vlunet_basicsr.utils.padding import SizeRule
 
 #: The values ``guidance_input`` may take.
 GUIDANCE_INPUTS = (None, 'image_features', 'text_features')
@@ -129,7 +129,7 @@ class NetworkInputs:
             stages = [net(*self.arguments(image, guidance))]
         if rule.trivial:
             return stages
-        return [crop_to(output, size, output.shape[-1] // image.shape[-1]) for output in stages]
+        return [rule.crop(output, image, size) for output in stages]
 
     def final(self, net, guidance):
         """A one-argument callable: image -> the network's final output image, guided by ``guidance``."""

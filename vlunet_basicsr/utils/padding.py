@@ -86,6 +86,12 @@ class SizeRule:
         """`pad_to_multiple` by this rule: (padded tensor, original (H, W))."""
         return pad_to_multiple(x, self.multiple, self.min_size)
 
+    @staticmethod
+    def crop(output, padded, size):
+        """Undo `pad` on a network's ``output`` for the ``padded`` input of original ``size``: an up-scaling
+        network's output is cropped by its factor (output width / input width)."""
+        return crop_to(output, size, output.shape[-1] // padded.shape[-1])
+
     def __str__(self):
         return f"sides a multiple of {self.multiple}" + (f', at least {self.min_size}' if self.min_size > 1 else '')
 

@@ -1,7 +1,7 @@
 """Restoring one batch the way validation, testing and inference all do: optional tiles and x8 self-ensemble."""
 import torch
 
-from vlunet_basicsr.utils.padding import SizeRule, crop_to
+from vlunet_basicsr.utils.padding import SizeRule
 from vlunet_basicsr.utils.precision import accumulation_dtype
 from vlunet_basicsr.utils.tiling import tiled_restore
 
@@ -47,8 +47,7 @@ def padded(run, rule):
 
     def run_padded(image):
         image, size = rule.pad(image)
-        output = run(image)
-        return crop_to(output, size, output.shape[-1] // image.shape[-1])
+        return rule.crop(run(image), image, size)
 
     return run_padded
 
