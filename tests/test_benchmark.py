@@ -61,35 +61,32 @@ def test_dgunet_compare_release_reports_speedup_and_stage_and_gradient_agreement
 
 
 def test_a_training_step_counts_its_forward_and_backward_and_the_matmul_rate_is_measured(monkeypatch):
-    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
-    import benchmark
+    from vlunet_basicsr.benchmark import eager
     from vlunet_basicsr.compare.measure import count_macs
     conv = torch.nn.Conv2d(4, 6, 3, padding=1)
     x = torch.rand(2, 4, 10, 12)  # no input gradient: the forward and the weight gradient, the same MACs each
     macs = 2 * 6 * 4 * 9 * 10 * 12
     assert count_macs(lambda: conv(x).sum().backward()) == 2 * macs
-    assert benchmark.matmul_rate(torch.device('cpu'), side=64, warmup=0, repeat=1) > 0
+    assert eager.matmul_rate(torch.device('cpu'), side=64, warmup=0, repeat=1) > 0
 
 
 def test_flop_rate_needs_the_eager_training_step(capsys, monkeypatch):
-    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
-    import benchmark
+    from vlunet_basicsr.benchmark import command
     for extra in (['--skip-train'], ['--compile'], ['--backend', 'onnxruntime']):
         with pytest.raises(SystemExit):
-            benchmark.main(['--flop-rate', *extra])
+            command.main(['--flop-rate', *extra])
         assert '--flop-rate counts the eager torch training step' in capsys.readouterr().err
 
 
 def test_dgunet_agreement_covers_every_stage_and_each_arch_builds_with_its_speed_options(monkeypatch):
-    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
-    import benchmark
+    from vlunet_basicsr.benchmark import systems
     args = argparse.Namespace(preset='tiny', size=24, batch=1, channels_last=False)
-    agreement = benchmark.output_difference(args, 'DGUNetPlus')
+    agreement = systems.output_difference(args, 'DGUNetPlus')
     assert agreement['max_abs_output_diff'] < 1e-5 and agreement['max_abs_grad_diff'] < 1e-5
-    assert benchmark.build_arch('DGUNet', args).channels_last is False
-    assert benchmark.build_arch('DGUNetPlusReleasePort', args).channels_last is False
+    assert systems.build_arch('DGUNet', args).channels_last is False
+    assert systems.build_arch('DGUNetPlusReleasePort', args).channels_last is False
     args.channels_last = True
-    assert benchmark.build_arch('DGUNet', args).channels_last is True
+    assert systems.build_arch('DGUNet', args).channels_last is True
     from vlunet_basicsr.reference import RELEASE_PORTS
 
     class Differs(RELEASE_PORTS['DGUNetPlusReleasePort']):  # the check must see a different network
@@ -97,7 +94,7 @@ def test_dgunet_agreement_covers_every_stage_and_each_arch_builds_with_its_speed
             return [stage + 1e-3 for stage in super()._stages(y)]
 
     monkeypatch.setitem(RELEASE_PORTS, 'DGUNetPlusReleasePort', Differs)
-    assert benchmark.output_difference(args, 'DGUNetPlus')['max_abs_output_diff'] > 9e-4
+    assert systems.output_difference(args, 'DGUNetPlus')['max_abs_output_diff'] > 9e-4
 
 
 def test_dgunet_plus_runs_training_and_inference_without_a_clip_vector(tmp_path):
@@ -113,8 +110,7 @@ def test_dgunet_plus_runs_training_and_inference_without_a_clip_vector(tmp_path)
 
 
 def test_compile_mode_and_gram_chunk_reach_torch_compile_and_restormer_ops(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
-    import benchmark
+    from vlunet_basicsr.benchmark import command
     from vlunet_basicsr.archs import restormer_ops
     monkeypatch.setattr(restormer_ops, 'GRAM_CHUNK', restormer_ops.GRAM_CHUNK)
     modes = []
@@ -126,18 +122,17 @@ def test_compile_mode_and_gram_chunk_reach_torch_compile_and_restormer_ops(tmp_p
     monkeypatch.setattr(torch, 'compile', record_compile)
     common = ['--preset', 'tiny', '--clip', 'none', '--skip-train', '--infer-size', '16', '--warmup', '0',
               '--repeat', '1', '--cpu-allocator', 'system']
-    assert benchmark.main(common + ['--compile', 'reduce-overhead', '--gram-chunk', '0',
+    assert command.main(common + ['--compile', 'reduce-overhead', '--gram-chunk', '0',
                                     '--json', str(tmp_path / 'a.json')]) == 0
     assert modes == ['reduce-overhead'] and restormer_ops.GRAM_CHUNK == sys.maxsize
-    assert benchmark.main(common + ['--compile', '--gram-chunk', '512']) == 0
+    assert command.main(common + ['--compile', '--gram-chunk', '512']) == 0
     assert modes[-1] == 'default' and restormer_ops.GRAM_CHUNK == 512
     config = json.loads((tmp_path / 'a.json').read_text())['config']
     assert config['compile'] == 'reduce-overhead' and config['gram_chunk'] == 0
 
 
 def test_compile_regions_compiles_each_block_and_gdm_and_reports_the_first_run(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
-    import benchmark
+    from vlunet_basicsr.benchmark import command
     from vlunet_basicsr.archs.restormer_blocks import TransformerBlock
     from vlunet_basicsr.archs.vlunet_arch import DGDM
     compiled = []
@@ -149,8 +144,8 @@ def test_compile_regions_compiles_each_block_and_gdm_and_reports_the_first_run(t
     common = ['--preset', 'tiny', '--clip', 'none', '--skip-train', '--infer-size', '16', '--warmup', '1',
               '--repeat', '1', '--cpu-allocator', 'system', '--json', str(tmp_path / 'r.json')]
     with pytest.raises(SystemExit):
-        benchmark.main(common + ['--compile-regions'])  # needs --compile
-    assert benchmark.main(common + ['--compile', 'max-autotune', '--compile-regions']) == 0
+        command.main(common + ['--compile-regions'])  # needs --compile
+    assert command.main(common + ['--compile', 'max-autotune', '--compile-regions']) == 0
     # tiny preset: 7 stages of one block plus a one-block refinement, and a D-GDM in each of the 8 stages
     assert [kind for kind, _ in compiled].count(TransformerBlock) == 8
     assert [kind for kind, _ in compiled].count(DGDM) == 8 and len(compiled) == 16
@@ -160,8 +155,7 @@ def test_compile_regions_compiles_each_block_and_gdm_and_reports_the_first_run(t
 
 
 def test_channels_last_switch_reaches_vlunet(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
-    import benchmark
+    from vlunet_basicsr.benchmark import command
     from vlunet_basicsr.archs import vlunet_arch
     built = []
 
@@ -173,9 +167,9 @@ def test_channels_last_switch_reaches_vlunet(tmp_path, monkeypatch):
     monkeypatch.setattr(vlunet_arch, 'VLUNet', RecordingVLUNet)
     common = ['--preset', 'tiny', '--clip', 'none', '--skip-train', '--infer-size', '16', '--warmup', '0',
               '--repeat', '1', '--cpu-allocator', 'system', '--json', str(tmp_path / 'c.json')]
-    assert benchmark.main(common + ['--no-channels-last']) == 0
+    assert command.main(common + ['--no-channels-last']) == 0
     assert json.loads((tmp_path / 'c.json').read_text())['config']['channels_last'] is False
-    assert benchmark.main(common) == 0 and benchmark.main(common + ['--channels-last']) == 0
+    assert command.main(common) == 0 and command.main(common + ['--channels-last']) == 0
     assert built == [False, True, True]
 
 
@@ -228,20 +222,28 @@ def test_opt_builds_the_networks_of_an_option_file_with_random_weights(tmp_path,
 
 
 def test_opt_with_an_override_restores_and_refuses_the_table_flags(tmp_path, capsys, monkeypatch):
-    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
-    import benchmark
+    from vlunet_basicsr.benchmark import command, systems
     import yaml
     opt = tmp_path / 'promptir.yml'
     opt.write_text(yaml.safe_dump(TINY_SYSTEMS['PromptIR']))
     common = ['-opt', str(opt), '--skip-train', '--infer-size', '19', '--warmup', '0', '--repeat', '1',
               '--cpu-allocator', 'system']
-    assert benchmark.main(common + ['--network-override', 'dim=6', 'heads=[1,1,1,1]',
+    assert command.main(common + ['--network-override', 'dim=6', 'heads=[1,1,1,1]',
                                     '--json', str(tmp_path / 'p.json')]) == 0
     report = json.loads((tmp_path / 'p.json').read_text())
     assert report['results']['inference_whole']['size'] == 19  # padded by the arch's size rule, cropped back
     from vlunet_basicsr.utils.timing import count_parameters
-    assert report['system']['params'] < count_parameters(benchmark.build_from_options(str(opt))[0])  # dim 6 < 12
+    assert report['system']['params'] < count_parameters(systems.build_from_options(str(opt))[0])  # dim 6 < 12
     for extra, message in ((['--arch', 'DGUNet'], 'drop --arch'), (['--network-override', 'dim'], 'key=value')):
         with pytest.raises(SystemExit):
-            benchmark.main(common + extra)
+            command.main(common + extra)
         assert message in capsys.readouterr().err
+
+
+def test_the_script_is_a_front_on_the_package_and_the_package_runs_as_a_module():
+    import ast
+    tree = ast.parse(open(os.path.join(REPO, 'scripts', 'benchmark.py')).read())
+    assert not [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+    proc = subprocess.run([sys.executable, '-m', 'vlunet_basicsr.benchmark', '--help'], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0 and '--compare-release' in proc.stdout and '-opt' in proc.stdout, proc.stderr[-2000:]

@@ -3,13 +3,12 @@
 CI has no GPU; these run where one is lent (see README, "Speed and memory").
 """
 import json
-import os
 
 import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, reference_file
+from conftest import reference_file
 from test_vlunet_arch import TINY, assert_fast_path_matches_release
 from vlunet_basicsr.archs import restormer_ops
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
@@ -59,11 +58,10 @@ def test_bf16_autocast_forward_and_backward_on_cuda():
     assert all(torch.isfinite(p.grad).all() for p in net.parameters() if p.grad is not None)
 
 
-def test_benchmark_on_cuda_records_the_tf32_settings(tmp_path, monkeypatch):
-    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
-    import benchmark
+def test_benchmark_on_cuda_records_the_tf32_settings(tmp_path):
+    from vlunet_basicsr.benchmark.command import main
     out = tmp_path / 'cuda.json'
-    assert benchmark.main(['--device', 'cuda', '--preset', 'tiny', '--clip', 'small', '--size', '32', '--batch', '1',
+    assert main(['--device', 'cuda', '--preset', 'tiny', '--clip', 'small', '--size', '32', '--batch', '1',
                            '--warmup', '0', '--repeat', '1', '--infer-size', '32', '--json', str(out)]) == 0
     machine = json.loads(out.read_text())['machine']
     assert machine['cudnn_allow_tf32'] is False and machine['matmul_allow_tf32'] is False  # exact_float32 fixture
