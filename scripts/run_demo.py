@@ -99,8 +99,10 @@ def basicsr(*args):
     subprocess.run([command, *args], check=True, env=env)
 
 
-def overrides(settings, clip_weights, stage, seed=None):
+def overrides(settings, clip_weights, stage, seed=None, stage2_amp='none'):
     values = [] if seed is None else [f'manual_seed={seed}']
+    if stage == 'stage2' and stage2_amp != 'none':
+        values.append(f'train:amp={stage2_amp}')
     if stage in ('stage1', 'stage2'):
         total = settings[f'{stage}_iters']
         warmup = max(1, total // 20)
@@ -139,7 +141,7 @@ def as_image(tensor):
     return tensor.permute(1, 2, 0).numpy()
 
 
-def write_report(seconds, clip_weights, seed, root='demo_output'):
+def write_report(seconds, clip_weights, seed, stage2_amp='none', root='demo_output'):
     import vlunet_basicsr  # noqa: F401
     from basicsr.data import build_dataset as build
     from vlunet_basicsr.metrics.protocol_metric import calculate_psnr_float, calculate_ssim_float
@@ -174,7 +176,8 @@ def write_report(seconds, clip_weights, seed, root='demo_output'):
               'clip_backbone': osp.abspath(clip_weights) if clip_weights else
               'small backbone trained in stage 1 from random initialisation',
               'class_names': classification['class_names'], 'confusion_matrix': classification['confusion_matrix'],
-              'torch_threads': int(os.environ.get('OMP_NUM_THREADS', THREADS)), 'manual_seed': seed}
+              'torch_threads': int(os.environ.get('OMP_NUM_THREADS', THREADS)), 'manual_seed': seed,
+              'stage2_amp': stage2_amp}
     with open(osp.join(root, 'report.json'), 'w') as f:
         json.dump(report, f, indent=1)
     lines = ['# VLU-Net demo report', '',
@@ -201,6 +204,8 @@ def main(argv=None):
     parser.add_argument('--quick', action='store_true', help='tiny images and a few iterations (for tests)')
     parser.add_argument('--seed', type=int, default=yaml_seed(),
                         help="manual_seed of every stage (default: the YAMLs' own, %(default)s)")
+    parser.add_argument('--stage2-amp', choices=('none', 'bf16'), default='none',
+                        help="stage 2's train.amp (docs/precision.md: bf16 training against float32 seeds)")
     args = parser.parse_args(argv)
     settings = QUICK if args.quick else FULL
     start = time.time()
@@ -211,10 +216,10 @@ def main(argv=None):
     basicsr('train', '-opt', osp.join(OPTIONS, 'train_clip_adapter_demo.yml'),
             *overrides(settings, args.clip_weights, 'stage1', args.seed))
     basicsr('train', '-opt', osp.join(OPTIONS, 'train_vlunet_demo.yml'),
-            *overrides(settings, args.clip_weights, 'stage2', args.seed))
+            *overrides(settings, args.clip_weights, 'stage2', args.seed, args.stage2_amp))
     basicsr('test', '-opt', osp.join(OPTIONS, 'test_vlunet_demo.yml'),
             *overrides(settings, args.clip_weights, 'test', args.seed))
-    report = write_report(time.time() - start, args.clip_weights, args.seed)
+    report = write_report(time.time() - start, args.clip_weights, args.seed, args.stage2_amp)
     print('\n' + open(osp.join('demo_output', 'report.md')).read().split('![grid]')[0])
     print(f"Demo finished in {report['seconds']:.0f} s: demo_output/report.md, report.json, grid.png, similarity.png")
     return 0

@@ -16,7 +16,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.dgunet_blocks import (SAM, UNET_LEVELS, Decoder, Encoder, MergeBlock, ResBlock,
                                                 gradient_step, shallow_features)
 from vlunet_basicsr.options.spec import Option
-from vlunet_basicsr.utils.padding import crop_to, pad_bottom_right
+from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 
 #: Stages of both networks (and images returned by ``forward(x, return_stages=True)`` at ``depth=5``).
 NUM_STAGES = 7
@@ -27,19 +27,14 @@ MIN_SIZE = 2 * SIZE_MULTIPLE
 
 
 def pad_for_dgunet(x):
-    """Pad an NCHW tensor on the bottom and right to sides that are multiples of 8 and at least 16.
-
-    Reflection (the published test scripts' padding) where the image is large enough, else edge replication.
+    """Pad an NCHW tensor on the bottom and right to sides that are multiples of 8 and at least 16
+    (`vlunet_basicsr.utils.padding.pad_to_multiple`: reflection, the published test scripts' padding, where the image
+    is large enough, else edge replication).
 
     Returns:
         tuple[Tensor, tuple[int, int]]: The padded tensor and the original (H, W), for `crop_to`.
     """
-    h, w = x.shape[-2:]
-    # For ONNX export: sym_max, as max() would pin the traced sizes; and no floor division of negative sizes,
-    # which the exported graph rounds toward zero.
-    pad_h = torch.sym_max(MIN_SIZE, (h + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE) - h
-    pad_w = torch.sym_max(MIN_SIZE, (w + SIZE_MULTIPLE - 1) // SIZE_MULTIPLE * SIZE_MULTIPLE) - w
-    return pad_bottom_right(x, pad_h, pad_w), (h, w)
+    return pad_to_multiple(x, SIZE_MULTIPLE, MIN_SIZE)
 
 
 def _common_options(n_feat, scale_orsnetfeats_doc):
