@@ -230,3 +230,18 @@ def test_serve_refuses_backend_flags_that_do_not_fit(argv, error, capsys):
     with pytest.raises(SystemExit):
         serve_parser().parse_args(argv)
     assert error in capsys.readouterr().err
+
+
+@pytest.mark.parametrize('system', ['vlunet', 'vlur'])
+def test_exported_restoration_graphs_have_no_channel_split_and_no_transpose_around_the_norms(system, request):
+    """The graph shaped for the runtimes (`restormer_blocks.conv_part`, `_ChannelNorm`): OpenVINO's CPU plugin runs
+    a channel split with its reference kernel, and the norms' transposes cost it more than the reductions."""
+    import onnx
+    _, model = request.getfixturevalue(system)
+    graph = onnx.load(str(model)).graph
+    ops = [node.op_type for node in graph.node]
+    assert 'Split' not in ops and 'LayerNormalization' not in ops
+    producers = {output: node.op_type for node in graph.node for output in node.output}
+    norms_after_transpose = [node.name for node in graph.node if node.op_type == 'ReduceMean'
+                             and producers.get(node.input[0]) == 'Transpose']
+    assert not norms_after_transpose

@@ -187,6 +187,14 @@ class _ChannelAttention(torch.autograd.Function):
         return grad_packed, grad_key, grad_temperature, None
 
 
+def split_channel_attention(q, k, v, num_heads, temperature):
+    """`channel_attention` (inference) of q, k and v given apart, each (B, C, H, W): the form exported graphs take
+    (`vlunet_basicsr.archs.restormer_blocks.conv_part`)."""
+    qt = _tokens(q, num_heads)
+    return _attend(_attention_weights(qt, _tokens(k, num_heads), temperature, gram_chunks(qt))[0],
+                   _tokens(v, num_heads), v)
+
+
 def channel_attention(packed, num_heads, temperature, key=None, fused_backward=True):
     """Transposed (channel) attention of MDTA: each head's (C/heads)^2 map over L2-normalised pixels.
 

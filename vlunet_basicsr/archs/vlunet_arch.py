@@ -9,9 +9,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.archs.restormer_blocks import (MDTA, Downsample, OverlapPatchEmbed, TransformerBlock,
+from vlunet_basicsr.archs.restormer_blocks import (MDTA, Downsample, OverlapPatchEmbed, TransformerBlock, conv_part,
                                                    TransformerStack, Upsample, restormer_options)
-from vlunet_basicsr.archs.restormer_ops import channel_attention
+from vlunet_basicsr.archs.restormer_ops import channel_attention, split_channel_attention
 from vlunet_basicsr.options.spec import Option
 from vlunet_basicsr.utils.padding import SIZE_MULTIPLE, crop_to, pad_to_multiple
 
@@ -49,8 +49,11 @@ class KeyCrossAttention(nn.Module):
         self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
 
     def forward(self, x, key_map):
-        qv = self.qv_dwconv(self.qv(x))
         k = self.k_dwconv(self.k(key_map))
+        if torch.compiler.is_exporting():  # no channel split in the exported graph (`conv_part`)
+            q, v = (conv_part(x, self.qv, self.qv_dwconv, i, 2) for i in (0, 1))
+            return self.project_out(split_channel_attention(q, k, v, self.num_heads, self.temperature))
+        qv = self.qv_dwconv(self.qv(x))
         return self.project_out(channel_attention(qv, self.num_heads, self.temperature, key=k,
                                                   fused_backward=self.fused_backward))
 

@@ -11,8 +11,8 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.archs.restormer_blocks import GDFN, LayerNorm, OverlapPatchEmbed
-from vlunet_basicsr.archs.restormer_ops import NORM_EPS, channel_attention
+from vlunet_basicsr.archs.restormer_blocks import GDFN, LayerNorm, OverlapPatchEmbed, conv_part
+from vlunet_basicsr.archs.restormer_ops import NORM_EPS, channel_attention, split_channel_attention
 from vlunet_basicsr.options.spec import Option
 from vlunet_basicsr.utils.padding import SIZE_MULTIPLE, crop_to, pad_to_multiple
 
@@ -80,9 +80,13 @@ class PGCA(nn.Module):
 
     def forward(self, x, text_embedding):
         """``x`` (B, dim, H, W), layer-normalised; ``text_embedding`` (B, text_dim)."""
-        qkv = self.qkv_dwconv(self.qkv(x))
-        image_term = channel_attention(qkv, self.num_heads, self.temperature, fused_backward=self.fused_backward)
-        _, k, v = qkv.chunk(3, dim=1)
+        if torch.compiler.is_exporting():  # no channel split in the exported graph (`conv_part`)
+            q, k, v = (conv_part(x, self.qkv, self.qkv_dwconv, i, 3) for i in range(3))
+            image_term = split_channel_attention(q, k, v, self.num_heads, self.temperature)
+        else:
+            qkv = self.qkv_dwconv(self.qkv(x))
+            image_term = channel_attention(qkv, self.num_heads, self.temperature, fused_backward=self.fused_backward)
+            _, k, v = qkv.chunk(3, dim=1)
         weights = self.text_attention(k, text_embedding)  # (B, heads, C/heads)
         v = v.unflatten(1, (self.num_heads, -1))
         text_term = torch.einsum('bnc,bnchw->bnhw', weights, v).unsqueeze(2)  # the same for every channel of a head
