@@ -189,10 +189,13 @@ class _ChannelAttention(torch.autograd.Function):
 
 def split_channel_attention(q, k, v, num_heads, temperature):
     """`channel_attention` (inference) of q, k and v given apart, each (B, C, H, W): the form exported graphs take
-    (`vlunet_basicsr.archs.restormer_blocks.conv_part`)."""
-    qt = _tokens(q, num_heads)
-    return _attend(_attention_weights(qt, _tokens(k, num_heads), temperature, gram_chunks(qt))[0],
-                   _tokens(v, num_heads), v)
+    (`vlunet_basicsr.archs.restormer_blocks.conv_part`). Each head's channels stay rows of a (C/heads, H*W) matrix,
+    so the graph needs no transpose but the key's, which runtimes fold into the product."""
+    b, c, h, w = q.shape
+    q, k, v = (x.reshape(b, num_heads, c // num_heads, h * w) for x in (q, k, v))
+    norms = [x.norm(dim=-1).clamp_min(NORM_EPS) for x in (q, k)]
+    cosine = (q @ k.transpose(-2, -1)) / (norms[0].unsqueeze(-1) * norms[1].unsqueeze(-2))
+    return ((cosine * temperature).softmax(dim=-1) @ v).reshape(b, c, h, w)
 
 
 def channel_attention(packed, num_heads, temperature, key=None, fused_backward=True):
