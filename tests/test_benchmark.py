@@ -247,3 +247,11 @@ def test_the_script_is_a_front_on_the_package_and_the_package_runs_as_a_module()
     proc = subprocess.run([sys.executable, '-m', 'vlunet_basicsr.benchmark', '--help'], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0 and '--compare-release' in proc.stdout and '-opt' in proc.stdout, proc.stderr[-2000:]
+
+
+def test_alternating_times_the_runs_in_turn_round_by_round():
+    from vlunet_basicsr.utils.timing import alternating
+    order = []
+    medians = alternating({'a': lambda: order.append('a'), 'b': lambda: order.append('b')}, torch.device('cpu'),
+                          warmup=1, repeat=2)
+    assert order == ['a', 'b'] * 3 and set(medians) == {'a', 'b'} and all(m >= 0 for m in medians.values())

@@ -3,7 +3,7 @@ import torch
 
 from vlunet_basicsr.utils import precision
 from vlunet_basicsr.utils.precision import AMP_DTYPES
-from vlunet_basicsr.utils.timing import seconds as measured_seconds
+from vlunet_basicsr.utils.timing import alternating
 
 def precision_ab(args, system, device):
     """``--amp-ab``: float32 and the --amp policy (`precision.precision_scope`) alternating, run by run, on one
@@ -43,13 +43,9 @@ def precision_ab(args, system, device):
         row = results[name] = {}
         if name != 'train':
             row['max_abs_diff'] = (run(None) - run(low)).abs().max().item()
-        times = {None: [], low: []}
-        for _ in range(args.warmup):
-            run(None), run(low)
-        for _ in range(args.repeat):
-            for dtype, seconds in times.items():
-                seconds.append(measured_seconds(lambda: run(dtype), device))
-        row['float32_s'], row[f'{args.amp}_s'] = (sorted(t)[len(t) // 2] for t in times.values())
+        medians = alternating({'float32': lambda: run(None), args.amp: lambda: run(low)}, device, args.warmup,
+                              args.repeat)
+        row['float32_s'], row[f'{args.amp}_s'] = medians['float32'], medians[args.amp]
         row['speedup'] = row['float32_s'] / row[f'{args.amp}_s']
         print(f"{name}: float32 {row['float32_s']:.3f} s, {args.amp} {row[f'{args.amp}_s']:.3f} s "
               f"({row['speedup']:.2f}x)" + (f", max |diff| {row['max_abs_diff']:.2e}" if 'max_abs_diff' in row else ''),

@@ -1,12 +1,13 @@
 """--backend onnxruntime / openvino: torch eager against the exported graphs on whole-image inference, and ONNX
 Runtime's kernel profile."""
+import functools
 import json
 import os
 import time
 
 import torch
 
-from vlunet_basicsr.utils.timing import timed
+from vlunet_basicsr.utils.timing import alternating
 
 def exported_runtimes(args, device):
     """The runtimes --backend compares with torch eager: ONNX Runtime, or OpenVINO in f32 and in bf16 (on
@@ -19,8 +20,8 @@ def exported_runtimes(args, device):
 
 
 def onnxruntime_comparison(args, system, device):
-    """Torch eager against the --backend runtime(s) on the same network, guidance and images: median seconds per
-    size (ONNX Runtime: ``onnxruntime_s``, ``speedup``, ``max_abs_diff``; OpenVINO: ``openvino_f32_s``,
+    """Torch eager against the --backend runtime(s) on the same network, guidance and images, timed in turn
+    (`alternating`): median seconds per size (ONNX Runtime: ``onnxruntime_s``, ``speedup``, ``max_abs_diff``; OpenVINO: ``openvino_f32_s``,
     ``openvino_f32_speedup``, ``openvino_f32_max_abs_diff`` and the same for bf16)."""
     import tempfile
 
@@ -48,11 +49,14 @@ def onnxruntime_comparison(args, system, device):
                     return restore(graph, image, None if encoder is None else encoder.degradation_vector(image))
 
             expected = restored(net, clip)
-            torch_s = timed(lambda: restored(net, clip), device, args.warmup, args.repeat)[0]
+            runs = {'torch': lambda: restored(net, clip)}
+            runs.update({name: functools.partial(restored, *pair) for name, pair in graphs.items()})
+            medians = alternating(runs, device, args.warmup, args.repeat)  # torch and each runtime in turn
+            torch_s = medians['torch']
             row = results[f'inference_{size}'] = {'size': size, 'torch_eager_s': torch_s}
             for name, (graph, encoder) in graphs.items():
                 difference = (restored(graph, encoder) - expected).abs().max().item()
-                seconds = timed(lambda: restored(graph, encoder), device, args.warmup, args.repeat)[0]
+                seconds = medians[name]
                 prefix = '' if name == 'onnxruntime' else f'{name}_'
                 row.update({f'{name}_s': seconds, f'{prefix}speedup': torch_s / seconds,
                             f'{prefix}max_abs_diff': difference})

@@ -30,6 +30,19 @@ def timed(fn, device, warmup, repeat):
     return statistics.median(times[warmup:]), times[0]
 
 
+def alternating(runs, device, warmup, repeat):
+    """Median seconds of each of ``runs`` ({name: fn}), timed in turn round by round so that a drift of the
+    machine's speed weighs on all alike: ``warmup`` untimed rounds, then ``repeat`` timed ones."""
+    for _ in range(warmup):
+        for fn in runs.values():
+            fn()
+    times = {name: [] for name in runs}
+    for _ in range(repeat):
+        for name, fn in runs.items():
+            times[name].append(seconds(fn, device))
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def count_parameters(module):
     """Number of parameters of ``module`` (0 for None)."""
     return 0 if module is None else sum(p.numel() for p in module.parameters())
