@@ -30,3 +30,13 @@ def test_quick_demo_writes_the_report(tmp_path):
     assert (tmp_path / 'experiments' / 'demo_clip_adapter' / 'models' / 'net_clip_backbone_latest.pth').is_file()
     assert report['clip_backbone'].startswith('small backbone trained in stage 1')
     assert not (tmp_path.parent / 'demo_output').exists()  # nothing outside the working directory
+
+
+def test_stage2_amp_reaches_stage_two_only(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
+    import run_demo
+    settings = run_demo.QUICK
+    assert 'train:amp=bf16' in run_demo.overrides(settings, None, 'stage2', 10, 'bf16')
+    assert not any(v.startswith('train:amp') for stage in ('stage1', 'test')
+                   for v in run_demo.overrides(settings, None, stage, 10, 'bf16'))
+    assert not any(v.startswith('train:amp') for v in run_demo.overrides(settings, None, 'stage2', 10))
