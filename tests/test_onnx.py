@@ -245,3 +245,24 @@ def test_exported_restoration_graphs_have_no_channel_split_and_no_transpose_arou
     norms_after_transpose = [node.name for node in graph.node if node.op_type == 'ReduceMean'
                              and producers.get(node.input[0]) == 'Transpose']
     assert not norms_after_transpose
+
+
+@pytest.mark.parametrize('norm_type', ['WithBias', 'BiasFree'])
+def test_the_forms_traced_for_export_compute_the_eager_numbers(norm_type, monkeypatch):
+    """Each module's export-only form (`torch.compiler.is_exporting()`) against its eager form, random weights."""
+    from vlunet_basicsr.archs.restormer_blocks import GDFN, MDTA, LayerNorm
+    from vlunet_basicsr.archs.vlunet_arch import KeyCrossAttention
+    from vlunet_basicsr.archs.vlur_arch import PGCA
+    torch.manual_seed(0)
+    x, key_map, text = torch.randn(2, 12, 9, 11), torch.randn(2, 6, 9, 11), torch.randn(2, 16)
+    calls = [(LayerNorm(12, norm_type), (x,)), (MDTA(12, 2, True), (x,)), (GDFN(12, 2.66, True), (x,)),
+             (KeyCrossAttention(12, 6, 3, False), (x, key_map)),
+             (PGCA(12, 2, text_dim=16, text_query_size=4), (x, text))]
+    with torch.no_grad():
+        for module, _ in calls:
+            for parameter in module.parameters():
+                parameter.uniform_(-1, 1)
+        eager = [module(*args) for module, args in calls]
+        monkeypatch.setattr(torch.compiler, 'is_exporting', lambda: True)
+        for (module, args), expected in zip(calls, eager):
+            assert (module(*args) - expected).abs().max() <= 1e-5 * expected.abs().max(), type(module).__name__

@@ -39,11 +39,9 @@ class _ChannelNorm(nn.Module):
 
     def forward(self, x):
         if torch.compiler.is_exporting():  # reductions over the channels: no transposes in the exported graph
-            mean = x.mean(dim=1, keepdim=True) if self.bias is not None else 0
-            centred = x - mean
-            normed = centred * torch.rsqrt(centred.square().mean(dim=1, keepdim=True) + 1e-5)
-            normed = normed * self.weight[:, None, None]
-            return normed if self.bias is None else normed + self.bias[:, None, None]
+            centred = x - x.mean(dim=1, keepdim=True)
+            scale = torch.rsqrt(centred.square().mean(dim=1, keepdim=True) + 1e-5) * self.weight[:, None, None]
+            return x * scale if self.bias is None else centred * scale + self.bias[:, None, None]
         if self.bias is not None:
             return F.layer_norm(x.permute(0, 2, 3, 1), self.weight.shape, self.weight, self.bias,
                                 1e-5).permute(0, 3, 1, 2)

@@ -5,6 +5,7 @@ from vlunet_basicsr.utils import precision
 from vlunet_basicsr.utils.precision import AMP_DTYPES
 from vlunet_basicsr.utils.timing import alternating
 
+
 def precision_ab(args, system, device):
     """``--amp-ab``: float32 and the --amp policy (`precision.precision_scope`) alternating, run by run, on one
     network: median seconds of each, their ratio, and for restores the max |difference| of the outputs."""

@@ -9,6 +9,7 @@ import torch
 
 from vlunet_basicsr.utils.timing import alternating
 
+
 def exported_runtimes(args, device):
     """The runtimes --backend compares with torch eager: ONNX Runtime, or OpenVINO in f32 and in bf16 (on
     torch's thread count)."""
@@ -21,8 +22,8 @@ def exported_runtimes(args, device):
 
 def onnxruntime_comparison(args, system, device):
     """Torch eager against the --backend runtime(s) on the same network, guidance and images, timed in turn
-    (`alternating`): median seconds per size (ONNX Runtime: ``onnxruntime_s``, ``speedup``, ``max_abs_diff``; OpenVINO: ``openvino_f32_s``,
-    ``openvino_f32_speedup``, ``openvino_f32_max_abs_diff`` and the same for bf16)."""
+    (`alternating`): median seconds per size (ONNX Runtime: ``onnxruntime_s``, ``speedup``, ``max_abs_diff``;
+    OpenVINO: ``openvino_f32_s``, ``openvino_f32_speedup``, ``openvino_f32_max_abs_diff`` and the same for bf16)."""
     import tempfile
 
     from vlunet_basicsr.onnx_export import export_system
