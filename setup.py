@@ -6,7 +6,7 @@ setup(
     description='VLU-Net (CVPR 2025) all-in-one image restoration as a BasicSR plugin',
     long_description=open('README.md', encoding='utf-8').read(),
     long_description_content_type='text/markdown',
-    packages=find_packages(include=['vlunet_basicsr', 'vlunet_basicsr.*']),
+    packages=find_packages(include=['vlunet_basicsr', 'vlunet_basicsr.*', 'vlunet_basicsr_cli']),
     python_requires='>=3.9',
     # Ranges, not pins: requirements.txt pins the tested stack. basicsr builds against the installed torch,
     # so install torch first and basicsr with --no-build-isolation (see scripts/setup_env.sh).
@@ -32,6 +32,6 @@ setup(
         'serve': ['gradio>=5,<7', 'gradio_client>=1'],  # basicsr serve
     },
     entry_points={
-        'console_scripts': ['basicsr=vlunet_basicsr.cli:main'],
+        'console_scripts': ['basicsr=vlunet_basicsr_cli:main'],
     },
 )

@@ -26,7 +26,7 @@ if [ -d "$demo/demo_output/datasets" ]; then
     for setting in fp32:none:false bf16:bf16:false bf16_compile:bf16:true; do
         IFS=: read -r name amp compile <<<"$setting"
         echo "== demo test set, $name"
-        (cd "$demo" && $python -m vlunet_basicsr.cli test -opt "$repo/options/demo/test_vlunet_demo.yml" \
+        (cd "$demo" && $python -m vlunet_basicsr_cli test -opt "$repo/options/demo/test_vlunet_demo.yml" \
             --force_yml num_gpu=1 val:amp=$amp val:compile=$compile val:save_img=false name=demo_speed_$name \
             >/dev/null 2>&1) || echo "== demo test set, $name FAILED"
     done

@@ -1,5 +1,5 @@
-"""Convert a published checkpoint to BasicSR files: a front over vlunet_basicsr.convert.convert_checkpoint, which
-finds the file's layout among those registered (vlunet_basicsr/convert/*_checkpoint.py).
+"""Convert a published checkpoint to BasicSR files: a front over vlunet_basicsr.tools.convert.convert_checkpoint, which
+finds the file's layout among those registered (vlunet_basicsr/tools/convert/*_checkpoint.py).
 
     python scripts/convert_official_checkpoint.py 5task_vlunet.ckpt --output-dir pretrained/5task
     python scripts/convert_official_checkpoint.py model_deblurring.pth --output-dir pretrained/dgunet_gopro
@@ -12,8 +12,8 @@ import argparse
 import os.path as osp
 import sys
 
-from vlunet_basicsr.convert import CHECKPOINT_LAYOUT_REGISTRY, convert_checkpoint
-from vlunet_basicsr.convert.conversion import pretrain_yaml_block
+from vlunet_basicsr.tools.convert import CHECKPOINT_LAYOUT_REGISTRY, convert_checkpoint
+from vlunet_basicsr.tools.convert.conversion import pretrain_yaml_block
 from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError
 
 

@@ -5,7 +5,7 @@ Run it after adding or changing a declared option; tests/test_options.py fails w
 import os.path as osp
 
 import vlunet_basicsr  # noqa: F401  (registers every class)
-from vlunet_basicsr.options.reference import render_reference
+from vlunet_basicsr.tools.options.reference import render_reference
 
 if __name__ == '__main__':
     path = osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'docs', 'option_reference.md')

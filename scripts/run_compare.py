@@ -34,7 +34,7 @@ def compare_file_here(path):
     demo_output/ (its data paths stay relative: the data is built in the working folder)."""
     import yaml
 
-    from vlunet_basicsr.options.loading import load_yaml
+    from vlunet_basicsr.tools.options.loading import load_yaml
     opt = load_yaml(COMPARE_FILE)
     for system in opt['systems']:
         for key in ('train', 'test'):
@@ -60,7 +60,7 @@ def main(argv=None):
     if args.quick:
         compare += ['--force_yml', *QUICK_COMPARE]
     print('\n$ basicsr ' + ' '.join(compare), flush=True)
-    from vlunet_basicsr.cli import main as basicsr_main
+    from vlunet_basicsr_cli import main as basicsr_main
     code = basicsr_main(compare)
     report = osp.join(args.output, 'report.md')
     if osp.isfile(report):

@@ -17,7 +17,7 @@ from basicsr.data import build_dataset
 from conftest import REPO, basicsr_command, run_basicsr, run_front_door, write_image_pairs, write_yaml
 from test_vlunet_model import TINY_CLIP, TINY_NET
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
-from vlunet_basicsr.inference import main as restore_main
+from vlunet_basicsr.tools.restore.inference import main as restore_main
 from vlunet_basicsr.utils.checkpoint_util import CorruptCheckpointError, UnsafeCheckpointError, load_weights
 from vlunet_basicsr.utils.image_io import decode_image
 
@@ -295,7 +295,7 @@ def test_restore_help_does_not_import_torch(tmp_path):
 def test_restore_parser_choices_match_the_package():
     from vlunet_basicsr.utils.cpu_allocator import CHOICES
     from vlunet_basicsr.utils.precision import AMP_DTYPES
-    from vlunet_basicsr.cli.parsers import restore_parser
+    from vlunet_basicsr_cli.parsers import restore_parser
     actions = {action.option_strings[0]: action for action in restore_parser()._actions if action.option_strings}
     assert tuple(actions['--amp'].choices) == tuple(AMP_DTYPES)
     assert tuple(actions['--cpu-allocator'].choices) == tuple(CHOICES)

@@ -61,8 +61,8 @@ def test_dgunet_compare_release_reports_speedup_and_stage_and_gradient_agreement
 
 
 def test_a_training_step_counts_its_forward_and_backward_and_the_matmul_rate_is_measured(monkeypatch):
-    from vlunet_basicsr.benchmark import eager
-    from vlunet_basicsr.compare.measure import count_macs
+    from vlunet_basicsr.tools.benchmark import eager
+    from vlunet_basicsr.tools.compare.measure import count_macs
     conv = torch.nn.Conv2d(4, 6, 3, padding=1)
     x = torch.rand(2, 4, 10, 12)  # no input gradient: the forward and the weight gradient, the same MACs each
     macs = 2 * 6 * 4 * 9 * 10 * 12
@@ -71,7 +71,7 @@ def test_a_training_step_counts_its_forward_and_backward_and_the_matmul_rate_is_
 
 
 def test_flop_rate_needs_the_eager_training_step(capsys, monkeypatch):
-    from vlunet_basicsr.benchmark import command
+    from vlunet_basicsr.tools.benchmark import command
     for extra in (['--skip-train'], ['--compile'], ['--backend', 'onnxruntime']):
         with pytest.raises(SystemExit):
             command.main(['--flop-rate', *extra])
@@ -79,7 +79,7 @@ def test_flop_rate_needs_the_eager_training_step(capsys, monkeypatch):
 
 
 def test_dgunet_agreement_covers_every_stage_and_each_arch_builds_with_its_speed_options(monkeypatch):
-    from vlunet_basicsr.benchmark import systems
+    from vlunet_basicsr.tools.benchmark import systems
     args = argparse.Namespace(preset='tiny', size=24, batch=1, channels_last=False)
     agreement = systems.output_difference(args, 'DGUNetPlus')
     assert agreement['max_abs_output_diff'] < 1e-5 and agreement['max_abs_grad_diff'] < 1e-5
@@ -87,7 +87,7 @@ def test_dgunet_agreement_covers_every_stage_and_each_arch_builds_with_its_speed
     assert systems.build_arch('DGUNetPlusReleasePort', args).channels_last is False
     args.channels_last = True
     assert systems.build_arch('DGUNet', args).channels_last is True
-    from vlunet_basicsr.reference import RELEASE_PORTS
+    from vlunet_basicsr.tools.reference import RELEASE_PORTS
 
     class Differs(RELEASE_PORTS['DGUNetPlusReleasePort']):  # the check must see a different network
         def _stages(self, y):
@@ -110,7 +110,7 @@ def test_dgunet_plus_runs_training_and_inference_without_a_clip_vector(tmp_path)
 
 
 def test_compile_mode_and_gram_chunk_reach_torch_compile_and_restormer_ops(tmp_path, monkeypatch):
-    from vlunet_basicsr.benchmark import command
+    from vlunet_basicsr.tools.benchmark import command
     from vlunet_basicsr.archs import restormer_ops
     monkeypatch.setattr(restormer_ops, 'GRAM_CHUNK', restormer_ops.GRAM_CHUNK)
     modes = []
@@ -132,7 +132,7 @@ def test_compile_mode_and_gram_chunk_reach_torch_compile_and_restormer_ops(tmp_p
 
 
 def test_compile_regions_compiles_each_block_and_gdm_and_reports_the_first_run(tmp_path, monkeypatch):
-    from vlunet_basicsr.benchmark import command
+    from vlunet_basicsr.tools.benchmark import command
     from vlunet_basicsr.archs.restormer_blocks import TransformerBlock
     from vlunet_basicsr.archs.vlunet_arch import DGDM
     compiled = []
@@ -155,7 +155,7 @@ def test_compile_regions_compiles_each_block_and_gdm_and_reports_the_first_run(t
 
 
 def test_channels_last_switch_reaches_vlunet(tmp_path, monkeypatch):
-    from vlunet_basicsr.benchmark import command
+    from vlunet_basicsr.tools.benchmark import command
     from vlunet_basicsr.archs import vlunet_arch
     built = []
 
@@ -222,7 +222,7 @@ def test_opt_builds_the_networks_of_an_option_file_with_random_weights(tmp_path,
 
 
 def test_opt_with_an_override_restores_and_refuses_the_table_flags(tmp_path, capsys, monkeypatch):
-    from vlunet_basicsr.benchmark import command, systems
+    from vlunet_basicsr.tools.benchmark import command, systems
     import yaml
     opt = tmp_path / 'promptir.yml'
     opt.write_text(yaml.safe_dump(TINY_SYSTEMS['PromptIR']))
@@ -244,7 +244,7 @@ def test_the_script_is_a_front_on_the_package_and_the_package_runs_as_a_module()
     import ast
     tree = ast.parse(open(os.path.join(REPO, 'scripts', 'benchmark.py')).read())
     assert not [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
-    proc = subprocess.run([sys.executable, '-m', 'vlunet_basicsr.benchmark', '--help'], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, '-m', 'vlunet_basicsr.tools.benchmark', '--help'], capture_output=True, text=True,
                           timeout=300)
     assert proc.returncode == 0 and '--compare-release' in proc.stdout and '-opt' in proc.stdout, proc.stderr[-2000:]
 

@@ -15,7 +15,7 @@ from vlunet_basicsr.archs import restormer_ops
 from vlunet_basicsr.archs.dgunet_arch import DGUNet, DGUNetPlus
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.archs.vlur_arch import VLURNet
-from vlunet_basicsr.inference import main as restore_main
+from vlunet_basicsr.tools.restore.inference import main as restore_main
 from vlunet_basicsr.utils import precision
 
 from test_dgunet_arch import TINY as TINY_DGUNET

@@ -6,7 +6,7 @@ import os.path as osp
 import pytest
 
 from conftest import run_basicsr, write_yaml
-from vlunet_basicsr import options
+from vlunet_basicsr.tools import options
 
 
 def _train_opt(gt, lq, name='tiny', total_iter=4, arch=None, extra=None):
@@ -134,7 +134,7 @@ def test_wrong_type_lists_registered_names(tmp_path, image_pairs):
     opt['datasets']['train']['type'] = 'PairedImageDatset'
     opt_path = write_yaml(tmp_path / 'bad.yml', opt)
     with pytest.raises(ValueError) as info:
-        options.parse_options(str(tmp_path), argv=['-opt', opt_path])
+        options.parse_options(str(tmp_path), opt_path)
     message = str(info.value)
     assert opt_path in message
     assert "network_g.type: 'VLUNett'" in message and "Did you mean 'VLUNet'?" in message
@@ -146,9 +146,9 @@ def test_bad_plugin_module_names_the_file(tmp_path, image_pairs):
     gt, lq = image_pairs
     opt_path = write_yaml(tmp_path / 'p.yml', _train_opt(gt, lq, extra={'plugins': ['no_such_lab_module']}))
     with pytest.raises(ImportError, match=r"p\.yml: plugins: cannot import module 'no_such_lab_module'"):
-        options.parse_options(str(tmp_path), argv=['-opt', opt_path])
+        options.parse_options(str(tmp_path), opt_path)
 
 
 def test_missing_option_file_is_named(tmp_path):
     with pytest.raises(FileNotFoundError, match='nope.yml'):
-        options.parse_options(str(tmp_path), argv=['-opt', str(tmp_path / 'nope.yml')])
+        options.parse_options(str(tmp_path), str(tmp_path / 'nope.yml'))

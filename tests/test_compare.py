@@ -18,10 +18,10 @@ from basicsr.archs import build_network
 from conftest import REPO, run_basicsr, run_front_door, write_image_pairs, write_yaml
 from test_dgunet_training import TINY_DGUNET
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
-from vlunet_basicsr.compare import compare_file, plan
-from vlunet_basicsr.compare.command import prepare_output
-from vlunet_basicsr.options.checks import check_declared_options
-from vlunet_basicsr.options.loading import load_yaml
+from vlunet_basicsr.tools.compare import compare_file, plan
+from vlunet_basicsr.tools.compare.command import prepare_output
+from vlunet_basicsr.tools.options.checks import check_declared_options
+from vlunet_basicsr.tools.options.loading import load_yaml
 
 ENV = {'OMP_NUM_THREADS': '1'}
 DGUNET = {'type': 'DGUNet', **TINY_DGUNET}

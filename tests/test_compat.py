@@ -11,7 +11,7 @@ from torch import nn
 import vlunet_basicsr  # noqa: F401
 from basicsr.models.base_model import BaseModel
 from conftest import free_port, write_yaml
-from vlunet_basicsr import options
+from vlunet_basicsr.tools import options
 from vlunet_basicsr.utils import distributed, resume
 
 
@@ -130,23 +130,18 @@ def _minimal_test_opt(path):
 
 
 def test_fix7_test_mode_defaults_val_suffix(tmp_path):
-    opt, _ = options.parse_options(str(tmp_path), is_train=False, argv=['-opt', _minimal_test_opt(tmp_path / 'o.yml')])
+    opt, _ = options.parse_options(str(tmp_path), _minimal_test_opt(tmp_path / 'o.yml'), is_train=False)
     assert 'suffix' in opt['val'] and opt['val']['suffix'] is None
 
 
-def test_fix8_local_rank_with_hyphen(tmp_path):
-    opt_path = _minimal_test_opt(tmp_path / 'o.yml')
-    _, args = options.parse_options(str(tmp_path), is_train=False, argv=['-opt', opt_path, '--local-rank=3'])
-    assert args.local_rank == 3
-    _, args = options.parse_options(str(tmp_path), is_train=False, argv=['-opt', opt_path, '--local_rank', '2'])
-    assert args.local_rank == 2
+def test_fix8_local_rank_with_hyphen():
+    from vlunet_basicsr_cli.parsers import pipeline_parser
+    assert pipeline_parser().parse_args(['-opt', 'o.yml', '--local-rank=3']).local_rank == 3
+    assert pipeline_parser().parse_args(['-opt', 'o.yml', '--local_rank', '2']).local_rank == 2
 
 
 def test_apply_replaced_basicsr_pipeline_helpers():
-    import basicsr.test
     import basicsr.train
-    assert basicsr.train.parse_options is options.parse_options
-    assert basicsr.test.parse_options is options.parse_options
     assert basicsr.train.load_resume_state is resume.load_resume_state
 
 

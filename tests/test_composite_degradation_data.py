@@ -16,8 +16,8 @@ from basicsr.data import build_dataset
 from conftest import REPO
 from test_prepare_layouts_extra import prepare, write_cdd11
 from vlunet_basicsr.data.dataset_writer import write_sets
-from vlunet_basicsr.options import basicsr_keys
-from vlunet_basicsr.options.spec import check_entry
+from vlunet_basicsr.tools.options import basicsr_keys
+from vlunet_basicsr.tools.options.spec import check_entry
 from vlunet_basicsr.utils.prompts import (CDD11_PROMPTS, CDD11_TYPES, DEGRADATION_PROMPTS, PROMPT_SETS, prompt_set,
                                           resolve_prompts)
 

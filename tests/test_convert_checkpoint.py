@@ -13,7 +13,7 @@ import vlunet_basicsr  # noqa: F401
 from conftest import REPO, reference_file
 from vlunet_basicsr.archs.clip_adapter import ClipAdapter
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
-from vlunet_basicsr.convert import CHECKPOINT_LAYOUT_REGISTRY
+from vlunet_basicsr.tools.convert import CHECKPOINT_LAYOUT_REGISTRY
 
 SCRIPT = osp.join(REPO, 'scripts', 'convert_official_checkpoint.py')
 
@@ -150,7 +150,7 @@ def test_pickle_needing_more_than_weights_is_refused_unless_trusted(tmp_path):
 
 def test_the_old_module_still_converts_with_a_deprecation_warning(tmp_path):
     sys.modules.pop('vlunet_basicsr.utils.release_checkpoint', None)
-    with pytest.warns(DeprecationWarning, match='use vlunet_basicsr.convert.convert_checkpoint'):
+    with pytest.warns(DeprecationWarning, match='use vlunet_basicsr.tools.convert.convert_checkpoint'):
         old = importlib.import_module('vlunet_basicsr.utils.release_checkpoint')
     result = old.convert_release_file(reference_file('vlunet_official_small.pt'), str(tmp_path), expected_de_dim=5)
     assert result['written'] == {'network': str(tmp_path / 'net_g.pth')} and result['network_options']['de_dim'] == 5

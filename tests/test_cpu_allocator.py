@@ -5,7 +5,7 @@ import sys
 import pytest
 
 import vlunet_basicsr  # noqa: F401
-from vlunet_basicsr import options
+from vlunet_basicsr.tools import options
 from vlunet_basicsr.utils.cpu_allocator import tune_cpu_allocator
 
 FAULTS = '''
@@ -42,4 +42,4 @@ def test_bad_allocator_choice_names_the_option(tmp_path):
     opt_path.write_text('name: t\nmodel_type: VLUNetModel\nnum_gpu: 0\ncpu_allocator: fast\ndatasets: {}\n'
                         'network_g: {type: VLUNet}\npath: {}\n')
     with pytest.raises(ValueError, match=rf"{opt_path}:\n  cpu_allocator: 'fast' is not one of 'tuned', 'system'"):
-        options.parse_options(str(tmp_path), is_train=False, argv=['-opt', str(opt_path)])
+        options.parse_options(str(tmp_path), str(opt_path), is_train=False)

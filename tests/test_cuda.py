@@ -12,8 +12,8 @@ from conftest import reference_file
 from test_vlunet_arch import TINY, assert_fast_path_matches_release
 from vlunet_basicsr.archs import restormer_ops
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
-from vlunet_basicsr.convert.vlunet_checkpoint import lightning_network_state
-from vlunet_basicsr.reference.vlunet_release_port import VLUNetReleasePort
+from vlunet_basicsr.tools.convert.vlunet_checkpoint import lightning_network_state
+from vlunet_basicsr.tools.reference.vlunet_release_port import VLUNetReleasePort
 from vlunet_basicsr.utils.precision import autocast
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason='needs a CUDA device')
@@ -59,7 +59,7 @@ def test_bf16_autocast_forward_and_backward_on_cuda():
 
 
 def test_benchmark_on_cuda_records_the_tf32_settings(tmp_path):
-    from vlunet_basicsr.benchmark.command import main
+    from vlunet_basicsr.tools.benchmark.command import main
     out = tmp_path / 'cuda.json'
     assert main(['--device', 'cuda', '--preset', 'tiny', '--clip', 'small', '--size', '32', '--batch', '1',
                            '--warmup', '0', '--repeat', '1', '--infer-size', '32', '--json', str(out)]) == 0

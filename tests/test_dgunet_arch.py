@@ -20,9 +20,9 @@ from conftest import REPO, reference_file, step_then_test
 from vlunet_basicsr.archs.dgunet_arch import DGUNet, DGUNetPlus, pad_for_dgunet
 from vlunet_basicsr.archs.dgunet_blocks import half_instance_norm, half_instance_norm_leaky_relu
 from vlunet_basicsr.losses.edge_loss import EdgeLoss, gaussian_kernel, laplacian_residual
-from vlunet_basicsr.convert import convert_loaded_checkpoint
-from vlunet_basicsr.convert.dgunet_checkpoint import dgunet_state_dict, infer_dgunet_options
-from vlunet_basicsr.reference.dgunet_release_port import DGUNetPlusReleasePort, DGUNetReleasePort
+from vlunet_basicsr.tools.convert import convert_loaded_checkpoint
+from vlunet_basicsr.tools.convert.dgunet_checkpoint import dgunet_state_dict, infer_dgunet_options
+from vlunet_basicsr.tools.reference.dgunet_release_port import DGUNetPlusReleasePort, DGUNetReleasePort
 from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError
 from vlunet_basicsr.utils.padding import crop_to
 

@@ -17,7 +17,7 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from conftest import basicsr_command, write_image_pairs, write_yaml
-from vlunet_basicsr import options
+from vlunet_basicsr.tools import options
 from vlunet_basicsr.utils import resume
 from vlunet_basicsr.data.dataset_writer import write_pairs
 from vlunet_basicsr.data.image_source import decode_image
@@ -220,7 +220,7 @@ def test_yaml_typos_name_the_closest_key(tmp_path):
     opt['datasets']['train']['gt_szie'] = 16
     opt['train']['contrastive_opt'] = {'type': 'DegradationContrastiveLoss', 'temprature': 0.1}
     with pytest.raises(ValueError) as info:
-        options.parse_options(str(tmp_path), argv=['-opt', write_yaml(tmp_path / 't.yml', opt)])
+        options.parse_options(str(tmp_path), write_yaml(tmp_path / 't.yml', opt))
     message = str(info.value)
     assert "network_g: unknown option 'dimm' for VLUNet. Did you mean 'dim'?" in message
     assert ("datasets.train.sources[0]: unknown option 'noise_sigam' for a source. "
@@ -236,7 +236,7 @@ def test_missing_paths_are_reported_all_at_once(tmp_path):
     opt['network_clip'] = {'type': 'DegradationCLIP', 'adapter_path': str(tmp_path / 'no_adapter.pth')}
     opt['path'] = {'pretrain_network_g': str(tmp_path / 'no_net.pth')}
     with pytest.raises(FileNotFoundError) as info:
-        options.parse_options(str(tmp_path), argv=['-opt', write_yaml(tmp_path / 'p.yml', opt)])
+        options.parse_options(str(tmp_path), write_yaml(tmp_path / 'p.yml', opt))
     message = str(info.value)
     assert '4 path(s) do not exist' in message
     for piece in ('datasets.train.sources[0].dataroot_gt', 'dataroot_lq', 'network_clip.adapter_path',

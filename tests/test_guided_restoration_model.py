@@ -75,7 +75,7 @@ def test_vlunet_model_runs_a_single_input_basicsr_arch():
     model = build_model({**_model_opt(TINY_SWINIR), 'model_type': 'VLUNetModel'})
     lq = torch.rand(2, 3, 16, 16)
     model.feed_data({'lq': lq, 'gt': lq, 'lq_path': ['a', 'b']})
-    assert model.degradation_vector is None
+    assert model.guidance_features is None
     model.optimize_parameters(1)
     assert np.isfinite(model.log_dict['l_pix'])
     model.feed_data({'lq': lq[:1]})

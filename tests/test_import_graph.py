@@ -1,6 +1,7 @@
-"""The package's import graph, read from its source (every ``import`` and ``from`` statement, function-level ones
-too): no cycle among ``vlunet_basicsr`` modules, and nothing imported from outside the package except the standard
-library and installed distributions (no root module such as the former ``vlunet_basicsr_cli``, no ``scripts``)."""
+"""The packages' import graph, read from their source (every ``import`` and ``from`` statement, function-level ones
+too): the layers point one way (utilities, core, tools, command line), no cycle, a longest chain of at most 8
+modules, and nothing imported from outside the packages except the standard library and installed distributions
+(no ``scripts``, no ``tests``)."""
 import ast
 import functools
 import glob
@@ -12,7 +13,25 @@ from importlib import metadata
 
 from conftest import REPO
 
-PACKAGE = 'vlunet_basicsr'
+PACKAGES = ('vlunet_basicsr', 'vlunet_basicsr_cli')
+
+#: The layers, lowest first: a module may import its own layer and those below, never one above.
+LAYER_NAMES = ('utilities', 'core', 'tools', 'command line')
+CORE = ('compat', 'archs', 'data', 'losses', 'metrics', 'models')
+#: Entry points of the command line that live in the plugin's folder (``python -m vlunet_basicsr.train``).
+COMMAND_LINE_MODULES = ('vlunet_basicsr.train', 'vlunet_basicsr.test')
+MAX_CHAIN = 8
+
+
+def layer(module):
+    """0 utilities (``utils/``), 1 core (the package root and what basicsr's registries see), 2 tools (``tools/``),
+    3 the command line (``vlunet_basicsr_cli``)."""
+    parts = module.split('.')
+    if parts[0] == 'vlunet_basicsr_cli' or module in COMMAND_LINE_MODULES:
+        return 3
+    if len(parts) == 1 or parts[1] in CORE:
+        return 1
+    return {'utils': 0, 'tools': 2}[parts[1]]
 
 
 def module_name(path):
@@ -22,8 +41,8 @@ def module_name(path):
 
 
 def package_modules():
-    """{dotted name: source path} of every module of the package."""
-    paths = glob.glob(osp.join(REPO, PACKAGE, '**', '*.py'), recursive=True)
+    """{dotted name: source path} of every module of the packages."""
+    paths = [path for package in PACKAGES for path in glob.glob(osp.join(REPO, package, '**', '*.py'), recursive=True)]
     return {module_name(path): path for path in sorted(paths)}
 
 
@@ -49,7 +68,7 @@ def import_graph():
     for name, path in modules.items():
         graph[name] = set()
         for target in imported_names(path, name, modules):
-            if target == PACKAGE or target.startswith(PACKAGE + '.'):
+            if target.split('.')[0] in PACKAGES:
                 while target not in modules:  # ``import vlunet_basicsr.x.Y``-style names: the module holding Y
                     target = target.rsplit('.', 1)[0]
                 if target != name:
@@ -101,6 +120,48 @@ def _distribution_modules():
     return metadata.packages_distributions()
 
 
+def upward_imports(graph):
+    """['a (layer) -> b (layer)'] for every import of a higher layer."""
+    return sorted(f'{module} ({LAYER_NAMES[layer(module)]}) -> {target} ({LAYER_NAMES[layer(target)]})'
+                  for module, targets in graph.items() for target in targets if layer(target) > layer(module))
+
+
+def longest_chain(graph):
+    """The longest import chain (a list of modules) of an acyclic graph."""
+    @functools.lru_cache(maxsize=None)
+    def chain(module):
+        return max(([module] + chain(target) for target in graph[module]), key=len, default=[module])
+    return max((chain(module) for module in graph), key=len)
+
+
+def test_every_module_has_a_layer_and_the_layers_point_one_way():
+    graph = import_graph()[0]
+    for module in graph:
+        layer(module)  # KeyError names a folder outside the layers
+    assert not upward_imports(graph), '\n'.join(upward_imports(graph))
+
+
+def test_the_layer_check_refuses_an_upward_import_even_inside_a_function(tmp_path):
+    graph = {'vlunet_basicsr.utils.padding': {'vlunet_basicsr.tools.restore.restorer'},
+             'vlunet_basicsr.tools.restore.restorer': {'vlunet_basicsr_cli.parsers'},
+             'vlunet_basicsr.archs.vlunet_arch': {'vlunet_basicsr.utils.padding'},
+             'vlunet_basicsr_cli.parsers': set()}
+    assert upward_imports(graph) == [
+        'vlunet_basicsr.tools.restore.restorer (tools) -> vlunet_basicsr_cli.parsers (command line)',
+        'vlunet_basicsr.utils.padding (utilities) -> vlunet_basicsr.tools.restore.restorer (tools)']
+    source = tmp_path / 'vlunet_basicsr' / 'utils' / 'x.py'
+    source.parent.mkdir(parents=True)
+    source.write_text('def f():\n    from vlunet_basicsr.tools import pipelines\n')
+    modules = {'vlunet_basicsr.tools.pipelines': ''}
+    assert list(imported_names(str(source), 'vlunet_basicsr.utils.x', modules)) == ['vlunet_basicsr.tools.pipelines']
+
+
+def test_the_longest_import_chain_is_short():
+    chain = longest_chain(import_graph()[0])
+    assert len(chain) <= MAX_CHAIN, ' -> '.join(chain)
+    assert longest_chain({'a': {'b'}, 'b': {'c'}, 'c': set(), 'd': {'c'}}) == ['a', 'b', 'c']
+
+
 def test_the_package_imports_no_cycle():
     cycle = find_cycle(import_graph()[0])
     assert cycle is None, 'import cycle: ' + ' -> '.join(cycle)
@@ -120,8 +181,8 @@ def test_the_cycle_finder_finds_a_cycle_and_the_outside_check_refuses_a_root_mod
     assert is_third_party_or_stdlib('os') and is_third_party_or_stdlib('yaml')
 
 
-def test_import_vlunet_basicsr_registers_every_class_outside_the_basicsr_program(tmp_path):
-    code = ('import sys, vlunet_basicsr\n'
+def test_import_vlunet_basicsr_registers_every_class_whatever_the_program_is_called(tmp_path):
+    code = ('import sys; sys.argv[0] = "basicsr"; import vlunet_basicsr\n'
             'from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY\n'
             'print("REGISTERED", "VLUNet" in ARCH_REGISTRY, "VLUNetModel" in MODEL_REGISTRY)')
     proc = subprocess.run([sys.executable, '-I', '-c', code], cwd=tmp_path, capture_output=True, text=True,

@@ -11,7 +11,7 @@ import vlunet_basicsr  # noqa: F401
 from conftest import run_basicsr, write_yaml
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
-from vlunet_basicsr.inference import main as restore_main
+from vlunet_basicsr.tools.restore.inference import main as restore_main
 
 NET = {key: value for key, value in TINY_NET.items() if key != 'type'}
 

@@ -15,10 +15,10 @@ import torch
 import vlunet_basicsr  # noqa: F401
 from conftest import REPO, run_front_door, script_main, write_yaml
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
-from vlunet_basicsr.inference import main as restore_main
-from vlunet_basicsr.onnx_runtime import load_onnx_networks
-from vlunet_basicsr.restorer import load_networks
-from vlunet_basicsr.cli import main as basicsr_main
+from vlunet_basicsr.tools.restore.inference import main as restore_main
+from vlunet_basicsr.tools.export.onnx_runtime import load_onnx_networks
+from vlunet_basicsr.tools.restore.restorer import load_networks
+from vlunet_basicsr_cli import main as basicsr_main
 
 TINY_DGUNET = {'type': 'DGUNet', 'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'depth': 1}
 TINY_VLUR = {'type': 'VLURNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [1, 1, 1, 1], 'text_dim': 32}
@@ -147,7 +147,7 @@ def test_vlur_restores_with_the_predicted_or_the_given_type_like_the_torch_backe
 
 
 def test_a_failed_verification_keeps_no_file(tmp_path, monkeypatch, capsys):
-    from vlunet_basicsr.onnx_runtime import OnnxNetwork
+    from vlunet_basicsr.tools.export.onnx_runtime import OnnxNetwork
     call = OnnxNetwork.__call__
     monkeypatch.setattr(OnnxNetwork, '__call__', lambda self, lq, guidance=None: call(self, lq, guidance) + 1e-3)
     opt = _system(tmp_path, {**TINY_DGUNET, 'depth': 0})
@@ -206,8 +206,8 @@ def test_benchmark_compares_onnxruntime_with_torch_eager(tmp_path):
 
 
 def test_serve_runs_an_exported_system_as_restore_does(vlunet, tmp_path):
-    from vlunet_basicsr.cli.parsers import serve_parser
-    from vlunet_basicsr.serve.systems import load_systems
+    from vlunet_basicsr_cli.parsers import serve_parser
+    from vlunet_basicsr.tools.serve.systems import load_systems
     opt, model = vlunet
     args = serve_parser().parse_args(['--backend', 'onnxruntime', '--onnx', str(model)])
     exported = load_systems(None, torch.device('cpu'), exported=(args.backend, args.onnx, args.ov_precision,
@@ -226,7 +226,7 @@ def test_serve_runs_an_exported_system_as_restore_does(vlunet, tmp_path):
     (['-opt', 'a.yml', '--backend', 'openvino', '--onnx', 'm.onnx'], '-opt belong(s) to the torch backend'),
     (['-opt', 'a.yml', '--ov-precision', 'bf16'], '--ov-precision goes with --backend openvino')])
 def test_serve_refuses_backend_flags_that_do_not_fit(argv, error, capsys):
-    from vlunet_basicsr.cli.parsers import serve_parser
+    from vlunet_basicsr_cli.parsers import serve_parser
     with pytest.raises(SystemExit):
         serve_parser().parse_args(argv)
     assert error in capsys.readouterr().err

@@ -10,8 +10,8 @@ import pytest
 
 import vlunet_basicsr  # noqa: F401
 from conftest import REPO, run_basicsr, run_front_door, write_image_pairs, write_yaml
-from vlunet_basicsr import options
-from vlunet_basicsr.options.reference import declaring_classes, render_reference
+from vlunet_basicsr.tools import options
+from vlunet_basicsr.tools.options.reference import declaring_classes, render_reference
 
 TINY_NET = {'type': 'VLUNet', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'de_dim': 5}
 
@@ -29,15 +29,15 @@ def _train_opt(gt, lq, name='opts'):
             'logger': {'print_freq': 1, 'save_checkpoint_freq': 1, 'use_tb_logger': False}}
 
 
-def _parse(tmp_path, opt, *extra, is_train=True):
+def _parse(tmp_path, opt, is_train=True, **flags):
     path = write_yaml(tmp_path / 'o.yml', opt)
-    return path, options.parse_options(str(tmp_path), is_train, argv=['-opt', path, *extra])
+    return path, options.parse_options(str(tmp_path), path, is_train, **flags)
 
 
-def _problems(tmp_path, opt, *extra, error=ValueError, is_train=True):
+def _problems(tmp_path, opt, error=ValueError, is_train=True, **flags):
     path = write_yaml(tmp_path / 'o.yml', opt)
     with pytest.raises(error) as info:
-        options.parse_options(str(tmp_path), is_train, argv=['-opt', path, *extra])
+        options.parse_options(str(tmp_path), path, is_train, **flags)
     message = str(info.value)
     assert message.startswith(f'{path}:'), message
     return message
@@ -73,12 +73,12 @@ def test_a_wrong_value_names_the_key_the_file_and_the_value(tmp_path, key, value
 
 def test_force_yml_values_are_checked_like_the_file(tmp_path):
     gt, lq = write_image_pairs(tmp_path / 'data', count=2)
-    message = _problems(tmp_path, _train_opt(gt, lq), '--force_yml', 'train:total_iter=many')
+    message = _problems(tmp_path, _train_opt(gt, lq), force_yml=['train:total_iter=many'])
     assert "train.total_iter: 'many' is not an integer >= 1" in message
 
 
 def test_force_yml_addresses_list_items_by_index_and_names_a_bad_one():
-    from vlunet_basicsr.options.loading import force_values
+    from vlunet_basicsr.tools.options.loading import force_values
     opt = {'datasets': {'train': {'sources': [{'name': 'a', 'repeat': 1}, {'name': 'b', 'repeat': 1}]}},
            'network_g': {'num_blocks': [4, 6, 6, 8]}, 'name': 'x'}
     force_values(opt, ['datasets:train:sources:1:repeat=6', 'network_g:num_blocks:0=2'])
@@ -130,10 +130,10 @@ def test_numbers_in_exponent_notation_are_numbers(tmp_path):
     text = open(path).read().replace('lr: 0.001', 'lr: 2e-4')
     assert 'lr: 2e-4' in text
     open(path, 'w').write(text)
-    opt, _ = options.parse_options(str(tmp_path), argv=['-opt', path])
+    opt, _ = options.parse_options(str(tmp_path), path)
     assert opt['train']['optim_g']['lr'] == 2e-4  # YAML 1.1 alone reads the string '2e-4'
-    opt, _ = options.parse_options(str(tmp_path), argv=['-opt', path, '--force_yml', 'train:optim_g:lr=1e-4',
-                                                        'logger:save_checkpoint_freq=5e3'])
+    opt, _ = options.parse_options(str(tmp_path), path, force_yml=['train:optim_g:lr=1e-4',
+                                                                        'logger:save_checkpoint_freq=5e3'])
     assert opt['train']['optim_g']['lr'] == 1e-4 and isinstance(opt['train']['optim_g']['lr'], float)
     assert opt['logger']['save_checkpoint_freq'] == 5000 and isinstance(opt['logger']['save_checkpoint_freq'], int)
 
@@ -206,8 +206,8 @@ def test_plugin_modules_are_found_in_the_working_folder(tmp_path):
     del opt['network_clip']
     path = write_yaml(tmp_path / 'plugin.yml', opt)
     # -I: no script folder or '' on sys.path, as under the `basicsr` console script (pytest would add them).
-    code = ('import sys; from vlunet_basicsr import options\n'
-            f'options.parse_options({str(tmp_path)!r}, argv=["-opt", {path!r}])\n'
+    code = ('import sys; from vlunet_basicsr.tools import options\n'
+            f'options.parse_options({str(tmp_path)!r}, {path!r})\n'
             'from basicsr.utils.registry import ARCH_REGISTRY\n'
             'print("REGISTERED", "WorkingFolderNet" in ARCH_REGISTRY)')
     proc = subprocess.run([sys.executable, '-I', '-c', code], cwd=tmp_path, capture_output=True, text=True,
@@ -233,7 +233,7 @@ def _documented_keys(cls):
 
 
 def test_every_class_declares_its_options_once_matching_its_constructor_and_docstring():
-    from vlunet_basicsr.options.basicsr_keys import DATASET_LOADER, PATH, PATH_PER_NETWORK, TRAIN, VAL
+    from vlunet_basicsr.tools.options.basicsr_keys import DATASET_LOADER, PATH, PATH_PER_NETWORK, TRAIN, VAL
     found = declaring_classes()
     assert {cls.__name__ for _, _, cls in found} >= {'VLUNet', 'DegradationCLIP', 'MixedDegradationDataset',
                                                       'PairedDegradationDataset', 'DegradationContrastiveLoss',

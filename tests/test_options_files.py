@@ -12,7 +12,7 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.data import build_dataset
 from conftest import REPO, write_image_pairs, write_yaml
-from vlunet_basicsr import options
+from vlunet_basicsr.tools import options
 from vlunet_basicsr.data.dataset_writer import write_pairs
 
 OPTION_FILES = sorted(p for p in glob.glob(osp.join(REPO, 'options', '**', '*.yml'), recursive=True)
@@ -67,7 +67,7 @@ def test_option_file_builds(path, fixtures, tmp_path):
         if isinstance(loss_opt, dict) and 'vgg_path' in loss_opt:
             loss_opt['vgg_path'] = None
     is_train = 'train' in opt['datasets']
-    parsed, _ = options.parse_options(str(tmp_path), is_train, argv=['-opt', write_yaml(tmp_path / 'o.yml', opt)])
+    parsed, _ = options.parse_options(str(tmp_path), write_yaml(tmp_path / 'o.yml', opt), is_train)
     for phase, dataset_opt in parsed['datasets'].items():
         dataset = build_dataset(dataset_opt)
         sample = dataset[0]

@@ -9,9 +9,9 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.models import build_model
 from conftest import write_image_pairs, write_yaml
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
-from vlunet_basicsr import options
+from vlunet_basicsr.tools import options
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
-from vlunet_basicsr.inference import main as restore_main
+from vlunet_basicsr.tools.restore.inference import main as restore_main
 from vlunet_basicsr.utils.precision import bf16_supported
 
 NET = {key: value for key, value in TINY_NET.items() if key != 'type'}
@@ -53,7 +53,7 @@ def test_val_amp_runs_clip_and_restoration_under_bf16_and_returns_float32(tmp_pa
     for model in (fp32, bf16):
         model.feed_data({'lq': lq})
         model.test()
-        outputs.append((model.degradation_vector, model.output))
+        outputs.append((model.guidance_features, model.output))
     assert convs.seen == {torch.bfloat16}
     (vector32, out32), (vector16, out16) = outputs
     assert vector16.dtype == out16.dtype == torch.float32 and out16.shape == lq.shape
@@ -117,7 +117,7 @@ def test_bad_speed_options_name_the_yaml_file_and_the_key(tmp_path, section, key
     opt[section][key] = value
     path = write_yaml(tmp_path / 'bad_speed.yml', opt)
     with pytest.raises(ValueError) as info:
-        options.parse_options(str(tmp_path), argv=['-opt', path])
+        options.parse_options(str(tmp_path), path)
     assert str(info.value).startswith(f'{path}: ') and message in str(info.value)
 
 

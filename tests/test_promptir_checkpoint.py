@@ -13,7 +13,7 @@ import torch
 import vlunet_basicsr  # noqa: F401
 from conftest import REPO, reference_file
 from vlunet_basicsr.archs.promptir_arch import PromptIR
-from vlunet_basicsr.convert.promptir_checkpoint import (PromptIRLightningCheckpoint, infer_promptir_options,
+from vlunet_basicsr.tools.convert.promptir_checkpoint import (PromptIRLightningCheckpoint, infer_promptir_options,
                                                         promptir_state_dict)
 from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError
 

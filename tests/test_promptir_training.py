@@ -81,7 +81,7 @@ def test_a_tiny_promptir_trains_and_tests_through_basicsr_on_odd_sizes(tmp_path)
 
 def test_restore_with_the_test_file_pads_to_the_multiple_and_crops_back(tmp_path, capsys):
     from basicsr.archs import build_network
-    from vlunet_basicsr.inference import main as restore_main
+    from vlunet_basicsr.tools.restore.inference import main as restore_main
     from vlunet_basicsr.utils.padding import crop_to
 
     torch.manual_seed(0)
@@ -107,9 +107,9 @@ def test_restore_with_the_test_file_pads_to_the_multiple_and_crops_back(tmp_path
 
 def test_promptir_export_matches_torch_at_odd_sizes(tmp_path, capsys):
     from basicsr.archs import build_network
-    from vlunet_basicsr.onnx_runtime import load_onnx_networks
-    from vlunet_basicsr.restorer import load_networks
-    from vlunet_basicsr.cli import main as basicsr_main
+    from vlunet_basicsr.tools.export.onnx_runtime import load_onnx_networks
+    from vlunet_basicsr.tools.restore.restorer import load_networks
+    from vlunet_basicsr_cli import main as basicsr_main
 
     torch.manual_seed(0)
     network_g = {'type': 'PromptIR', **TINY}

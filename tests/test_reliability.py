@@ -73,7 +73,7 @@ def test_header_size_reads_every_accepted_format_without_decoding(bombs):
 
 
 def test_read_upload_refuses_huge_headers_by_the_limit_before_decoding(bombs):
-    from vlunet_basicsr.serve.jobs import read_upload
+    from vlunet_basicsr.tools.serve.jobs import read_upload
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     for name, size in (('bomb14000', '14000x14000'), ('header20000', '20000x20000'), ('bomb40000', '40000x40000')):
         with pytest.raises(ValueError) as refusal:
@@ -178,7 +178,7 @@ def test_restore_on_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
     import torch
     if torch.cuda.is_available():
         pytest.skip('this machine has a CUDA GPU')
-    from vlunet_basicsr.inference import main
+    from vlunet_basicsr.tools.restore.inference import main
     cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((8, 8, 3), np.uint8))
     assert main([str(tmp_path / 'a.png'), '-o', str(tmp_path / 'out'), '--weights', str(tmp_path / 'net_g.pth'),
                  '--device', 'cuda']) == 2
@@ -188,7 +188,7 @@ def test_restore_on_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
 
 
 def test_export_refuses_an_existing_output_unless_overwrite(tmp_path, capsys):
-    from vlunet_basicsr.cli import main
+    from vlunet_basicsr_cli import main
     output = tmp_path / 'model.onnx'
     output.write_bytes(b'a file the user keeps')
     assert main(['export', '-opt', str(tmp_path / 'missing.yml'), '-o', str(output)]) == 2
@@ -201,7 +201,7 @@ def test_export_refuses_an_existing_output_unless_overwrite(tmp_path, capsys):
 def test_export_overwrite_replaces_the_output_and_no_other_file(tmp_path):
     pytest.importorskip('onnxruntime')
     from test_onnx import SIZES, TINY_DGUNET, _system
-    from vlunet_basicsr.cli import main
+    from vlunet_basicsr_cli import main
     opt = _system(tmp_path, {**TINY_DGUNET, 'depth': 0})
     output = tmp_path / 'model.onnx'
     output.write_bytes(b'an earlier export')
@@ -215,8 +215,8 @@ def test_export_overwrite_replaces_the_output_and_no_other_file(tmp_path):
 
 def test_vlunet_dim_is_checked_with_the_options():
     from vlunet_basicsr.archs.vlunet_arch import VLUNet
-    from vlunet_basicsr.options import checks
-    from vlunet_basicsr.options.loading import load_yaml
+    from vlunet_basicsr.tools.options import checks
+    from vlunet_basicsr.tools.options.loading import load_yaml
     path = os.path.join(REPO, 'options', 'train_nhrbl.yml')
     for dim in (8, 11):
         opt = load_yaml(path)

@@ -16,11 +16,11 @@ import vlunet_basicsr  # noqa: F401
 from conftest import REPO, basicsr_command, free_port, run_front_door, write_yaml
 from test_inference import TINY_VLUR
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
-from vlunet_basicsr.inference import main as restore_main
-from vlunet_basicsr.serve.jobs import check_degradation_type, restore_files
-from vlunet_basicsr.serve.systems import load_systems
-from vlunet_basicsr.serve.workspace import Workspace
-from vlunet_basicsr.cli.parsers import serve_parser
+from vlunet_basicsr.tools.restore.inference import main as restore_main
+from vlunet_basicsr.tools.serve.jobs import check_degradation_type, restore_files
+from vlunet_basicsr.tools.serve.systems import load_systems
+from vlunet_basicsr.tools.serve.workspace import Workspace
+from vlunet_basicsr_cli.parsers import serve_parser
 
 gradio_client = pytest.importorskip('gradio_client', reason='basicsr serve needs gradio and gradio_client '
                                     '(pip install gradio gradio_client)')

@@ -8,8 +8,8 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.models import build_model
 from conftest import reference_file, step_then_test
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
-from vlunet_basicsr.convert.vlunet_checkpoint import infer_network_options, lightning_network_state
-from vlunet_basicsr.reference.vlunet_release_port import VLUNetReleasePort
+from vlunet_basicsr.tools.convert.vlunet_checkpoint import infer_network_options, lightning_network_state
+from vlunet_basicsr.tools.reference.vlunet_release_port import VLUNetReleasePort
 from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 
 TINY = dict(dim=16, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, de_dim=5)
@@ -64,7 +64,7 @@ def test_release_port_needs_a_vector():
 
 def test_release_ports_are_reference_code_outside_the_users_registry():
     from basicsr.utils.registry import ARCH_REGISTRY
-    from vlunet_basicsr.reference import RELEASE_PORTS
+    from vlunet_basicsr.tools.reference import RELEASE_PORTS
     assert set(RELEASE_PORTS) == {'VLUNetReleasePort', 'DGUNetReleasePort', 'DGUNetPlusReleasePort'}
     assert not set(RELEASE_PORTS) & set(ARCH_REGISTRY.keys())
 

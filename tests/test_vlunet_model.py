@@ -20,7 +20,7 @@ from conftest import run_basicsr, write_image_pairs, write_yaml
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.data.dataset_writer import write_pairs
 from vlunet_basicsr.models.lr_scheduler import LinearWarmupCosineLR
-from vlunet_basicsr.utils.restore_util import restore
+from vlunet_basicsr.utils.restore_util import restore_image
 from vlunet_basicsr.utils.tiling import tile_layout, tiled_restore
 
 #: A tiny open_clip ViT (random weights) with 32-d embeddings, and a VLUNet that takes 32-d vectors.
@@ -88,7 +88,7 @@ def test_tiles_and_self_ensemble_in_bf16_are_averaged_in_float32():
     blended = tiled_restore(lambda patch: patch.bfloat16(), image, tile=32, overlap=8)
     assert blended.dtype == torch.float32
     assert (blended - image.bfloat16().float()).abs().max() < 1e-6
-    averaged = restore(lambda x, vector: x.bfloat16(), image, self_ensemble=True)
+    averaged = restore_image(lambda x: x.bfloat16(), image, self_ensemble=True)
     assert averaged.dtype == torch.float32
     assert (averaged - image.bfloat16().float()).abs().max() < 1e-6
 

@@ -2,7 +2,7 @@
 from torch import nn
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 
 
 @ARCH_REGISTRY.register()

@@ -11,14 +11,14 @@ their own modules, and `apply` only puts them where basicsr calls its own versio
 4. Resume maps every tensor with ``.cuda()``: see `vlunet_basicsr.utils.resume.load_resume_state`.
 5. ``--auto_resume`` looks in ``./experiments`` instead of the experiment root: see the same.
 6. Only Adam is accepted as optimizer: see `get_optimizer`.
-7. Test mode raises KeyError without ``val.suffix``: `vlunet_basicsr.options.parse_options` sets it.
-8. ``torch.distributed.launch`` passes ``--local-rank``: accepted by `vlunet_basicsr.cli.parsers.pipeline_parser`.
+7. Test mode raises KeyError without ``val.suffix``: `vlunet_basicsr.tools.options.parse_options` sets it.
+8. ``torch.distributed.launch`` passes ``--local-rank``: accepted by `vlunet_basicsr_cli.parsers.pipeline_parser`.
 9. ``basicsr export`` of SwinIR restores a batch of another size than the traced one wrongly: its
    ``window_reverse`` computes the batch with a float division, which ``torch.export`` fixes to the traced batch
    (see `swinir_window_reverse`).
 
 Fixes 2, 7 and 8 take effect through basicsr's option parsing, which is replaced by our option pipeline
-(`vlunet_basicsr.options`, which calls `init_dist`); fixes 4 and 5 through ``train_pipeline``'s
+(`vlunet_basicsr.tools.options`, which calls `init_dist`); fixes 4 and 5 through ``train_pipeline``'s
 ``load_resume_state``. Both are replaced as module attributes of ``basicsr.train`` / ``basicsr.test`` (the only
 callers). Fixes 3 and 6 are methods of ``BaseModel`` and are patched there, because users also run basicsr's
 own ``SRModel`` with our archs.
@@ -93,10 +93,7 @@ def apply():
     import basicsr.test
     import basicsr.train
     from basicsr.models.base_model import BaseModel
-    from vlunet_basicsr.options import parse_options
     from vlunet_basicsr.utils.resume import load_resume_state
-    basicsr.train.parse_options = parse_options
-    basicsr.test.parse_options = parse_options
     basicsr.train.load_resume_state = load_resume_state
     BaseModel.model_to_device = model_to_device
     BaseModel.get_optimizer = get_optimizer

@@ -1,7 +1,9 @@
-"""``python -m vlunet_basicsr.test -opt X.yml [BasicSR flags]``: the test pipeline, e.g. under torchrun."""
+"""``python -m vlunet_basicsr.test -opt X.yml [BasicSR flags]``: ``basicsr test``, as torchrun starts it.
+
+Like Real-ESRGAN's ``train.py``, an entry point of the command line (layer 4), not of the plugin."""
 import sys
 
-from vlunet_basicsr.cli import run
+from vlunet_basicsr_cli.front_door import main
 
 if __name__ == '__main__':
-    run('test', sys.argv[1:])
+    sys.exit(main(['test'] + sys.argv[1:]))

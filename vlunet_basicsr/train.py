@@ -1,7 +1,9 @@
-"""``python -m vlunet_basicsr.train -opt X.yml [BasicSR flags]``: the training pipeline, e.g. under torchrun."""
+"""``python -m vlunet_basicsr.train -opt X.yml [BasicSR flags]``: ``basicsr train``, as torchrun starts it.
+
+Like Real-ESRGAN's ``train.py``, an entry point of the command line (layer 4), not of the plugin."""
 import sys
 
-from vlunet_basicsr.cli import run
+from vlunet_basicsr_cli.front_door import main
 
 if __name__ == '__main__':
-    run('train', sys.argv[1:])
+    sys.exit(main(['train'] + sys.argv[1:]))

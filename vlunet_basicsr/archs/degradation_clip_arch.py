@@ -1,7 +1,6 @@
 """DegradationCLIP: a frozen open_clip backbone with learnable image and text adapters (paper Sec. 3.1-3.2)."""
 import os.path as osp
 
-import open_clip
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -11,7 +10,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.clip_adapter import ClipAdapter, adapters_from_release
 from vlunet_basicsr.utils.clip_preprocess import clip_input
 from vlunet_basicsr.utils.clip_defaults import DEFAULT_CLIP_MODEL
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 from vlunet_basicsr.utils.checkpoint_util import load_weights
 
 ADAPTER_PREFIXES = ('image_adapter.', 'text_adapter.')
@@ -30,6 +29,7 @@ def create_clip_backbone(model_name, pretrained, model_cfg=None):
     A local file is never downloaded; a missing file, or a tag that is neither cached nor downloadable,
     fails with one message naming the file to get and where to put it.
     """
+    import open_clip  # at first use: importing the package (registration) does not need it
     model_cfg = dict(model_cfg or {})
     if pretrained is None:
         get_root_logger().warning(f'network_clip: no pretrained weights given: the {model_name} CLIP backbone is '
@@ -56,6 +56,7 @@ def create_clip_backbone(model_name, pretrained, model_cfg=None):
 
 def _create_from_file(model_name, path, model_cfg):
     """open_clip's model with the weights of the local file ``path``; a corrupt or unsafe file is named as such."""
+    import open_clip
     try:
         return open_clip.create_model(model_name, pretrained=path, **model_cfg)
     except Exception as error:  # noqa: BLE001  (the file or the model config: load_weights tells which)
@@ -97,6 +98,7 @@ class DegradationCLIP(nn.Module):
         dim = self.backbone.visual.output_dim
         self.image_adapter = ClipAdapter(dim, activation)
         self.text_adapter = ClipAdapter(dim, activation)
+        import open_clip
         self.tokenizer = open_clip.get_tokenizer(model_name)
         preprocess_cfg = self.backbone.visual.preprocess_cfg
         self.input_size = min(preprocess_cfg['size']) if isinstance(preprocess_cfg['size'], (tuple, list)) \

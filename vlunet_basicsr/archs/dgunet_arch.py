@@ -15,7 +15,7 @@ from torch import nn
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.dgunet_blocks import (SAM, UNET_LEVELS, Decoder, Encoder, MergeBlock, ResBlock,
                                                 gradient_step, shallow_features)
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 
 #: Stages of both networks (and images returned by ``forward(x, return_stages=True)`` at ``depth=5``).

@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import (Downsample, OverlapPatchEmbed, TransformerBlock, Upsample,
                                                    restormer_options)
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 
 #: The published network's prompt channels are 64, 128 and 320 at dim=48 (decoder levels 1, 2 and the latent):
 #: 4/3, 8/3 and 20/3 of dim. Its unused encoder-side layers are sized for 64, 128 and 256 (16/3 of dim).

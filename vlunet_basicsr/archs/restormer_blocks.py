@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vlunet_basicsr.archs.restormer_ops import channel_attention, gated_gelu, split_channel_attention
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 
 
 def conv_part(x, pointwise, depthwise, index, parts):

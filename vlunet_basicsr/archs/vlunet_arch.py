@@ -12,7 +12,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import (MDTA, Downsample, OverlapPatchEmbed, TransformerBlock, conv_part,
                                                    TransformerStack, Upsample, restormer_options)
 from vlunet_basicsr.archs.restormer_ops import channel_attention, split_channel_attention
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 from vlunet_basicsr.utils.padding import SIZE_MULTIPLE, crop_to, pad_to_multiple
 
 #: Heads of the D-GDM's two attention operators, fixed in the release.

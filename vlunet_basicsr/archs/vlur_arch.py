@@ -13,7 +13,7 @@ from torch.nn import functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import GDFN, LayerNorm, OverlapPatchEmbed, conv_part
 from vlunet_basicsr.archs.restormer_ops import NORM_EPS, channel_attention, split_channel_attention
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 from vlunet_basicsr.utils.padding import SIZE_MULTIPLE, crop_to, pad_to_multiple
 
 

@@ -6,7 +6,7 @@ from basicsr.data.transforms import augment
 from basicsr.utils.registry import DATASET_REGISTRY
 from vlunet_basicsr.data.image_source import to_sample
 from vlunet_basicsr.data.mixed_degradation_dataset import MixedDegradationDataset
-from vlunet_basicsr.options.spec import REQUIRED, Option
+from vlunet_basicsr.tools.options.spec import REQUIRED, Option
 from vlunet_basicsr.utils.prompts import PROMPT_SETS, prompt_set
 
 _MIXED = {option.key: option for option in MixedDegradationDataset.OPTIONS}

@@ -12,7 +12,7 @@ import os.path as osp
 import lmdb
 
 from basicsr.utils import FileClient
-from vlunet_basicsr.options.spec import REQUIRED, Option
+from vlunet_basicsr.tools.options.spec import REQUIRED, Option
 from vlunet_basicsr.utils.image_io import decode_image as read_decoded
 from vlunet_basicsr.utils.image_extensions import IMAGE_EXTENSIONS  # noqa: F401  (read here, and imported from here)
 from vlunet_basicsr.utils.prompts import DEGRADATION_PROMPTS

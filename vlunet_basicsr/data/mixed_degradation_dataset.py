@@ -12,7 +12,7 @@ from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import DATASET_REGISTRY
 from vlunet_basicsr.data.degradations import add_gaussian_noise, noise_rng
 from vlunet_basicsr.data.image_source import ImageSource, to_sample
-from vlunet_basicsr.options.spec import REQUIRED, Option
+from vlunet_basicsr.tools.options.spec import REQUIRED, Option
 
 
 def _pad_to_at_least(image, size):

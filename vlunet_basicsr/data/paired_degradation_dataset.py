@@ -4,7 +4,7 @@ from torch.utils import data
 from basicsr.utils.registry import DATASET_REGISTRY
 from vlunet_basicsr.data.degradations import add_gaussian_noise, noise_rng
 from vlunet_basicsr.data.image_source import ImageSource, to_sample
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 
 
 @DATASET_REGISTRY.register()

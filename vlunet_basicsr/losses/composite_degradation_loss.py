@@ -4,14 +4,13 @@ import warnings
 
 import torch
 from torch import nn
-from torchvision.models import VGG16_Weights
 
 from basicsr.utils import get_root_logger
 from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from vlunet_basicsr.utils.checkpoint_util import load_weights
 from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 
 #: VGG-16's convolutional layers up to relu3_3: output channels, or 'M' for a 2x2 max-pool.
 VGG16_UP_TO_RELU3_3 = (64, 64, 'M', 128, 128, 'M', 256, 256, 256)
@@ -25,6 +24,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 def torchvision_vgg16_cache_path():
     """Where torchvision keeps its ImageNet VGG-16 weights once downloaded (``$TORCH_HOME/hub/checkpoints``)."""
+    from torchvision.models import VGG16_Weights
     return osp.join(torch.hub.get_dir(), 'checkpoints', osp.basename(VGG16_Weights.IMAGENET1K_V1.url))
 
 

@@ -8,7 +8,7 @@ from torch.nn import functional as F
 from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 
 #: CLIP clamps its logit scale (1 / temperature) at 100.
 MAX_LOGIT_SCALE = 100.0

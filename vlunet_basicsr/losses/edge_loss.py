@@ -5,7 +5,7 @@ from torch.nn import functional as F
 from basicsr.losses.basic_loss import charbonnier_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 
 #: The 1-D binomial-like filter; the 2-D Gaussian kernel is its outer product.
 GAUSS_1D = (0.05, 0.25, 0.4, 0.25, 0.05)

@@ -1,7 +1,7 @@
 """What every loss of this package shares: the ``loss_weight`` and ``reduction`` keys (BasicSR's convention)."""
 from torch import nn
 
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 
 REDUCTIONS = ('mean', 'sum', 'none')
 

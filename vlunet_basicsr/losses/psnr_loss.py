@@ -4,7 +4,7 @@ import torch
 from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
-from vlunet_basicsr.options.spec import Option
+from vlunet_basicsr.tools.options.spec import Option
 
 
 @LOSS_REGISTRY.register()

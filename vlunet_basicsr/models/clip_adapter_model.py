@@ -18,8 +18,7 @@ from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
 from vlunet_basicsr.models.resume_learning_rate import ConfiguredLearningRateMixin
 from vlunet_basicsr.models.safe_checkpoint_mixin import SafeCheckpointMixin
 from vlunet_basicsr.utils.checkpoint_util import atomic_torch_save, load_weights
-from vlunet_basicsr.options.spec import REQUIRED, Option
-from vlunet_basicsr.utils.plot_util import save_similarity_heatmap
+from vlunet_basicsr.tools.options.spec import REQUIRED, Option
 from vlunet_basicsr.utils.prompts import resolve_prompts
 
 
@@ -208,6 +207,7 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
     def _save_classification_report(self, dataset_name, current_iter):
         """Write the similarity heatmap PNG and the numbers as JSON; return the PNG's path."""
         folder = osp.join(self.opt['path']['visualization'], dataset_name)
+        from vlunet_basicsr.utils.plot_util import save_similarity_heatmap  # matplotlib, at first use
         save_similarity_heatmap(self.similarity_matrix.numpy(), self.class_names, self.prompts,
                                 osp.join(folder, f'similarity_{current_iter}.png'),
                                 f'{dataset_name}: mean image-prompt cosine similarity @ {current_iter}')

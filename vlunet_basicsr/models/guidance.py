@@ -22,7 +22,7 @@ class Guidance:
     (B, d), float32: the prompt of the sample's label in training; in evaluation the prompt given (the call's
     ``fixed_prompt``, else ``val.degradation_type``), else the one the encoder predicts from the image. The prompt
     embeddings are computed once, in float32. The encoder is frozen and never trained or saved; it may be an
-    exported graph's runner (`vlunet_basicsr.onnx_runtime.OnnxGuidance`).
+    exported graph's runner (`vlunet_basicsr.tools.export.onnx_runtime.OnnxGuidance`).
 
     Reads from the YAML (`from_options`):
         network_clip (dict | None): The encoder (``DegradationCLIP`` options), or ``~`` for none.

@@ -21,7 +21,7 @@ from vlunet_basicsr.models.restoration_metrics import ImageMetrics
 from vlunet_basicsr.models.resume_learning_rate import ConfiguredLearningRateMixin
 from vlunet_basicsr.models.safe_checkpoint_mixin import SafeCheckpointMixin
 from vlunet_basicsr.models.validation_report import ValidationReports
-from vlunet_basicsr.options.spec import REQUIRED, Option
+from vlunet_basicsr.tools.options.spec import REQUIRED, Option
 from vlunet_basicsr.utils.precision import AMP_DTYPES, amp_dtype, precision_scope, supported_dtype, train_amp_dtype
 from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
 from vlunet_basicsr.utils.restore_util import compiled, restore_image

@@ -4,7 +4,7 @@ import math
 from torch.optim.lr_scheduler import LRScheduler
 
 from basicsr.utils.registry import Registry
-from vlunet_basicsr.options.spec import REQUIRED, Option
+from vlunet_basicsr.tools.options.spec import REQUIRED, Option
 
 SCHEDULER_REGISTRY = Registry('scheduler')
 

@@ -18,7 +18,7 @@ YAML ``train.mixup``: ``false`` (default), ``true`` (the published values), or a
 import numpy as np
 import torch
 
-from vlunet_basicsr.options.spec import Option, check_entry
+from vlunet_basicsr.tools.options.spec import Option, check_entry
 
 #: The keys of a ``train.mixup`` mapping.
 MIXUP_OPTIONS = (

@@ -12,8 +12,3 @@ class VLUNetModel(GuidedRestorationModel):
     is None (the "w/o CLIP" ablation: uniform key mixture, D-GDM linears frozen by
     ``VLUNet.freeze_guidance_layers``). Any other arch runs as `GuidedRestorationModel` runs it.
     """
-
-    @property
-    def degradation_vector(self):
-        """The CLIP degradation vector (B, d) of the last batch fed, or None without ``network_clip``."""
-        return self.guidance_features

@@ -1,5 +1,5 @@
 """Checks of command-line values against this machine, run before any work; each returns what is wrong (naming the
-options) or None. (Checks between options alone live with the parsers, in `vlunet_basicsr.cli.parsers`, torch-free.)
+options) or None. (Checks between options alone live with the parsers, in `vlunet_basicsr_cli.parsers`, torch-free.)
 """
 import errno
 import socket

@@ -1,6 +1,6 @@
 """Distributed start-up: `init_dist` for the ``pytorch`` (torchrun) and ``slurm`` launchers, on CPU and GPU.
 
-Called by the option pipeline (`vlunet_basicsr.options.parse_options`) for ``--launcher pytorch|slurm``, in
+Called by the option pipeline (`vlunet_basicsr.tools.options.parse_options`) for ``--launcher pytorch|slurm``, in
 place of basicsr's own (compat fix 2, see `vlunet_basicsr.compat`).
 """
 import os

@@ -17,11 +17,6 @@ import os
 import os.path as osp
 from collections import namedtuple
 
-#: The rule in one sentence, for ``basicsr restore --help``.
-RULES_SUMMARY = ("Results are PNG files in the output folder, named <stem>.png (<stem>_<ext>.png when inputs share "
-                 "a stem; <name>_2.png, ... when that name is already another input's result). No result ever "
-                 "replaces an input file: an input whose result would is refused by name.")
-
 #: The ``--explain`` figures of a result, relative to its folder: ``{}`` is the result's stem.
 EXPLAIN_FILES = (osp.join('explain', '{}_mixture_weights.png'), osp.join('explain', '{}_residuals.png'))
 

@@ -73,9 +73,3 @@ def restore_image(run, lq, tile=None, tile_overlap=32, self_ensemble=False, size
         total = output.to(accumulation_dtype(output.dtype)) if total is None else total + output
     return total / 8
 
-
-def restore(net, lq, vector=None, tile=None, tile_overlap=32, self_ensemble=False, progress=None):
-    """``net(lq, vector)`` at any size (VLUNet pads to a multiple of 8 itself), tiled when ``tile`` is set (the
-    vector comes from the whole image), averaged over the 8 flips/rotations with ``self_ensemble``.
-    For networks that take the image alone, use `restore_image` with ``run=net``."""
-    return restore_image(lambda image: net(image, vector), lq, tile, tile_overlap, self_ensemble, progress=progress)

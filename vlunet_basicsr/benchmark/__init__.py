@@ -1,3 +1,0 @@
-"""scripts/benchmark.py's measurements (``python -m vlunet_basicsr.benchmark``): the systems it builds, torch
-eager, --amp-ab, the exported graphs and --compare-release, on the timing harness that ``basicsr compare`` uses
-too (`vlunet_basicsr.utils.timing`)."""

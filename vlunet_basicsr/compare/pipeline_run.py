@@ -1,9 +1,0 @@
-"""``python -m vlunet_basicsr.compare.pipeline_run ROOT train|test -opt X.yml``: one BasicSR pipeline whose
-``experiments/``, ``results/`` and ``tb_logger/`` go under ROOT (the compare output), run from the user's folder
-so that the YAMLs' relative paths and plugins resolve as for ``basicsr train|test``."""
-import sys
-
-from vlunet_basicsr.cli import run
-
-if __name__ == '__main__':
-    run(sys.argv[2], sys.argv[3:], root_path=sys.argv[1])

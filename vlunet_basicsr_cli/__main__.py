@@ -1,0 +1,6 @@
+"""``python -m vlunet_basicsr_cli COMMAND ...``: the ``basicsr`` command."""
+import sys
+
+from vlunet_basicsr_cli.front_door import main
+
+sys.exit(main())
