@@ -24,7 +24,8 @@ from vlunet_basicsr.models.validation_report import ValidationReports
 from vlunet_basicsr.tools.options.spec import REQUIRED, Option
 from vlunet_basicsr.utils.precision import AMP_DTYPES, amp_dtype, precision_scope, supported_dtype, train_amp_dtype
 from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
-from vlunet_basicsr.utils.restore_util import compiled, restore_image
+from vlunet_basicsr.utils.compile_util import compiled
+from vlunet_basicsr.utils.restore_util import restore_image
 
 
 @MODEL_REGISTRY.register()

@@ -8,7 +8,7 @@ place of basicsr's own parsing of ``sys.argv``. Experiments, results and tb_logg
 import contextlib
 import os
 
-from vlunet_basicsr.tools.options import parse_options
+from vlunet_basicsr.tools.options.pipeline import parse_options
 
 
 @contextlib.contextmanager

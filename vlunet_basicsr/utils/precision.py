@@ -123,9 +123,3 @@ def autocast(device, dtype):
     """``torch.autocast`` on ``device``'s type in ``dtype``; a no-op when ``dtype`` is None."""
     device_type = torch.device(device).type
     return torch.autocast(device_type, dtype=dtype or torch.bfloat16, enabled=dtype is not None)
-
-
-def accumulation_dtype(dtype):
-    """The dtype in which outputs of ``dtype`` are summed (tile blending, self-ensemble): float32 at least, as
-    sums in bf16 or fp16 would add a rounding of their own at every term."""
-    return torch.promote_types(dtype, torch.float32)

@@ -2,8 +2,7 @@
 import torch
 
 from vlunet_basicsr.utils.padding import SizeRule
-from vlunet_basicsr.utils.precision import accumulation_dtype
-from vlunet_basicsr.utils.tiling import tiled_restore
+from vlunet_basicsr.utils.tiling import accumulation_dtype, tiled_restore
 
 
 def dihedral(x, k):
@@ -15,24 +14,6 @@ def undo_dihedral(x, k):
     """Inverse of `dihedral`."""
     x = torch.rot90(x, -(k % 4), dims=(-2, -1))
     return x.flip(-1) if k >= 4 else x
-
-
-def compile_arguments(option, where='val.compile'):
-    """torch.compile's keyword arguments for a ``compile`` option: None when it is false or None, {} when true,
-    the mapping itself (``mode``, ``dynamic``, ``backend``, ...) when it is one."""
-    if option is None or option is False:
-        return None
-    if option is True:
-        return {}
-    if not isinstance(option, dict):
-        raise ValueError(f'{where} must be true, false or a mapping of torch.compile arguments; got {option!r}')
-    return dict(option)
-
-
-def compiled(net, option, where='val.compile'):
-    """``net`` under ``torch.compile`` as the ``compile`` option asks (see `compile_arguments`), else ``net``."""
-    arguments = compile_arguments(option, where)
-    return net if arguments is None else torch.compile(net, **arguments)
 
 
 def padded(run, rule):

@@ -1,7 +1,11 @@
 """Tiled restoration for images too large to restore at once, with blended seams."""
 import torch
 
-from vlunet_basicsr.utils.precision import accumulation_dtype
+
+def accumulation_dtype(dtype):
+    """The dtype in which outputs of ``dtype`` are summed (tile blending, self-ensemble): float32 at least, as
+    sums in bf16 or fp16 would add a rounding of their own at every term."""
+    return torch.promote_types(dtype, torch.float32)
 
 
 def _starts(length, tile, stride):

@@ -130,7 +130,6 @@ def _machine():
 def run(args):
     """``basicsr compare``; returns the exit code: 0 all systems done, 1 some failed, 2 bad compare file or
     output folder."""
-    import vlunet_basicsr  # noqa: F401  (registries and compat, for the checks and the builders)
     from vlunet_basicsr.tools.compare import compare_file, figures, measure, report
     start = time.time()
     try:

@@ -16,7 +16,7 @@ MACS_SIZE = 256
 
 def _build(opt_path, root, is_train):
     from basicsr.models import build_model
-    from vlunet_basicsr.tools.options import parse_options
+    from vlunet_basicsr.tools.options.pipeline import parse_options
     opt, _ = parse_options(root, opt_path, is_train=is_train)
     return opt, build_model(opt)
 

@@ -239,7 +239,6 @@ def export_system(networks, output, opset=DEFAULT_OPSET, sizes=DEFAULT_SIZES, to
 
 def run(args):
     """``basicsr export`` with parsed ``args``; returns the exit code (0 done, 1 verification failed, 2 bad input)."""
-    import vlunet_basicsr  # noqa: F401  (registers the archs)
     from vlunet_basicsr.tools.restore.restorer import load_networks
     from vlunet_basicsr.utils.output_names import existing_outputs_problem
     output = args.output

@@ -221,7 +221,7 @@ def check_declared_options(opt, opt_path, is_train):
 def check_speed_options(opt, opt_path):
     """``train.amp``, ``val.amp`` (`vlunet_basicsr.utils.precision`) and ``val.compile``, named with the YAML file."""
     from vlunet_basicsr.utils.precision import amp_dtype, train_amp_dtype
-    from vlunet_basicsr.utils.restore_util import compile_arguments
+    from vlunet_basicsr.utils.compile_util import compile_arguments
     val_opt = _mapping(opt.get('val'))
     try:
         train_amp_dtype(_mapping(opt.get('train')).get('amp'))

@@ -121,7 +121,7 @@ class Restorer:
     def __init__(self, networks, device, amp='none', compile=False, tile=None, tile_overlap=32):
         from vlunet_basicsr.models.guidance import Guidance
         from vlunet_basicsr.utils.precision import AMP_DTYPES, supported_dtype
-        from vlunet_basicsr.utils.restore_util import compiled
+        from vlunet_basicsr.utils.compile_util import compiled
         self.networks = networks
         self.device = device
         self.amp = supported_dtype(AMP_DTYPES[amp], device, '--amp')

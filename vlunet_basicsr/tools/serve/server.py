@@ -43,7 +43,6 @@ def _serve(args, workspace):
     except ImportError:
         print('error: basicsr serve needs gradio: pip install gradio', file=sys.stderr)
         return 2
-    import vlunet_basicsr  # noqa: F401  (registers the archs)
     from vlunet_basicsr.tools.restore.restorer import resolve_device
     from vlunet_basicsr.tools.serve.app import build_app, theme
     from vlunet_basicsr.tools.serve.systems import load_systems
