@@ -22,6 +22,27 @@ def reference_file(name):
     return path
 
 
+def published_state_dict(keys_name):
+    """A published network's state dict rebuilt from its key list in shared/reference (``*_keys.tsv``: index, key,
+    shape) by the reference rule: tensor ``i`` is ``(rand(shape, seed i) * 2 - 1) / sqrt(fan_in)``."""
+    import csv
+    import math
+
+    import torch
+    state = {}
+    with open(reference_file(keys_name)) as f:
+        for row in csv.DictReader(f, delimiter='\t'):
+            shape = [int(n) for n in row['shape'].split('x')]
+            generator = torch.Generator().manual_seed(int(row['index']))
+            state[row['key']] = (torch.rand(shape, generator=generator) * 2 - 1) / math.sqrt(math.prod(shape[1:]))
+    return state
+
+
+def lightning_checkpoint(state):
+    """A checkpoint as the PyTorch Lightning releases (PromptIR, AdaIR, MoCE-IR) save it: ``net.`` keys."""
+    return {'epoch': 119, 'global_step': 1, 'state_dict': {'net.' + key: value for key, value in state.items()}}
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))

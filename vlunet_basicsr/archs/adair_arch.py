@@ -180,6 +180,9 @@ class AdaIR(nn.Module):
     multi_stage_output = False
     #: Three 2x down-samplings.
     size_multiple = 8
+    export_unsupported = ('its frequency modules shift the spectrum (torch.fft.fft2 / ifft2, ONNX DFT) with '
+                          'torch.roll by half the feature size, which torch\'s ONNX exporter cannot write for '
+                          'dynamic sizes (aten::roll with symbolic shifts); run it with the torch backend')
 
     def __init__(self, inp_channels=3, out_channels=3, dim=48, num_blocks=(4, 6, 6, 8), num_refinement_blocks=4,
                  heads=(1, 2, 4, 8), ffn_expansion_factor=2.66, bias=False, LayerNorm_type='WithBias',  # noqa: N803

@@ -27,6 +27,11 @@ An arch declares two class attributes; an arch that declares neither (any BasicS
     Returns ``(image, trace)``, the per-stage trace that ``basicsr restore --explain`` and serve plot (VLUNet's).
     Declared by defining it; read as `NetworkInputs.explains`.
 
+``export_unsupported`` (str, optional)
+    Why ``basicsr export`` cannot write this arch as an ONNX graph, naming the operator at fault (AdaIR's FFT
+    window); the command then refuses with that reason instead of failing inside the exporter. Read as
+    `NetworkInputs.export_unsupported`.
+
 ``options_from_weights(state)`` (optional classmethod)
     The keyword arguments that build the arch for a state dict of its own (from its keys and shapes), or None for
     another arch's: how ``--weights net_g.pth`` loads without a YAML when the file does not name its network
@@ -58,12 +63,14 @@ class NetworkInputs:
         guidance_input (str | None): One of `GUIDANCE_INPUTS`.
         multi_stage_output (bool): Whether ``return_stages=True`` gives a list of stage images.
         explains (bool): Whether the arch defines ``forward_with_trace`` (``--explain``).
+        export_unsupported (str | None): Why the arch cannot be exported, or None.
     """
 
     arch: str
     guidance_input: str | None = None
     multi_stage_output: bool = False
     explains: bool = False
+    export_unsupported: str | None = None
 
     @classmethod
     def of(cls, arch_class):
@@ -75,7 +82,10 @@ class NetworkInputs:
             raise ValueError(f'{name}.guidance_input must be one of {GUIDANCE_INPUTS}; got {guidance!r}')
         if not isinstance(stages, bool):
             raise ValueError(f'{name}.multi_stage_output must be true or false; got {stages!r}')
-        return cls(name, guidance, stages, callable(getattr(arch_class, 'forward_with_trace', None)))
+        unsupported = getattr(arch_class, 'export_unsupported', None)
+        if unsupported is not None and not isinstance(unsupported, str):
+            raise ValueError(f'{name}.export_unsupported must be a reason (a string) or None; got {unsupported!r}')
+        return cls(name, guidance, stages, callable(getattr(arch_class, 'forward_with_trace', None)), unsupported)
 
     @property
     def guided(self):

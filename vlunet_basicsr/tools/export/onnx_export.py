@@ -47,6 +47,10 @@ class ExportVerificationError(RuntimeError):
     """ONNX Runtime's outputs differ from torch's by more than the tolerance (the files are removed)."""
 
 
+class ExportUnsupportedError(ValueError):
+    """The arch declares that it cannot be exported (``export_unsupported``, the arch protocol): nothing is written."""
+
+
 @contextlib.contextmanager
 def _nchw(net):
     """Trace the NCHW code path: channels_last exists for oneDNN's convolutions; ONNX tensors have no layout, and
@@ -209,8 +213,12 @@ def export_system(networks, output, opset=DEFAULT_OPSET, sizes=DEFAULT_SIZES, to
         list[str]: The files written.
 
     Raises:
+        ExportUnsupportedError: The arch cannot be exported (its reason names the operator).
         ExportVerificationError: A difference above ``tolerance`` (nothing is left behind).
     """
+    if networks.inputs.export_unsupported:
+        inputs = networks.inputs
+        raise ExportUnsupportedError(f'{inputs.arch} cannot be exported: {inputs.export_unsupported}')
     guided = networks.clip is not None
     finals = [output] + ([guidance_path(output)] if guided else [])
     partials = [_unused_name(path) for path in finals]  # no file of the user's is replaced or removed
@@ -262,6 +270,9 @@ def run(args):
     print(networks.inputs.describe(None if networks.clip is None else type(networks.clip).__name__))
     try:
         export_system(networks, output, args.opset, args.verify_sizes, args.tolerance)
+    except ExportUnsupportedError as error:
+        print(f'error: {error}', file=sys.stderr)
+        return 2
     except ExportVerificationError as error:
         print(f'error: {error}', file=sys.stderr)
         return 1
