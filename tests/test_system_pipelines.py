@@ -20,6 +20,10 @@ SYSTEMS = {
     'AdaIR': {'files': 'adair', 'tiny': {'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1,
                                           'heads': [1, 1, 2, 2]},
               'export_refused': 'AdaIR cannot be exported: its frequency modules shift the spectrum'},
+    'MoCEIR': {'files': 'moceir', 'tiny': {'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_dec_blocks': [1, 1, 1],
+                                            'num_refinement_blocks': 1, 'heads': [1, 1, 2, 2]},
+               'export_refused': 'MoCEIR cannot be exported: each image runs the expert its router picks',
+               'logged': 'l_balance'},
 }
 ODD = (27, 35)  # height, width: neither a multiple of 8
 
@@ -58,6 +62,23 @@ def trained(request, tmp_path_factory):
     weights = work / 'experiments' / train['name'] / 'models' / 'net_g_3.pth'
     assert weights.is_file()
     return system, root, weights, (paired, noisy)
+
+
+def test_an_arch_s_own_loss_terms_are_added_to_the_step_and_logged(trained):
+    from basicsr.models import build_model
+    system, root, _, _ = trained
+    own = SYSTEMS[system].get('logged')
+    train = yaml.safe_load(open(root / 'train.yml'))
+    train.update(is_train=True, dist=False, rank=0, world_size=1, auto_resume=False)
+    train['path'].update(experiments_root=str(root), models=str(root), training_states=str(root), log=str(root),
+                         visualization=str(root))
+    model = build_model(train)
+    lq = torch.rand(2, 3, 16, 16)
+    model.feed_data({'lq': lq, 'gt': lq, 'lq_path': ['a', 'b'], 'gt_path': ['a', 'b'], 'label': torch.tensor([0, 4])})
+    model.optimize_parameters(1)
+    assert 'l_pix' in model.log_dict and (own in model.log_dict if own else set(model.log_dict) == {'l_pix'})
+    if own:
+        assert model.log_dict[own] > 0
 
 
 def test_the_tiny_recipe_trains_and_tests_through_basicsr_on_odd_sizes(trained):

@@ -11,36 +11,10 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.archs.restormer_blocks import Downsample, OverlapPatchEmbed, TransformerBlock, Upsample
-from vlunet_basicsr.archs.restormer_ops import split_channel_attention
+from vlunet_basicsr.archs.restormer_blocks import CrossMDTA, Downsample, OverlapPatchEmbed, TransformerBlock, Upsample
 
 #: The frequency mask's half sizes are ``(side // MASK_UNIT) * threshold``, truncated (the published constant).
 MASK_UNIT = 128
-
-
-class ChannelCrossAttention(nn.Module):
-    """MDTA's transposed attention with queries from ``first`` and keys and values from ``second``.
-
-    Args:
-        dim (int): Channels.
-        num_heads (int): Heads.
-        bias (bool): Bias in the convolutions.
-    """
-
-    def __init__(self, dim, num_heads, bias):
-        super().__init__()
-        self.num_heads = num_heads
-        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
-        self.q = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
-        self.q_dwconv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=bias)
-        self.kv = nn.Conv2d(dim, dim * 2, kernel_size=1, bias=bias)
-        self.kv_dwconv = nn.Conv2d(dim * 2, dim * 2, kernel_size=3, padding=1, groups=dim * 2, bias=bias)
-        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
-
-    def forward(self, first, second):
-        k, v = self.kv_dwconv(self.kv(second)).chunk(2, dim=1)
-        q = self.q_dwconv(self.q(first))
-        return self.project_out(split_channel_attention(q, k, v, self.num_heads, self.temperature))
 
 
 class ChannelGate(nn.Module):
@@ -99,9 +73,9 @@ class FreModule(nn.Module):
         self.conv1 = nn.Conv2d(3, dim, 3, padding=1, bias=False)
         self.score_gen = nn.Conv2d(2, 2, 7, padding=3).requires_grad_(False)  # unused, as above
         # Crossed as published: channel_cross_l takes the high band, channel_cross_h the low one.
-        self.channel_cross_l = ChannelCrossAttention(dim, num_heads, bias)
-        self.channel_cross_h = ChannelCrossAttention(dim, num_heads, bias)
-        self.channel_cross_agg = ChannelCrossAttention(dim, num_heads, bias)
+        self.channel_cross_l = CrossMDTA(dim, num_heads, bias)
+        self.channel_cross_h = CrossMDTA(dim, num_heads, bias)
+        self.channel_cross_agg = CrossMDTA(dim, num_heads, bias)
         self.frequency_refine = FrequencyRefine(dim)
         self.rate_conv = nn.Sequential(nn.Conv2d(dim, dim // 8, 1, bias=False), nn.GELU(),
                                        nn.Conv2d(dim // 8, 2, 1, bias=False))

@@ -92,6 +92,34 @@ class MDTA(nn.Module):
                                                   fused_backward=self.fused_backward))
 
 
+class CrossMDTA(nn.Module):
+    """MDTA's transposed attention with queries from ``first`` and keys and values from ``second`` (AdaIR's
+    ``ChannelCrossAttention``, MoCE-IR's ``CrossAttention``: the published module names).
+
+    Args:
+        dim (int): Channels.
+        num_heads (int): Heads.
+        bias (bool): Bias in the convolutions.
+        kv_kernel_size (int): The depthwise kernel of the keys and values (the queries' is 3). Default: 3.
+    """
+
+    def __init__(self, dim, num_heads, bias, kv_kernel_size=3):
+        super().__init__()
+        self.num_heads = num_heads
+        self.temperature = nn.Parameter(torch.ones(num_heads, 1, 1))
+        self.q = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+        self.q_dwconv = nn.Conv2d(dim, dim, kernel_size=3, padding=1, groups=dim, bias=bias)
+        self.kv = nn.Conv2d(dim, dim * 2, kernel_size=1, bias=bias)
+        self.kv_dwconv = nn.Conv2d(dim * 2, dim * 2, kernel_size=kv_kernel_size, padding=kv_kernel_size // 2,
+                                   groups=dim * 2, bias=bias)
+        self.project_out = nn.Conv2d(dim, dim, kernel_size=1, bias=bias)
+
+    def forward(self, first, second):
+        k, v = self.kv_dwconv(self.kv(second)).chunk(2, dim=1)
+        q = self.q_dwconv(self.q(first))
+        return self.project_out(split_channel_attention(q, k, v, self.num_heads, self.temperature))
+
+
 class GDFN(nn.Module):
     """Gated-Dconv feed-forward network.
 

@@ -44,7 +44,8 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
     ``val.save_img``, ``val.suffix``):
         train.<name>_opt (dict): Every loss (``pixel_opt``, ``perceptual_opt``, ``edge_opt``, ``msssim_opt``,
             ``composite_opt``, ...), each summed over the output images; a loss class may ask for more of the
-            batch with ``batch_inputs`` (`vlunet_basicsr.models.loss_terms`). At least one is needed.
+            batch with ``batch_inputs`` (`vlunet_basicsr.models.loss_terms`). At least one is needed. An arch's
+            own loss terms (``training_losses``, the arch protocol: MoCE-IR's balance) are added to them.
         network_clip (dict | None): The frozen guidance encoder (``DegradationCLIP`` options). For an
             'image_features' arch, ``~`` runs it unguided (VLUNet's "w/o CLIP" ablation); it must be ``~`` for
             an unguided arch and set for a 'text_features' arch. Default: None.
@@ -240,6 +241,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
             outputs = self.network_inputs.outputs(self.net_g, self.lq, self.guidance_features, self.size_rule)
             outputs = [output.float() for output in outputs]
             losses = self.losses(outputs, self.gt, self.loss_inputs)
+            losses.update(self.network_inputs.arch_losses(self.get_bare_model(self.net_g)))
         self.output = outputs[0]
         total = sum(losses.values())
         if not self.guard.loss_is_finite(total):

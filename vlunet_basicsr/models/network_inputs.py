@@ -27,6 +27,11 @@ An arch declares two class attributes; an arch that declares neither (any BasicS
     Returns ``(image, trace)``, the per-stage trace that ``basicsr restore --explain`` and serve plot (VLUNet's).
     Declared by defining it; read as `NetworkInputs.explains`.
 
+``training_losses()`` (optional method)
+    The arch's own loss terms of its last training forward, ``{name: weighted scalar tensor}`` with names
+    ``l_<something>`` (MoCE-IR's routing balance); the model adds them to the YAML's losses and logs them. Declared
+    by defining it; read as `NetworkInputs.own_losses`.
+
 ``export_unsupported`` (str, optional)
     Why ``basicsr export`` cannot write this arch as an ONNX graph, naming the operator at fault (AdaIR's FFT
     window); the command then refuses with that reason instead of failing inside the exporter. Read as
@@ -64,6 +69,7 @@ class NetworkInputs:
         multi_stage_output (bool): Whether ``return_stages=True`` gives a list of stage images.
         explains (bool): Whether the arch defines ``forward_with_trace`` (``--explain``).
         export_unsupported (str | None): Why the arch cannot be exported, or None.
+        own_losses (bool): Whether the arch defines ``training_losses`` (loss terms of its own).
     """
 
     arch: str
@@ -71,6 +77,7 @@ class NetworkInputs:
     multi_stage_output: bool = False
     explains: bool = False
     export_unsupported: str | None = None
+    own_losses: bool = False
 
     @classmethod
     def of(cls, arch_class):
@@ -85,7 +92,18 @@ class NetworkInputs:
         unsupported = getattr(arch_class, 'export_unsupported', None)
         if unsupported is not None and not isinstance(unsupported, str):
             raise ValueError(f'{name}.export_unsupported must be a reason (a string) or None; got {unsupported!r}')
-        return cls(name, guidance, stages, callable(getattr(arch_class, 'forward_with_trace', None)), unsupported)
+        return cls(name, guidance, stages, callable(getattr(arch_class, 'forward_with_trace', None)), unsupported,
+                   callable(getattr(arch_class, 'training_losses', None)))
+
+    def arch_losses(self, net):
+        """The loss terms the arch ``net`` (a bare module) adds to its last training forward; {} for most archs."""
+        if not self.own_losses:
+            return {}
+        terms = dict(net.training_losses())
+        named = [name for name in terms if not (isinstance(name, str) and name.startswith('l_'))]
+        if named:
+            raise ValueError(f'{self.arch}.training_losses() must name its terms l_<something>, got {named}')
+        return terms
 
     @property
     def guided(self):

@@ -55,7 +55,8 @@ class LightningNetCheckpoint:
     def detect(cls, checkpoint):
         state = checkpoint.get('state_dict') if isinstance(checkpoint, dict) else None
         return isinstance(state, dict) and all(
-            any(isinstance(key, str) and key.startswith(NET_PREFIX + marker) for key in state) for marker in cls.markers)
+            any(isinstance(key, str) and key.startswith(NET_PREFIX + marker) for key in state)
+            for marker in cls.markers)
 
     @classmethod
     def network_state(cls, checkpoint, source='checkpoint'):
