@@ -1,6 +1,7 @@
 """The image-only all-in-one systems end to end, each from its own option files made tiny: trained and tested
 through basicsr's pipelines on images whose sides are not multiples of 8 (in this process), restored whole and
-tiled by ``basicsr restore``, exported (or refused by name), and measured by the benchmark through ``-opt``."""
+tiled by ``basicsr restore`` and by serve's upload path, exported (or refused by name), and measured by the
+benchmark through ``-opt``. None of these commands has code for any of the systems."""
 import json
 import os.path as osp
 
@@ -114,6 +115,22 @@ def test_restore_whole_and_tiled_with_the_test_file(trained, capsys):
     assert f'Network {system}: unguided' in capsys.readouterr().out
     whole, tiled = (cv2.imread(str(root / name / 'photo.png')) for name in ('whole', 'tiled'))
     assert whole.shape == tiled.shape == image.shape
+
+
+def test_serve_restores_uploads_with_it_tiled(trained):
+    from vlunet_basicsr.tools.serve.jobs import restore_files
+    from vlunet_basicsr.tools.serve.systems import load_systems
+    system, root, weights, _ = trained
+    test = _tiny(f'test_{SYSTEMS[system]["files"]}_nhrbl.yml', system)
+    test['path']['pretrain_network_g'] = str(weights)
+    (served,) = load_systems([write_yaml(root / 'serve.yml', test)], torch.device('cpu'), tile=16, tile_overlap=4)
+    image = np.random.default_rng(2).integers(0, 256, (*ODD, 3), dtype=np.uint8)
+    cv2.imwrite(str(root / 'upload.png'), image)
+    folder = root / 'session'
+    folder.mkdir()
+    results, messages = restore_files([('my photo.png', str(root / 'upload.png'))], [served], str(folder))
+    assert not messages and len(results) == 1
+    assert cv2.imread(results[0].png).shape == image.shape and results[0].bars == {}
 
 
 def test_export_verifies_or_refuses_by_name(trained, capsys):
