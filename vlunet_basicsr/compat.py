@@ -1,6 +1,6 @@
 """Every workaround that basicsr 1.4.2 needs on torch 2.x / torchvision >= 0.17, in one place.
 
-`apply()` is called by `vlunet_basicsr.register` before anything imports basicsr. Each fix names the failure it
+`apply()` runs when ``vlunet_basicsr`` is imported, before anything of the plugin imports basicsr. Each fix names the failure it
 prevents; ``tests/test_compat.py`` has one test per fix that fails without it. Features that basicsr lacks live in
 their own modules, and `apply` only puts them where basicsr calls its own versions.
 
@@ -17,10 +17,11 @@ their own modules, and `apply` only puts them where basicsr calls its own versio
    ``window_reverse`` computes the batch with a float division, which ``torch.export`` fixes to the traced batch
    (see `swinir_window_reverse`).
 
-Fixes 2, 7 and 8 take effect through basicsr's option parsing, which is replaced by our option pipeline
-(`vlunet_basicsr.tools.options`, which calls `init_dist`); fixes 4 and 5 through ``train_pipeline``'s
-``load_resume_state``. Both are replaced as module attributes of ``basicsr.train`` / ``basicsr.test`` (the only
-callers). Fixes 3 and 6 are methods of ``BaseModel`` and are patched there, because users also run basicsr's
+Fixes 2, 7 and 8 concern basicsr's option parsing, which this plugin's commands do not use: ``basicsr train|test``
+parse the command line once and the options with `vlunet_basicsr.tools.options.pipeline.parse_options` (which calls
+`init_dist`), and hand them to basicsr's pipeline (`vlunet_basicsr.tools.pipelines`); those fixes live there, in
+the tools, not here. Fixes 4 and 5 take effect through ``train_pipeline``'s ``load_resume_state``, replaced as a
+module attribute of ``basicsr.train`` (its only caller). Fixes 3 and 6 are methods of ``BaseModel`` and are patched there, because users also run basicsr's
 own ``SRModel`` with our archs.
 """
 import importlib
