@@ -77,14 +77,14 @@ def test_bad_options_are_refused_with_the_option_named(options, message):
         PromptIR(**options)
 
 
-def test_declared_options_are_the_constructor_keywords_and_defaults():
-    parameters = inspect.signature(PromptIR.__init__).parameters
-    defaults = {name: parameter.default for name, parameter in parameters.items() if name != 'self'}
-    declared = {option.name: option.default for option in PromptIR.OPTIONS}
-    assert declared.keys() == defaults.keys()
-    assert all(declared[k] == (list(v) if isinstance(v, tuple) else v) for k, v in defaults.items())
-    for option in PromptIR.OPTIONS:
-        assert f'{option.name} (' in PromptIR.__doc__, option.name
+def test_the_constructor_keywords_are_documented_and_their_defaults_pass_the_constructors_check():
+    parameters = inspect.signature(PromptIR).parameters
+    for name in parameters:
+        assert f'{name} (' in PromptIR.__doc__, name
+    defaults = {name: parameter.default for name, parameter in parameters.items()}
+    assert PromptIR.argument_problems(defaults) == []
+    assert PromptIR.argument_problems({**defaults, 'dim': 50}) == [
+        'dim: 50 is not an integer >= 3 and a multiple of 3']
 
 
 @pytest.mark.parametrize('channels_last', [True, False])
