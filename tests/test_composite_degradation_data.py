@@ -103,7 +103,7 @@ def test_bad_sources_are_named(cdd11_lmdbs, tmp_path):
     assert (fog['source'], fog['label'], fog['text']) == ('fog', 11, 'The image has fog degradation')
     with pytest.raises(ValueError, match=r"sources\[1\]: the type 'haze' is listed twice"):
         build_dataset(_opt(root, types=('haze', 'haze')))
-    with pytest.raises(ValueError, match=r"datasets.train.prompts: unknown prompt set 'cdd12'"):
+    with pytest.raises(ValueError, match=r"datasets.train: prompts: 'cdd12' is not one of 'cdd11', 'release'"):
         build_dataset(_opt(root, prompts='cdd12'))
     # a type missing a scene: its keys differ from the clean set's
     raw = cdd11_lmdbs[1]

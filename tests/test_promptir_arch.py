@@ -67,10 +67,10 @@ def test_sides_not_multiple_of_8_are_refused_with_the_rule_named():
 
 
 @pytest.mark.parametrize('options, message', [
-    ({'dim': 16}, 'dim must be a multiple of 3'),
-    ({'dim': 12, 'prompt_size': 18}, 'prompt_size must be a multiple of 4'),
-    ({'dim': 12, 'heads': [1, 2, 4]}, 'num_blocks and heads need 4 entries'),
-    ({'dim': 15, 'heads': [1, 2, 8, 8]}, r'heads \[1, 2, 8, 8\] do not divide the channels of level 3'),
+    ({'dim': 16}, 'PromptIR: dim: 16 is not an integer >= 3 and a multiple of 3'),
+    ({'dim': 12, 'prompt_size': 18}, 'prompt_size: 18 is not an integer >= 4 and a multiple of 4'),
+    ({'dim': 12, 'heads': [1, 2, 4]}, r'heads: \[1, 2, 4\] has 3 entries; expected a list of 4 integers'),
+    ({'dim': 15, 'heads': [1, 2, 8, 8]}, r'heads: \[1, 2, 8, 8\] do not divide the channels of level 3'),
 ])
 def test_bad_options_are_refused_with_the_option_named(options, message):
     with pytest.raises(ValueError, match=message):

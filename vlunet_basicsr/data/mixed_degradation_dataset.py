@@ -157,8 +157,10 @@ class MixedDegradationDataset(data.Dataset):
 
     @classmethod
     def option(cls, opt, key):
-        """The value of ``key`` in ``opt``, or its default (``OPTION_DEFAULTS``)."""
-        return option(opt, cls.OPTION_DEFAULTS, key)
+        """The value of ``key`` in ``opt``, or its default (``OPTION_DEFAULTS``; a subclass reads the keys it does
+        not declare, such as ``noise_seed``, at this class's defaults)."""
+        defaults = cls.OPTION_DEFAULTS if key in cls.OPTION_DEFAULTS else MixedDegradationDataset.OPTION_DEFAULTS
+        return option(opt, defaults, key)
 
     def _build_index(self, opt, sources_opt):
         if self.option(opt, 'sampling') == 'repeat':
