@@ -126,7 +126,8 @@ class CompositeDegradationDataset(MixedDegradationDataset):
             text = prompts.prompts[int(label)]
         return {'name': name, 'label': int(label), 'text': text, 'dataroot_gt': opt['dataroot_gt'],
                 'dataroot_lq': entry['dataroot_lq'], 'io_backend': opt.get('io_backend') or {'type': backend},
-                **{key: option(entry, CompositeDegradationDataset.SOURCE_DEFAULTS, key) for key in ('repeat', 'weight')}}
+                **{key: option(entry, CompositeDegradationDataset.SOURCE_DEFAULTS, key)
+                   for key in ('repeat', 'weight')}}
 
     def _sample(self, index):
         source_index, image_index = (int(value) for value in self.index[index])

@@ -130,7 +130,8 @@ class MixedDegradationDataset(data.Dataset):
         for i, source in enumerate(sources):
             where = f'sources[{i}]'
             problems += unknown_key_problems(source, cls.SOURCE_DEFAULTS, where, 'a source')
-            problems += located(where, ImageSource.option_problems(source) + source_share_problems(source, cls.SOURCE_DEFAULTS))
+            share = source_share_problems(source, cls.SOURCE_DEFAULTS)
+            problems += located(where, ImageSource.option_problems(source) + share)
         return problems
 
     def __init__(self, opt):

@@ -11,8 +11,8 @@ from vlunet_basicsr.utils.option_values import expect, option, problems_of, rais
 class PairedDegradationDataset(data.Dataset):
     """One paired set, or one clean set with deterministic Gaussian noise, returned at full size.
 
-    Option keys (``OPTION_DEFAULTS``; values checked by `option_problems`): those of `ImageSource` (name, label, text, dataroot_gt, dataroot_lq or noise_sigma,
-    io_backend, meta_info_file, filename_tmpl), plus:
+    Option keys (``OPTION_DEFAULTS``; values checked by `option_problems`): those of `ImageSource` (name, label,
+    text, dataroot_gt, dataroot_lq or noise_sigma, io_backend, meta_info_file, filename_tmpl), plus:
         noise_seed (int): With noise_sigma: the noise of an image depends only on (noise_seed, image key,
             sigma), not on order, workers or machine; rounded to 8 bits. Default: 0.
         crop_to_multiple (int | None): Crop the bottom/right so sides are multiples of this (the papers' legacy

@@ -93,7 +93,7 @@ class PairMixUp:
     @staticmethod
     def argument_problems(arguments):
         """Problems of the given keyword arguments among alpha, beta and start_iter, each naming its key."""
-        problems = [expect('start_iter', arguments['start_iter'], 'int', minimum=1)] if 'start_iter' in arguments else []
+        problems = [expect('start_iter', arguments.get('start_iter', 1), 'int', minimum=1)]
         for key in ('alpha', 'beta'):
             number = arguments.get(key)
             problems.append(expect(key, number, 'float') if key in arguments else None)
