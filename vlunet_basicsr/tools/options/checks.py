@@ -197,13 +197,26 @@ def _model_problems(opt, model_cls, is_train):
     return problems
 
 
+def dataset_entry_problems(cls, entry, where):
+    """Problems of one ``datasets.<phase>`` mapping: its keys against the dataset's declaration and the loader's
+    keys, its values by the dataset's own ``option_problems`` (only the loader's keys for an undeclaring class)."""
+    loader = basicsr_keys.DATASET_LOADER
+    declared = declared_keys(cls) if cls is not None else None
+    if declared is None:
+        return check_entry(entry, loader, where, entry.get('type'), unknown=False)
+    if not hasattr(cls, 'option_problems'):
+        return check_entry(entry, declared + loader, where, entry['type'], basicsr_keys.DERIVED)
+    keys = tuple(replace(option, default=None) for option in declared)  # required: named by option_problems
+    problems = check_entry(entry, keys + loader, where, entry['type'], basicsr_keys.DERIVED)
+    return problems + located(where, cls.option_problems(entry))
+
+
 def _dataset_problems(opt, is_train):
     _, dataset_registry, _, _, _ = _registries()
     datasets = opt.get('datasets')
     if not isinstance(datasets, dict):
         return [] if datasets is None else [f'datasets: expected a mapping of phases, got {datasets!r}']
     problems = []
-    loader = basicsr_keys.DATASET_LOADER
     if is_train and 'train' not in datasets:
         problems.append('datasets.train: required in training')
     for phase, entry in datasets.items():
@@ -214,15 +227,7 @@ def _dataset_problems(opt, is_train):
             problems.append(f'{where}: expected a mapping of dataset options, got {entry!r}')
             continue
         cls = dataset_registry.get(entry['type']) if entry.get('type') in dataset_registry else None
-        declared = declared_keys(cls) if cls is not None else None
-        if declared is not None and hasattr(cls, 'option_problems'):
-            keys = tuple(replace(option, default=None) for option in declared)  # required: named by option_problems
-            problems += check_entry(entry, keys + loader, where, entry['type'], basicsr_keys.DERIVED)
-            problems += located(where, cls.option_problems(entry))
-        elif declared is not None:
-            problems += check_entry(entry, declared + loader, where, entry['type'], basicsr_keys.DERIVED)
-        else:
-            problems += check_entry(entry, loader, where, entry.get('type'), unknown=False)
+        problems += dataset_entry_problems(cls, entry, where)
         if is_train and phase == 'train':
             problems += [f'{where}.{key}: required in training' for key in ('batch_size_per_gpu', 'num_worker_per_gpu')
                          if key not in entry]
