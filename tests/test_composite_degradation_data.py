@@ -17,7 +17,6 @@ from conftest import REPO
 from test_prepare_layouts_extra import prepare, write_cdd11
 from vlunet_basicsr.data.dataset_writer import write_sets
 from vlunet_basicsr.tools.options import basicsr_keys
-from vlunet_basicsr.tools.options.spec import check_entry
 from vlunet_basicsr.utils.prompts import (CDD11_PROMPTS, CDD11_TYPES, DEGRADATION_PROMPTS, PROMPT_SETS, prompt_set,
                                           resolve_prompts)
 
@@ -104,7 +103,7 @@ def test_bad_sources_are_named(cdd11_lmdbs, tmp_path):
     assert (fog['source'], fog['label'], fog['text']) == ('fog', 11, 'The image has fog degradation')
     with pytest.raises(ValueError, match=r"sources\[1\]: the type 'haze' is listed twice"):
         build_dataset(_opt(root, types=('haze', 'haze')))
-    with pytest.raises(ValueError, match=r"datasets.train.prompts: unknown prompt set 'cdd12'"):
+    with pytest.raises(ValueError, match=r"datasets.train: prompts: 'cdd12' is not one of 'cdd11', 'release'"):
         build_dataset(_opt(root, prompts='cdd12'))
     # a type missing a scene: its keys differ from the clean set's
     raw = cdd11_lmdbs[1]
@@ -175,8 +174,8 @@ def test_cdd11_option_files_declare_valid_datasets_that_build(name, cdd11_lmdbs)
     per_type = []
     for phase, entry in copy.deepcopy(opt['datasets']).items():
         cls = DATASET_REGISTRY.get(entry['type'])
-        assert check_entry(entry, tuple(cls.OPTIONS) + basicsr_keys.DATASET_LOADER, phase, entry['type'],
-                           basicsr_keys.DERIVED) == []
+        assert cls.option_problems(entry) == []
+        assert set(entry) <= set(cls.OPTION_DEFAULTS) | {o.key for o in basicsr_keys.DATASET_LOADER}
         split = 'train' if phase == 'train' else 'test'
         for key in ('dataroot_gt', 'dataroot_lq'):
             if key in entry:

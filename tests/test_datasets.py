@@ -123,7 +123,7 @@ def test_paired_set_full_size_and_legacy_crop(two_backends):
 
 def test_clear_errors_for_bad_sources(tmp_path, two_backends):
     gt, lq, io = two_backends['disk']
-    with pytest.raises(ValueError, match=r'sources\[0\] \(derain\): give exactly one of dataroot_lq'):
+    with pytest.raises(ValueError, match=r'sources\[0\]\.dataroot_lq: give exactly one of dataroot_lq'):
         build_dataset({**_mixed_opt(gt, lq, io), 'sources': [{'name': 'derain', 'label': 4, 'dataroot_gt': gt}]})
     with pytest.raises(FileNotFoundError, match='image folder not found: .*nowhere'):
         build_dataset(_paired_opt(str(tmp_path / 'nowhere'), io))

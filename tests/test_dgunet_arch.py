@@ -282,12 +282,11 @@ def test_declarations_for_the_model_layer_and_bad_channels():
 
 
 @pytest.mark.parametrize('cls', [DGUNet, DGUNetPlus, EdgeLoss])
-def test_declared_options_are_the_constructor_keywords_and_defaults(cls):
-    parameters = inspect.signature(cls.__init__).parameters
-    assert {option.name: option.default for option in cls.OPTIONS} == {
-        name: parameter.default for name, parameter in parameters.items() if name != 'self'}
-    for option in cls.OPTIONS:
-        assert f'{option.name} (' in cls.__doc__, option.name  # documented in Args
+def test_the_constructor_keywords_are_documented_and_their_defaults_pass_the_constructors_check(cls):
+    parameters = inspect.signature(cls).parameters
+    for name in parameters:
+        assert f'{name} (' in cls.__doc__, name  # documented in Args
+    assert cls.argument_problems({name: parameter.default for name, parameter in parameters.items()}) == []
 
 
 def test_gradients_reach_every_parameter_the_published_network_uses():

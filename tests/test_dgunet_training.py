@@ -85,7 +85,7 @@ def test_mixup_is_off_by_default_and_bad_values_name_the_key():
     model.feed_data(batch)
     model.optimize_parameters(1)
     assert torch.equal(model.lq, batch['lq']) and torch.equal(model.gt, batch['gt'])
-    assert GuidedRestorationModel.check_options({'network_g': dict(TOY_STAGES), 'train': {}}, True) == []
+    assert GuidedRestorationModel.option_problems({'network_g': dict(TOY_STAGES), 'train': {}}, True) == []
 
     assert mixup_problems(True) == [] and mixup_problems({'start_iter': 5}) == []
     assert mixup_problems('yes') == ["train.mixup: 'yes' is not true, false or a mapping of alpha, beta, start_iter"]
@@ -94,7 +94,7 @@ def test_mixup_is_off_by_default_and_bad_values_name_the_key():
     assert "unknown option 'alfa' for MixUp. Did you mean 'alpha'?" in mixup_problems({'alfa': 1.2})[0]
     with pytest.raises(ValueError, match='train.mixup.beta: -1 must be > 0'):
         _model({'beta': -1})
-    problems = GuidedRestorationModel.check_options(
+    problems = GuidedRestorationModel.option_problems(
         {'network_g': {'type': 'ToyTextGuidedNet'}, 'network_clip': {'type': 'DegradationCLIP'},
          'train': {'mixup': True}}, True)
     assert len(problems) == 1 and "train.mixup: ToyTextGuidedNet is guided by the prompt of each sample's label" \

@@ -226,37 +226,31 @@ def test_help_and_argument_errors_answer_without_importing_torch(tmp_path, argv)
     assert ('usage: basicsr' in proc.stdout + proc.stderr)
 
 
-def _documented_keys(cls):
-    """Keys documented as ``name (type): ...`` lines in a class docstring (not under Attributes/Returns/Raises)."""
-    text = re.split(r'^(?:Attributes|Returns|Raises|Yields):\s*$', inspect.getdoc(cls) or '', flags=re.M)[0]
-    return set(re.findall(r'^\s+([A-Za-z_][\w.]*) \([^)]*\):', text, flags=re.M)) - {'Args'}
-
-
-def test_every_class_declares_its_options_once_matching_its_constructor_and_docstring():
-    from vlunet_basicsr.tools.options.basicsr_keys import DATASET_LOADER, PATH, PATH_PER_NETWORK, TRAIN, VAL
+def test_every_class_documents_each_key_once_and_checks_its_values_itself():
+    from vlunet_basicsr.tools.options.reference import class_keys
     found = declaring_classes()
     assert {cls.__name__ for _, _, cls in found} >= {'VLUNet', 'DegradationCLIP', 'MixedDegradationDataset',
                                                       'PairedDegradationDataset', 'DegradationContrastiveLoss',
                                                       'LinearWarmupCosineLR', 'VLUNetModel', 'CLIPAdapterModel'}
     for kind, _, cls in found:
-        assert 'OPTIONS' in vars(cls) or any('OPTIONS' in vars(base) for base in cls.__mro__[1:]), cls
-        names = [option.name for option in cls.OPTIONS]
-        assert len(names) == len(set(names)), f'{cls.__name__} declares a key twice'
-        owner = next(c for c in cls.__mro__ if 'OPTIONS' in vars(c))  # the class that declares them documents them
-        # ... or a base of it that the docstring refers to ("Args: as VLUNet")
-        docstring = '\n'.join(inspect.getdoc(c) or '' for c in owner.__mro__ if c.__module__.startswith('vlunet_'))
-        for name in names:
-            assert re.search(rf'\b{re.escape(name.split(".")[-1])}\b', docstring), \
-                f'{cls.__name__}: declared option {name} is not in its docstring'
-        basicsr_names = {o.name for o in TRAIN + VAL + PATH + DATASET_LOADER} | {o.key for o in DATASET_LOADER}
-        undeclared = {key for key in _documented_keys(owner) - set(names) - basicsr_names - {o.key for o in cls.OPTIONS}
-                      if not key.startswith(tuple(o.name for o in PATH_PER_NETWORK))}
-        assert not undeclared, f'{cls.__name__} documents keys it does not declare: {sorted(undeclared)}'
+        assert not hasattr(cls, 'OPTIONS'), f'{cls.__name__}: the constructor or OPTION_DEFAULTS is the schema'
         if kind in ('arch', 'loss', 'scheduler'):
-            parameters = inspect.signature(cls.__init__).parameters
-            if not any(p.kind == p.VAR_KEYWORD for p in parameters.values()):
-                keywords = set(list(parameters)[1:]) - {'optimizer', 'last_epoch'}
-                assert keywords == set(names), f'{cls.__name__}: constructor {sorted(keywords)} vs {sorted(names)}'
+            assert not hasattr(cls, 'OPTION_DEFAULTS') and hasattr(cls, 'argument_problems'), cls
+        else:
+            assert isinstance(cls.OPTION_DEFAULTS, dict) and hasattr(cls, 'option_problems'), cls
+        for key, kind_text, text, _ in class_keys(cls):
+            assert kind_text and text, f'{cls.__name__}: key {key} is not documented as `{key} (type): text`'
+
+
+def test_an_arch_checks_its_arguments_in_its_constructor_and_the_pre_flight_calls_that_check():
+    from vlunet_basicsr.archs.vlunet_arch import VLUNet
+    from vlunet_basicsr.tools.options.checks import constructor_problems
+    with pytest.raises(ValueError, match=re.escape('VLUNet: num_blocks: [1, 0, 1, 1] is out of range')):
+        VLUNet(num_blocks=[1, 0, 1, 1])
+    assert constructor_problems(VLUNet, {'type': 'VLUNet', 'num_blocks': [1, 0, 1, 1]}, 'network_g', 'VLUNet') == [
+        'network_g.num_blocks: [1, 0, 1, 1] is out of range; expected a list of 4 integers >= 1']
+    assert constructor_problems(VLUNet, {'type': 'VLUNet', 'dims': 4}, 'network_g', 'VLUNet') == [
+        "network_g: unknown option 'dims' for VLUNet. Did you mean 'dim'?"]
 
 
 def test_the_option_reference_page_is_generated_from_the_declarations():

@@ -67,24 +67,24 @@ def test_sides_not_multiple_of_8_are_refused_with_the_rule_named():
 
 
 @pytest.mark.parametrize('options, message', [
-    ({'dim': 16}, 'dim must be a multiple of 3'),
-    ({'dim': 12, 'prompt_size': 18}, 'prompt_size must be a multiple of 4'),
-    ({'dim': 12, 'heads': [1, 2, 4]}, 'num_blocks and heads need 4 entries'),
-    ({'dim': 15, 'heads': [1, 2, 8, 8]}, r'heads \[1, 2, 8, 8\] do not divide the channels of level 3'),
+    ({'dim': 16}, 'PromptIR: dim: 16 is not an integer >= 3 and a multiple of 3'),
+    ({'dim': 12, 'prompt_size': 18}, 'prompt_size: 18 is not an integer >= 4 and a multiple of 4'),
+    ({'dim': 12, 'heads': [1, 2, 4]}, r'heads: \[1, 2, 4\] has 3 entries; expected a list of 4 integers'),
+    ({'dim': 15, 'heads': [1, 2, 8, 8]}, r'heads: \[1, 2, 8, 8\] do not divide the channels of level 3'),
 ])
 def test_bad_options_are_refused_with_the_option_named(options, message):
     with pytest.raises(ValueError, match=message):
         PromptIR(**options)
 
 
-def test_declared_options_are_the_constructor_keywords_and_defaults():
-    parameters = inspect.signature(PromptIR.__init__).parameters
-    defaults = {name: parameter.default for name, parameter in parameters.items() if name != 'self'}
-    declared = {option.name: option.default for option in PromptIR.OPTIONS}
-    assert declared.keys() == defaults.keys()
-    assert all(declared[k] == (list(v) if isinstance(v, tuple) else v) for k, v in defaults.items())
-    for option in PromptIR.OPTIONS:
-        assert f'{option.name} (' in PromptIR.__doc__, option.name
+def test_the_constructor_keywords_are_documented_and_their_defaults_pass_the_constructors_check():
+    parameters = inspect.signature(PromptIR).parameters
+    for name in parameters:
+        assert f'{name} (' in PromptIR.__doc__, name
+    defaults = {name: parameter.default for name, parameter in parameters.items()}
+    assert PromptIR.argument_problems(defaults) == []
+    assert PromptIR.argument_problems({**defaults, 'dim': 50}) == [
+        'dim: 50 is not an integer >= 3 and a multiple of 3']
 
 
 @pytest.mark.parametrize('channels_last', [True, False])

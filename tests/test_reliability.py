@@ -224,7 +224,7 @@ def test_vlunet_dim_is_checked_with_the_options():
         with pytest.raises(ValueError, match=rf'network_g.dim: {dim} is (out of range; expected|not) an integer '
                                              r'>= 10 and a multiple of 2'):
             checks.check_declared_options(opt, path, True)
-    with pytest.raises(ValueError, match='dim must be at least 10 .* and a multiple of 2'):
+    with pytest.raises(ValueError, match='VLUNet: dim: 11 is not an integer >= 10 and a multiple of 2'):
         VLUNet(dim=11, num_blocks=[1, 1, 1, 1], num_refinement_blocks=1, de_dim=5, degradation_dim=32)
     with open(os.path.join(REPO, 'docs', 'option_reference.md')) as f:
-        assert '| `dim` | int | `48` | >= 10, multiple of 2 |' in f.read()
+        assert '| `dim` | int | `48` | Level-1 channels (at least 10, and even). Default: 48. |' in f.read()

@@ -157,7 +157,7 @@ def test_bad_vector_shape_and_dim_are_clear_errors():
     net = VLUNet(**TINY)
     with pytest.raises(ValueError, match=r'degradation_vector must have shape \(1, 512\)'):
         net(torch.rand(1, 3, 16, 16), torch.rand(1, 256))
-    with pytest.raises(ValueError, match='dim must be at least 10'):
+    with pytest.raises(ValueError, match='VLUNet: dim: 8 is out of range; expected an integer >= 10'):
         VLUNet(dim=8)
 
 

@@ -1,7 +1,7 @@
 """The learnable MLP adapter that VLU-Net puts after each frozen CLIP encoder (paper Sec. 3.1)."""
 from torch import nn
 
-_ACTIVATIONS = {'gelu': nn.GELU, 'relu': nn.ReLU, 'silu': nn.SiLU, 'tanh': nn.Tanh}
+ADAPTER_ACTIVATIONS = {'gelu': nn.GELU, 'relu': nn.ReLU, 'silu': nn.SiLU, 'tanh': nn.Tanh}
 #: The release's adapter names (``ad_imageEncoder.adapter.0.weight``) and ours (``image_adapter.0.weight``).
 RELEASE_ADAPTER_PREFIXES = {'ad_imageEncoder.adapter.': 'image_adapter.', 'ad_textEncoder.adapter.': 'text_adapter.'}
 
@@ -28,9 +28,9 @@ class ClipAdapter(nn.Sequential):
     """
 
     def __init__(self, dim=512, activation='gelu'):
-        if activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {', '.join(_ACTIVATIONS)}, got {activation!r}")
-        act = _ACTIVATIONS[activation]
+        if activation not in ADAPTER_ACTIVATIONS:
+            raise ValueError(f"activation must be one of {', '.join(ADAPTER_ACTIVATIONS)}, got {activation!r}")
+        act = ADAPTER_ACTIVATIONS[activation]
         super().__init__(
             nn.Linear(dim, dim), nn.LayerNorm(dim), act(),
             nn.Linear(dim, dim), nn.LayerNorm(dim), act(),

@@ -7,11 +7,11 @@ from torch.nn import functional as F
 
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.archs.clip_adapter import ClipAdapter, adapters_from_release
+from vlunet_basicsr.archs.clip_adapter import ADAPTER_ACTIVATIONS, ClipAdapter, adapters_from_release
 from vlunet_basicsr.utils.clip_preprocess import clip_input
 from vlunet_basicsr.utils.clip_defaults import DEFAULT_CLIP_MODEL
-from vlunet_basicsr.tools.options.spec import Option
 from vlunet_basicsr.utils.checkpoint_util import load_weights
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 ADAPTER_PREFIXES = ('image_adapter.', 'text_adapter.')
 RESAVE_TO_TRUST = ('load it with torch.load(weights_only=False) in a Python session and torch.save the state dict '
@@ -83,15 +83,19 @@ class DegradationCLIP(nn.Module):
             Default: None.
     """
 
-    OPTIONS = (
-        Option('model_name', 'str', DEFAULT_CLIP_MODEL, 'open_clip model.'),
-        Option('pretrained', 'str', None, 'open_clip tag, local weights file, or ~ for random weights.'),
-        Option('adapter_path', 'str', None, 'Adapters (ours or the released clip_tuned.pth).'),
-        Option('activation', 'str', 'gelu', 'Adapter activation.', choices=('gelu', 'relu', 'silu', 'tanh')),
-        Option('model_cfg', 'dict', None, 'Overrides of the open_clip model config.'),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key."""
+        return problems_of(
+            expect('model_name', arguments['model_name'], 'str'),
+            expect('pretrained', arguments['pretrained'], 'str', nullable=True),
+            expect('adapter_path', arguments['adapter_path'], 'str', nullable=True),
+            expect('activation', arguments['activation'], 'str', choices=tuple(ADAPTER_ACTIVATIONS)),
+            expect('model_cfg', arguments['model_cfg'], 'dict', nullable=True))
 
-    def __init__(self, model_name=DEFAULT_CLIP_MODEL, pretrained=None, adapter_path=None, activation='gelu', model_cfg=None):
+    def __init__(self, model_name=DEFAULT_CLIP_MODEL, pretrained=None, adapter_path=None, activation='gelu',
+                 model_cfg=None):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__()
         self.model_name = model_name
         self.backbone = create_clip_backbone(model_name, pretrained, model_cfg).requires_grad_(False).eval()

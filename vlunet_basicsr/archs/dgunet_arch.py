@@ -15,7 +15,7 @@ from torch import nn
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.dgunet_blocks import (SAM, UNET_LEVELS, Decoder, Encoder, MergeBlock, ResBlock,
                                                 gradient_step, shallow_features)
-from vlunet_basicsr.tools.options.spec import Option
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 
 #: Stages of both networks (and images returned by ``forward(x, return_stages=True)`` at ``depth=5``).
@@ -37,25 +37,22 @@ def pad_for_dgunet(x):
     return pad_to_multiple(x, SIZE_MULTIPLE, MIN_SIZE)
 
 
-def _common_options(n_feat, scale_orsnetfeats_doc):
-    """The YAML declarations of both networks (their constructor keywords), given the default width."""
-    return (
-        Option('in_c', 'int', 3, 'Image channels.', minimum=1),
-        Option('out_c', 'int', 3, 'Output channels; must equal in_c.', minimum=1),
-        Option('n_feat', 'int', n_feat, 'Channels of the stage features and the first U-Net level.', minimum=1),
-        Option('scale_unetfeats', 'int', 48, 'Channels added per U-Net level.', minimum=0),
-        Option('scale_orsnetfeats', 'int', 32, scale_orsnetfeats_doc, minimum=0),
-        Option('num_cab', 'int', 8, 'Accepted for the published signature; unused.', minimum=0),
-        Option('kernel_size', 'int', 3, 'Size of the shallow, CAB and tail convolutions.', choices=(1, 3, 5, 7)),
-        Option('reduction', 'int', 4, 'Channel reduction in the channel attention.', minimum=1),
-        Option('bias', 'bool', False, 'Bias in the shallow, CAB, SAM and tail convolutions.'),
-    )
-
-
-def _check_channels(in_c, out_c):
-    if in_c != out_c:
-        raise ValueError(f'DGUNet adds its correction to the input image, so in_c and out_c must be equal, '
-                         f'got {in_c} and {out_c}')
+def _argument_problems(arguments):
+    """Problems of the keyword arguments both networks take."""
+    in_c, out_c = arguments['in_c'], arguments['out_c']
+    return problems_of(
+        expect('in_c', in_c, 'int', minimum=1),
+        expect('out_c', out_c, 'int', minimum=1),
+        expect('n_feat', arguments['n_feat'], 'int', minimum=1),
+        expect('scale_unetfeats', arguments['scale_unetfeats'], 'int', minimum=0),
+        expect('scale_orsnetfeats', arguments['scale_orsnetfeats'], 'int', minimum=0),
+        expect('num_cab', arguments['num_cab'], 'int', minimum=0),
+        expect('kernel_size', arguments['kernel_size'], 'int', choices=(1, 3, 5, 7)),
+        expect('reduction', arguments['reduction'], 'int', minimum=1),
+        expect('bias', arguments['bias'], 'bool'),
+        expect('channels_last', arguments['channels_last'], 'bool'),
+        None if in_c == out_c else (f'out_c: DGUNet adds its correction to the input image, so in_c and out_c must '
+                                    f'be equal, got {in_c} and {out_c}'))
 
 
 class _DGUNetBase(nn.Module):
@@ -144,10 +141,10 @@ class DGUNet(_DGUNetBase):
             Default: True.
     """
 
-    OPTIONS = _common_options(80, 'Extra channels of the stage-7 fusion convolution.') + (
-        Option('depth', 'int', 5, 'How many times the shared middle stage runs.', minimum=0),
-        Option('channels_last', 'bool', True, 'Compute on channels_last features.'),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key."""
+        return _argument_problems(arguments) + problems_of(expect('depth', arguments['depth'], 'int', minimum=0))
 
     def __init__(self,
                  in_c=3,
@@ -161,10 +158,8 @@ class DGUNet(_DGUNetBase):
                  bias=False,
                  depth=5,
                  channels_last=True):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__()
-        _check_channels(in_c, out_c)
-        if depth < 0:
-            raise ValueError(f'depth must be >= 0, got {depth}')
         self.depth = depth
         self.channels_last = channels_last
         gradient_act = nn.PReLU()  # every gradient-step block of this network (published: of the process)
@@ -221,9 +216,10 @@ class DGUNetPlus(_DGUNetBase):
         channels_last (bool): Compute on channels_last (NHWC) features (see `DGUNet`). Default: True.
     """
 
-    OPTIONS = _common_options(96, 'Accepted for the published signature; unused by DGUNet+.') + (
-        Option('channels_last', 'bool', True, 'Compute on channels_last features.'),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key."""
+        return _argument_problems(arguments)
 
     def __init__(self,
                  in_c=3,
@@ -236,8 +232,8 @@ class DGUNetPlus(_DGUNetBase):
                  reduction=4,
                  bias=False,
                  channels_last=True):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__()
-        _check_channels(in_c, out_c)
         self.channels_last = channels_last
         act = nn.PReLU()  # the seven CABs
         gradient_act = nn.PReLU()  # the fourteen gradient-step blocks

@@ -14,8 +14,8 @@ from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import (Downsample, OverlapPatchEmbed, TransformerBlock, Upsample,
-                                                   restormer_options)
-from vlunet_basicsr.tools.options.spec import Option
+                                                   restormer_argument_problems)
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 #: The published network's prompt channels are 64, 128 and 320 at dim=48 (decoder levels 1, 2 and the latent):
 #: 4/3, 8/3 and 20/3 of dim. Its unused encoder-side layers are sized for 64, 128 and 256 (16/3 of dim).
@@ -90,18 +90,23 @@ class PromptIR(nn.Module):
     #: Three 2x down-samplings.
     size_multiple = 8
 
-    OPTIONS = restormer_options('Level-1 channels (prompt channels follow it).', 3, 3) + (
-        Option('prompt_len', 'int', 5, 'Learned components of each prompt block.', minimum=1),
-        Option('prompt_size', 'int', 64, 'Spatial size of the level-1 prompt components.', minimum=4),
-        Option('channels_last', 'bool', True, 'Compute on channels_last features.'),
-        Option('fused_backward', 'bool', True, 'Hand-written backward passes for attention and the GDFN gate.'),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key. ``dim`` is a
+        multiple of 3 (the prompt channels are 4/3, 8/3 and 20/3 of it, 64, 128 and 320 at 48), ``prompt_size`` of 4
+        (levels 2 and 3 use 1/2 and 1/4), and the heads divide every level's channels."""
+        problems = restormer_argument_problems(arguments, 3, 3) + problems_of(
+            expect('prompt_len', arguments['prompt_len'], 'int', minimum=1),
+            expect('prompt_size', arguments['prompt_size'], 'int', minimum=4, multiple=4),
+            expect('channels_last', arguments['channels_last'], 'bool'),
+            expect('fused_backward', arguments['fused_backward'], 'bool'))
+        return problems or _head_problems(arguments['dim'], arguments['heads'])
 
     def __init__(self, inp_channels=3, out_channels=3, dim=48, num_blocks=(4, 6, 6, 8), num_refinement_blocks=4,
                  heads=(1, 2, 4, 8), ffn_expansion_factor=2.66, bias=False, LayerNorm_type='WithBias',  # noqa: N803
                  prompt_len=5, prompt_size=64, channels_last=True, fused_backward=True):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__()
-        _check_options(dim, num_blocks, heads, prompt_size)
         self.channels_last = channels_last
         d1, d2, d3, d4 = dim, dim * 2, dim * 4, dim * 8
         p1, p2, p3 = prompt_channels(dim)
@@ -185,19 +190,11 @@ class PromptIR(nn.Module):
         return reduce(fuse(torch.cat([x, prompt(x)], 1)))
 
 
-def _check_options(dim, num_blocks, heads, prompt_size):
-    if len(num_blocks) != 4 or len(heads) != 4:
-        raise ValueError(f'PromptIR: num_blocks and heads need 4 entries (levels 1-4), got {num_blocks} and {heads}')
-    if dim % 3:
-        raise ValueError(f'PromptIR: dim must be a multiple of 3 (the prompt channels are 4/3, 8/3 and 20/3 of it, '
-                         f'64, 128 and 320 at 48), got {dim}')
-    if prompt_size % 4:
-        raise ValueError(f'PromptIR: prompt_size must be a multiple of 4 (levels 2 and 3 use 1/2 and 1/4), '
-                         f'got {prompt_size}')
+def _head_problems(dim, heads):
+    """The heads must divide the channels of every level and of the prompt blocks."""
     p1, p2, p3 = prompt_channels(dim)
     widths = {'encoder/decoder level 1 (dim, 2*dim)': (dim, heads[0]), 'level 2 (2*dim)': (2 * dim, heads[1]),
               'level 3 (4*dim)': (4 * dim, heads[2]), 'latent (8*dim)': (8 * dim, heads[3]),
               'prompt blocks (heads[2])': (math.gcd(8 * dim + p3, 4 * dim + p2, 2 * dim + p1), heads[2])}
-    for where, (channels, num_heads) in widths.items():
-        if channels % num_heads:
-            raise ValueError(f'PromptIR: heads {list(heads)} do not divide the channels of {where} for dim {dim}')
+    return [f'heads: {list(heads)} do not divide the channels of {where} for dim {dim}'
+            for where, (channels, num_heads) in widths.items() if channels % num_heads][:1]

@@ -8,7 +8,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from vlunet_basicsr.archs.restormer_ops import channel_attention, gated_gelu, split_channel_attention
-from vlunet_basicsr.tools.options.spec import Option
+from vlunet_basicsr.utils.option_values import expect, problems_of
 
 
 def conv_part(x, pointwise, depthwise, index, parts):
@@ -22,6 +22,9 @@ def conv_part(x, pointwise, depthwise, index, parts):
     y = F.conv2d(x, pointwise.weight[rows], None if pointwise.bias is None else pointwise.bias[rows])
     return F.conv2d(y, depthwise.weight[rows], None if depthwise.bias is None else depthwise.bias[rows],
                     padding=depthwise.padding, groups=rows.stop - rows.start)
+
+
+LAYER_NORM_TYPES = ('WithBias', 'BiasFree')
 
 
 class _ChannelNorm(nn.Module):
@@ -54,7 +57,7 @@ class LayerNorm(nn.Module):
 
     def __init__(self, dim, LayerNorm_type='WithBias'):  # noqa: N803  (the release's keyword)
         super().__init__()
-        if LayerNorm_type not in ('WithBias', 'BiasFree'):
+        if LayerNorm_type not in LAYER_NORM_TYPES:  # building blocks are also used without an arch's checks
             raise ValueError(f"LayerNorm_type must be 'WithBias' or 'BiasFree', got {LayerNorm_type!r}")
         self.body = _ChannelNorm(dim, with_bias=LayerNorm_type == 'WithBias')
 
@@ -215,17 +218,17 @@ class Upsample(nn.Module):
         return self.body(x)
 
 
-def restormer_options(dim_doc, dim_minimum, dim_multiple=None):
-    """The YAML declarations of the Restormer keywords that the archs built on these blocks share (channels, depth,
-    heads, GDFN, bias, layer norm); each arch describes its ``dim`` (``dim_doc``, at least ``dim_minimum``, a multiple of ``dim_multiple``)."""
-    return (
-        Option('inp_channels', 'int', 3, 'Input channels.', minimum=1),
-        Option('out_channels', 'int', 3, 'Output channels.', minimum=1),
-        Option('dim', 'int', 48, dim_doc, minimum=dim_minimum, multiple=dim_multiple),
-        Option('num_blocks', 'list[int]', [4, 6, 6, 8], 'Transformer blocks at levels 1-4.', minimum=1, length=4),
-        Option('num_refinement_blocks', 'int', 4, 'Blocks in the refinement stage.', minimum=1),
-        Option('heads', 'list[int]', [1, 2, 4, 8], 'MDTA heads at levels 1-4.', minimum=1, length=4),
-        Option('ffn_expansion_factor', 'float', 2.66, 'GDFN expansion.', minimum=0.1),
-        Option('bias', 'bool', False, 'Bias in convolutions.'),
-        Option('LayerNorm_type', 'str', 'WithBias', 'Layer norm kind.', choices=('WithBias', 'BiasFree')),
+def restormer_argument_problems(arguments, dim_minimum, dim_multiple=None):
+    """Problems of the Restormer keyword arguments that the archs built on these blocks share (channels, depth,
+    heads, GDFN, bias, layer norm); each arch sets the smallest ``dim`` and the multiple it must be of."""
+    return problems_of(
+        expect('inp_channels', arguments['inp_channels'], 'int', minimum=1),
+        expect('out_channels', arguments['out_channels'], 'int', minimum=1),
+        expect('dim', arguments['dim'], 'int', minimum=dim_minimum, multiple=dim_multiple),
+        expect('num_blocks', arguments['num_blocks'], 'list[int]', minimum=1, length=4),
+        expect('num_refinement_blocks', arguments['num_refinement_blocks'], 'int', minimum=1),
+        expect('heads', arguments['heads'], 'list[int]', minimum=1, length=4),
+        expect('ffn_expansion_factor', arguments['ffn_expansion_factor'], 'float', minimum=0.1),
+        expect('bias', arguments['bias'], 'bool'),
+        expect('LayerNorm_type', arguments['LayerNorm_type'], 'str', choices=LAYER_NORM_TYPES),
     )

@@ -10,9 +10,9 @@ from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import (MDTA, Downsample, OverlapPatchEmbed, TransformerBlock, conv_part,
-                                                   TransformerStack, Upsample, restormer_options)
+                                                   TransformerStack, Upsample, restormer_argument_problems)
 from vlunet_basicsr.archs.restormer_ops import channel_attention, split_channel_attention
-from vlunet_basicsr.tools.options.spec import Option
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 from vlunet_basicsr.utils.padding import SIZE_MULTIPLE, crop_to, pad_to_multiple
 
 #: Heads of the D-GDM's two attention operators, fixed in the release.
@@ -167,14 +167,16 @@ class VLUNet(nn.Module):
         except CheckpointFormatError:
             return None
 
-    OPTIONS = restormer_options('Level-1 channels (key channels are (channels // 10) * stage; the D-GDM splits '
-                                'them into 2 heads).', 10, GDM_HEADS) + (
-        Option('de_dim', 'int', 7, 'Keys in each degradation key database.', minimum=1),
-        Option('degradation_dim', 'int', 512, 'Length of the degradation (adapted CLIP) vector.', minimum=1),
-        Option('key_size', 'int', 96, 'Spatial size of the level-1 key database.', minimum=8),
-        Option('channels_last', 'bool', True, 'Compute on channels_last features.'),
-        Option('fused_backward', 'bool', True, 'Hand-written backward passes for attention and the GDFN gate.'),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key. Key channels
+        are (channels // 10) * stage, and the D-GDM splits them into 2 heads: ``dim`` is at least 10 and even."""
+        return restormer_argument_problems(arguments, 10, GDM_HEADS) + problems_of(
+            expect('de_dim', arguments['de_dim'], 'int', minimum=1),
+            expect('degradation_dim', arguments['degradation_dim'], 'int', minimum=1),
+            expect('key_size', arguments['key_size'], 'int', minimum=8),
+            expect('channels_last', arguments['channels_last'], 'bool'),
+            expect('fused_backward', arguments['fused_backward'], 'bool'))
 
     def __init__(self,
                  inp_channels=3,
@@ -191,12 +193,8 @@ class VLUNet(nn.Module):
                  key_size=96,
                  channels_last=True,
                  fused_backward=True):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__()
-        if len(num_blocks) != 4 or len(heads) != 4:
-            raise ValueError(f'num_blocks and heads need 4 entries (levels 1-4), got {num_blocks} and {heads}')
-        if dim < 10 or dim % GDM_HEADS:
-            raise ValueError(f'dim must be at least 10 (key channels are (channels // 10) * stage) and a multiple of '
-                             f'{GDM_HEADS} (the D-GDM heads), got {dim}')
         self.degradation_dim = degradation_dim
         self.channels_last = channels_last
 

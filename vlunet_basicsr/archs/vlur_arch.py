@@ -11,9 +11,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.archs.restormer_blocks import GDFN, LayerNorm, OverlapPatchEmbed, conv_part
+from vlunet_basicsr.archs.restormer_blocks import GDFN, LAYER_NORM_TYPES, LayerNorm, OverlapPatchEmbed, conv_part
 from vlunet_basicsr.archs.restormer_ops import NORM_EPS, channel_attention, split_channel_attention
-from vlunet_basicsr.tools.options.spec import Option
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 from vlunet_basicsr.utils.padding import SIZE_MULTIPLE, crop_to, pad_to_multiple
 
 
@@ -209,20 +209,27 @@ class VLURNet(nn.Module):
     #: The protocol's size rule: sides padded to multiples of 8 (as `forward` does itself).
     size_multiple = SIZE_MULTIPLE
 
-    OPTIONS = (
-        Option('inp_channels', 'int', 3, 'Input channels.', minimum=1),
-        Option('out_channels', 'int', 3, 'Output channels.', minimum=1),
-        Option('dim', 'int', 32, 'Level-1 channels (C).', minimum=1),
-        Option('num_blocks', 'list[int]', [1, 1, 1, 2], 'CTransAgg blocks at levels 1-4 (encoder and decoder).',
-               minimum=1, length=4),
-        Option('heads', 'list[int]', [8, 8, 8, 8], 'PGCA heads at levels 1-4.', minimum=1, length=4),
-        Option('ffn_expansion_factor', 'float', 2.66, 'FFN expansion.', minimum=0.1),
-        Option('bias', 'bool', False, 'Bias in convolutions and text projections.'),
-        Option('LayerNorm_type', 'str', 'WithBias', 'Layer norm kind.', choices=('WithBias', 'BiasFree')),
-        Option('text_dim', 'int', 512, 'Length of the text embedding.', minimum=1),
-        Option('text_query_size', 'int', 16, "Side of PGCA's pooled key grid.", minimum=1),
-        Option('fused_backward', 'bool', True, 'Hand-written backward passes for attention and the FFN gate.'),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key; the heads must
+        divide every level's channels."""
+        problems = problems_of(
+            expect('inp_channels', arguments['inp_channels'], 'int', minimum=1),
+            expect('out_channels', arguments['out_channels'], 'int', minimum=1),
+            expect('dim', arguments['dim'], 'int', minimum=1),
+            expect('num_blocks', arguments['num_blocks'], 'list[int]', minimum=1, length=4),
+            expect('heads', arguments['heads'], 'list[int]', minimum=1, length=4),
+            expect('ffn_expansion_factor', arguments['ffn_expansion_factor'], 'float', minimum=0.1),
+            expect('bias', arguments['bias'], 'bool'),
+            expect('LayerNorm_type', arguments['LayerNorm_type'], 'str', choices=LAYER_NORM_TYPES),
+            expect('text_dim', arguments['text_dim'], 'int', minimum=1),
+            expect('text_query_size', arguments['text_query_size'], 'int', minimum=1),
+            expect('fused_backward', arguments['fused_backward'], 'bool'))
+        if problems:
+            return problems
+        dim, heads = arguments['dim'], arguments['heads']
+        return [f'heads: {dim * 2**level} channels do not split into {num_heads} heads (dim={dim}, heads={heads})'
+                for level, num_heads in enumerate(heads) if dim * 2**level % num_heads][:1]
 
     def __init__(self,
                  inp_channels=3,
@@ -236,13 +243,9 @@ class VLURNet(nn.Module):
                  text_dim=512,
                  text_query_size=16,
                  fused_backward=True):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__()
-        if len(num_blocks) != 4 or len(heads) != 4:
-            raise ValueError(f'num_blocks and heads need 4 entries (levels 1-4), got {num_blocks} and {heads}')
         widths = [dim * 2**level for level in range(4)]
-        for width, num_heads in zip(widths, heads):
-            if width % num_heads:
-                raise ValueError(f'{width} channels do not split into {num_heads} heads (dim={dim}, heads={heads})')
         self.text_dim = text_dim
 
         def stack(level):

@@ -5,12 +5,14 @@ import torch
 from basicsr.data.transforms import augment
 from basicsr.utils.registry import DATASET_REGISTRY
 from vlunet_basicsr.data.image_source import to_sample
-from vlunet_basicsr.data.mixed_degradation_dataset import MixedDegradationDataset
-from vlunet_basicsr.tools.options.spec import REQUIRED, Option
+from vlunet_basicsr.data.mixed_degradation_dataset import (MixedDegradationDataset, sampling_problems,
+                                                            source_share_problems)
+from vlunet_basicsr.utils.option_values import (REQUIRED, expect, located, missing_key_problems, option,
+                                                 problems_of, raise_problems, unknown_key_problems)
 from vlunet_basicsr.utils.prompts import PROMPT_SETS, prompt_set
 
-_MIXED = {option.key: option for option in MixedDegradationDataset.OPTIONS}
-_MIXED_SOURCE = {option.key: option for option in MixedDegradationDataset.SOURCE_OPTIONS}
+_SAMPLING_KEYS = ('sampling', 'samples_per_epoch', 'sampling_seed', 'gt_size', 'pad_if_smaller', 'use_hflip',
+                  'use_rot', 'skip_bad_samples')
 
 
 @DATASET_REGISTRY.register()
@@ -24,7 +26,7 @@ class CompositeDegradationDataset(MixedDegradationDataset):
     sampler's shuffling draws a random type per sample. The clean image, the chosen version and every other
     type's version of the same scene get the same random crop, flips and rotations.
 
-    Option keys:
+    Option keys (``OPTION_DEFAULTS``, ``SOURCE_DEFAULTS`` for each type; values checked by `option_problems`):
         dataroot_gt (str): Folder or ``*.lmdb`` of the clean images (CDD-11: ``clear.lmdb``).
         sources (list[dict]): One per degradation type, each:
             ``name`` (str): the type; with the prompt set's label names (CDD-11's folder names: ``haze``, ``low``,
@@ -45,8 +47,8 @@ class CompositeDegradationDataset(MixedDegradationDataset):
         sampling_seed (int): Balanced only: which scenes fill each type's share. Default: 0.
         gt_size (int | None): Side of the random crop; None gives full images (no flips or rotations by default).
         pad_if_smaller (bool): Reflect-pad images smaller than gt_size (else fail naming the image). Default: True.
-        use_hflip (bool): Random horizontal flips. Default: True.
-        use_rot (bool): Random vertical flips and 90-degree rotations. Default: True.
+        use_hflip (bool | None): Random horizontal flips. Default: None (true with a gt_size, else false).
+        use_rot (bool | None): Random vertical flips and 90-degree rotations. Default: None (as use_hflip).
         skip_bad_samples (bool): Log an unreadable, corrupt or mismatched image once and use the next sample
             instead of failing. Default: False.
 
@@ -56,33 +58,39 @@ class CompositeDegradationDataset(MixedDegradationDataset):
     `CompositeDegradationLoss`).
     """
 
-    SOURCE_OPTIONS = (
-        Option('name', 'str', REQUIRED, 'The degradation type (a label name of the prompt set: a CDD-11 folder).'),
-        Option('dataroot_lq', 'str', REQUIRED, "Folder or *.lmdb of the type's images, with dataroot_gt's keys."),
-        Option('label', 'int', None, 'Label. Default: the index of name in the prompt set.', minimum=0),
-        Option('text', 'str', None, "Prompt. Default: the prompt set's prompt of label."),
-        _MIXED_SOURCE['repeat'],
-        _MIXED_SOURCE['weight'],
-    )
-    OPTIONS = (
-        Option('dataroot_gt', 'str', REQUIRED, 'Folder or *.lmdb of the clean images (CDD-11: clear.lmdb).'),
-        Option('sources', 'list[dict]', REQUIRED, 'The degradation types of every scene.', entries=SOURCE_OPTIONS,
-               entry_owner='a degradation type'),
-        Option('io_backend', 'dict', None, '{type: disk} or {type: lmdb} for every set. Default: by dataroot_gt.'),
-        Option('prompts', 'str', 'cdd11', 'Prompt set naming, labelling and wording the types.',
-               choices=tuple(sorted(PROMPT_SETS))),
-        Option('with_negatives', 'bool', True, "Read the scene's other types as negatives (2+ sources)."),
-    ) + tuple(_MIXED[key] for key in ('sampling', 'samples_per_epoch', 'sampling_seed', 'gt_size', 'pad_if_smaller',
-                                      'use_hflip', 'use_rot', 'skip_bad_samples'))
+    SOURCE_DEFAULTS = {'name': REQUIRED, 'dataroot_lq': REQUIRED, 'label': None, 'text': None,
+                       **{key: MixedDegradationDataset.SOURCE_DEFAULTS[key] for key in ('repeat', 'weight')}}
+    OPTION_DEFAULTS = {'dataroot_gt': REQUIRED, 'sources': REQUIRED, 'io_backend': None, 'prompts': 'cdd11',
+                       'with_negatives': True,
+                       **{key: MixedDegradationDataset.OPTION_DEFAULTS[key] for key in _SAMPLING_KEYS}}
+
+    @classmethod
+    def option_problems(cls, opt):
+        """Problems of the dataset's options (``'key: ...'``, without ``datasets.<phase>``); [] when valid."""
+        problems = sampling_problems(opt, cls.OPTION_DEFAULTS, 'CompositeDegradationDataset') + problems_of(
+            expect('dataroot_gt', opt.get('dataroot_gt'), 'str', nullable='dataroot_gt' not in opt),
+            expect('io_backend', opt.get('io_backend'), 'dict', nullable=True),
+            expect('prompts', cls.option(opt, 'prompts'), 'str', choices=tuple(sorted(PROMPT_SETS))),
+            expect('with_negatives', cls.option(opt, 'with_negatives'), 'bool'))
+        if problems or not opt['sources']:
+            return problems or ['sources: a non-empty list of degradation types is required']
+        for i, source in enumerate(opt['sources']):
+            where = f'sources[{i}]'
+            problems += unknown_key_problems(source, cls.SOURCE_DEFAULTS, where, 'a degradation type')
+            problems += located(where, missing_key_problems(source, cls.SOURCE_DEFAULTS, '', 'a degradation type'))
+            problems += located(where, problems_of(
+                expect('name', source.get('name'), 'str', nullable='name' not in source),
+                expect('dataroot_lq', source.get('dataroot_lq'), 'str', nullable='dataroot_lq' not in source),
+                expect('label', source.get('label'), 'int', minimum=0, nullable=True),
+                expect('text', source.get('text'), 'str', nullable=True),
+                source_share_problems(source, cls.SOURCE_DEFAULTS)))
+        return problems
 
     def __init__(self, opt):
         where = f"datasets.{opt.get('phase', 'train')}"
-        if opt.get('dataroot_gt') is None:
-            raise ValueError(f'{where}.dataroot_gt (the clean images, e.g. clear.lmdb) is required')
-        entries = opt.get('sources')
-        if not isinstance(entries, (list, tuple)) or not entries:
-            raise ValueError(f'{where}.sources: a non-empty list of degradation types is required')
-        prompts = prompt_set(opt.get('prompts', 'cdd11'), f'{where}.prompts')
+        raise_problems(where, self.option_problems(opt))
+        entries = opt['sources']
+        prompts = prompt_set(self.option(opt, 'prompts'), f'{where}.prompts')
         sources, names = [], set()
         for i, entry in enumerate(entries):
             source = self._source(entry, f'{where}.sources[{i}]', prompts, opt)
@@ -90,7 +98,7 @@ class CompositeDegradationDataset(MixedDegradationDataset):
                 raise ValueError(f"{where}.sources[{i}]: the type {source['name']!r} is listed twice")
             names.add(source['name'])
             sources.append(source)
-        self.with_negatives = bool(opt.get('with_negatives', True))
+        self.with_negatives = self.option(opt, 'with_negatives')
         if self.with_negatives and len(sources) < 2:
             raise ValueError(f"{where}.with_negatives: true needs two or more degradation types per scene (a sample's "
                              f"negatives are its scene's other types), but {where}.sources lists only "
@@ -102,16 +110,13 @@ class CompositeDegradationDataset(MixedDegradationDataset):
     @staticmethod
     def _source(entry, where, prompts, opt):
         """The `ImageSource` options of one degradation type (the clean set is shared)."""
-        if not isinstance(entry, dict) or not entry.get('name'):
-            raise ValueError(f'{where}: expected a mapping with a name (the degradation type), got {entry!r}')
         name = entry['name']
-        if entry.get('dataroot_lq') is None:
-            raise ValueError(f'{where} ({name}): dataroot_lq (the folder or LMDB of this type) is required')
         backend = 'lmdb' if str(opt['dataroot_gt']).rstrip('/').endswith('.lmdb') else 'disk'
         label = entry.get('label')
         if label is None:
             if name not in prompts.names:
-                raise ValueError(f"{where} ({name}): not a type of the prompt set {opt.get('prompts', 'cdd11')!r} "
+                prompt_set_name = option(opt, CompositeDegradationDataset.OPTION_DEFAULTS, 'prompts')
+                raise ValueError(f"{where} ({name}): not a type of the prompt set {prompt_set_name!r} "
                                  f'({", ".join(prompts.names)}); set label and text')
             label = prompts.names.index(name)
         text = entry.get('text')
@@ -121,7 +126,8 @@ class CompositeDegradationDataset(MixedDegradationDataset):
             text = prompts.prompts[int(label)]
         return {'name': name, 'label': int(label), 'text': text, 'dataroot_gt': opt['dataroot_gt'],
                 'dataroot_lq': entry['dataroot_lq'], 'io_backend': opt.get('io_backend') or {'type': backend},
-                'repeat': entry.get('repeat', 1), 'weight': entry.get('weight', 1.0)}
+                **{key: option(entry, CompositeDegradationDataset.SOURCE_DEFAULTS, key)
+                   for key in ('repeat', 'weight')}}
 
     def _sample(self, index):
         source_index, image_index = (int(value) for value in self.index[index])

@@ -12,7 +12,8 @@ import os.path as osp
 import lmdb
 
 from basicsr.utils import FileClient
-from vlunet_basicsr.tools.options.spec import REQUIRED, Option
+from vlunet_basicsr.utils.option_values import (REQUIRED, expect, missing_key_problems, option, problems_of,
+                                                 raise_problems)
 from vlunet_basicsr.utils.image_io import decode_image as read_decoded
 from vlunet_basicsr.utils.image_extensions import IMAGE_EXTENSIONS  # noqa: F401  (read here, and imported from here)
 from vlunet_basicsr.utils.prompts import DEGRADATION_PROMPTS
@@ -97,7 +98,7 @@ def decode_image(content, path):
 class ImageSource:
     """A paired set (``dataroot_gt`` + ``dataroot_lq``) or a clean set (``dataroot_gt`` + ``noise_sigma``).
 
-    Option keys:
+    Option keys (``OPTION_DEFAULTS``; values checked by `option_problems`):
         name (str): Shown in logs and errors. Default: the GT folder's name.
         label (int): Degradation label (index into the prompt list).
         text (str): Prompt of the degradation. Default: the release's prompt of ``label``.
@@ -113,41 +114,46 @@ class ImageSource:
         where (str): YAML location of these options, for error messages.
     """
 
-    OPTIONS = (
-        Option('name', 'str', None, "Shown in logs and errors. Default: the GT folder's name."),
-        Option('label', 'int', REQUIRED, 'Degradation label (index into the prompt list).', minimum=0),
-        Option('text', 'str', None, "Prompt of the degradation. Default: the release's prompt of label."),
-        Option('dataroot_gt', 'str', REQUIRED, 'Folder or *.lmdb of clean images.'),
-        Option('dataroot_lq', 'str', None, 'Folder or *.lmdb of degraded images with the same names or keys.'),
-        Option('noise_sigma', 'float', None, 'Instead of dataroot_lq: Gaussian noise sigma (0-255 scale).',
-               minimum=0, maximum=255),
-        Option('io_backend', 'dict', None, '{type: disk} (default) or {type: lmdb}.'),
-        Option('meta_info_file', 'str', None, 'Disk only: a file whose lines start with the image names to use.'),
-        Option('filename_tmpl', 'str', '{}', 'Disk only: LQ name from the GT name without extension.'),
-    )
+    OPTION_DEFAULTS = {'name': None, 'label': REQUIRED, 'text': None, 'dataroot_gt': REQUIRED, 'dataroot_lq': None,
+                       'noise_sigma': None, 'io_backend': None, 'meta_info_file': None, 'filename_tmpl': '{}'}
+
+    @classmethod
+    def option_problems(cls, opt, owner='a source'):
+        """Problems of a source's options (``'key: ...'``, without its location); [] when they are valid."""
+        problems = missing_key_problems(opt, cls.OPTION_DEFAULTS, '', owner) + problems_of(
+            expect('name', opt.get('name'), 'str', nullable=True),
+            expect('label', opt.get('label'), 'int', minimum=0, nullable='label' not in opt),
+            expect('text', opt.get('text'), 'str', nullable=True),
+            expect('dataroot_gt', opt.get('dataroot_gt'), 'str', nullable='dataroot_gt' not in opt),
+            expect('dataroot_lq', opt.get('dataroot_lq'), 'str', nullable=True),
+            expect('noise_sigma', opt.get('noise_sigma'), 'float', minimum=0, maximum=255, nullable=True),
+            expect('io_backend', opt.get('io_backend'), 'dict', nullable=True),
+            expect('meta_info_file', opt.get('meta_info_file'), 'str', nullable=True),
+            expect('filename_tmpl', option(opt, cls.OPTION_DEFAULTS, 'filename_tmpl'), 'str'))
+        if problems:
+            return problems
+        if (opt.get('dataroot_lq') is None) == (opt.get('noise_sigma') is None):
+            problems.append('dataroot_lq: give exactly one of dataroot_lq (paired set) or noise_sigma (clean set)')
+        if opt.get('text') is None and not 0 <= opt['label'] < len(DEGRADATION_PROMPTS):
+            problems.append(f"label: no default prompt for label {opt['label']}; set text")
+        backend = (opt.get('io_backend') or {'type': 'disk'}).get('type')
+        if backend not in ('disk', 'lmdb'):
+            problems.append(f"io_backend: type must be 'disk' or 'lmdb', got {backend!r}")
+        return problems
 
     def __init__(self, opt, where):
         self.where = where
-        if opt.get('dataroot_gt') is None:
-            raise ValueError(f'{where}: dataroot_gt is required')
-        if 'label' not in opt:
-            raise ValueError(f'{where}: label (an int, the degradation class) is required')
+        raise_problems(where, self.option_problems(opt))
         self.root_gt = opt['dataroot_gt']
         self.root_lq = opt.get('dataroot_lq')
         self.noise_sigma = opt.get('noise_sigma')
-        if (self.root_lq is None) == (self.noise_sigma is None):
-            raise ValueError(f'{where}: give exactly one of dataroot_lq (paired set) or noise_sigma (clean set)')
         self.name = opt.get('name') or osp.basename(osp.normpath(self.root_gt))
         self.label = int(opt['label'])
-        if opt.get('text') is None and not 0 <= self.label < len(DEGRADATION_PROMPTS):
-            raise ValueError(f'{where}: no default prompt for label {self.label}; set text')
         self.text = opt.get('text') or DEGRADATION_PROMPTS[self.label]
         io_opt = dict(opt.get('io_backend') or {'type': 'disk'})
         self.backend = io_opt.pop('type')
-        if self.backend not in ('disk', 'lmdb'):
-            raise ValueError(f"{where}: io_backend.type must be 'disk' or 'lmdb', got {self.backend!r}")
         self.io_kwargs = io_opt
-        self.samples = self._list_samples(opt.get('meta_info_file'), opt.get('filename_tmpl', '{}'))
+        self.samples = self._list_samples(opt.get('meta_info_file'), option(opt, self.OPTION_DEFAULTS, 'filename_tmpl'))
         if not self.samples:
             raise ValueError(f'{where}: no images found in {self.root_gt}')
         self._client = None

@@ -12,7 +12,8 @@ from basicsr.utils.dist_util import get_dist_info
 from basicsr.utils.registry import DATASET_REGISTRY
 from vlunet_basicsr.data.degradations import add_gaussian_noise, noise_rng
 from vlunet_basicsr.data.image_source import ImageSource, to_sample
-from vlunet_basicsr.tools.options.spec import REQUIRED, Option
+from vlunet_basicsr.utils.option_values import (REQUIRED, expect, located, missing_key_problems, option,
+                                                 problems_of, raise_problems, unknown_key_problems)
 
 
 def _pad_to_at_least(image, size):
@@ -65,11 +66,33 @@ class BadSampleTracker:
             get_root_logger().info(f'{self.name}: epoch {epochs_done} done on this rank; {count} bad samples skipped')
 
 
+def sampling_problems(opt, defaults, owner):
+    """Problems of the keys that choose, crop and augment the samples of an epoch (shared with
+    `CompositeDegradationDataset`), and of required keys missing."""
+    return missing_key_problems(opt, defaults, '', owner) + problems_of(
+        expect('sources', opt.get('sources'), 'list[dict]', nullable='sources' not in opt),
+        expect('sampling', option(opt, defaults, 'sampling'), 'str', choices=('repeat', 'balanced')),
+        expect('samples_per_epoch', opt.get('samples_per_epoch'), 'int', minimum=1, nullable=True),
+        expect('sampling_seed', option(opt, defaults, 'sampling_seed'), 'int', minimum=0),
+        expect('gt_size', opt.get('gt_size'), 'int', minimum=1, nullable=True),
+        expect('noise_seed', opt.get('noise_seed'), 'int', minimum=0, nullable=True),
+        expect('pad_if_smaller', option(opt, defaults, 'pad_if_smaller'), 'bool'),
+        expect('use_hflip', opt.get('use_hflip'), 'bool', nullable=True),
+        expect('use_rot', opt.get('use_rot'), 'bool', nullable=True),
+        expect('skip_bad_samples', option(opt, defaults, 'skip_bad_samples'), 'bool'))
+
+
+def source_share_problems(source, defaults):
+    """Problems of a source's share of an epoch: ``repeat`` (sampling 'repeat') or ``weight`` ('balanced')."""
+    return problems_of(expect('repeat', option(source, defaults, 'repeat'), 'int', minimum=0),
+                       expect('weight', option(source, defaults, 'weight'), 'float', minimum=0))
+
+
 @DATASET_REGISTRY.register()
 class MixedDegradationDataset(data.Dataset):
     """Training mix of degradation sources (paired sets, or clean sets with on-the-fly Gaussian noise).
 
-    Option keys:
+    Option keys (``OPTION_DEFAULTS``, ``SOURCE_DEFAULTS`` for each source; values checked by `option_problems`):
         name (str): Shown in logs.
         sources (list[dict]): Each an `ImageSource` (name, label, text, dataroot_gt, dataroot_lq or noise_sigma,
             io_backend, meta_info_file, filename_tmpl) plus ``repeat`` (int, default 1) or, with
@@ -83,8 +106,8 @@ class MixedDegradationDataset(data.Dataset):
         noise_seed (int | None): Fixed noise per (seed, image, sigma) as in PairedDegradationDataset, instead of
             fresh training noise. Default: None.
         pad_if_smaller (bool): Reflect-pad images smaller than gt_size (else fail naming the image). Default: True.
-        use_hflip (bool): Random horizontal flips. Default: True.
-        use_rot (bool): Random vertical flips and 90-degree rotations. Default: True.
+        use_hflip (bool | None): Random horizontal flips. Default: None (true with a gt_size, else false).
+        use_rot (bool | None): Random vertical flips and 90-degree rotations. Default: None (as use_hflip).
         skip_bad_samples (bool): Instead of failing on an unreadable, corrupt or mismatched image, log it once,
             use the next good sample, and log how many were skipped at the end of each epoch. Default: False.
 
@@ -92,66 +115,67 @@ class MixedDegradationDataset(data.Dataset):
     and ``source`` (the source's name). Training noise is drawn from ``np.random`` (seeded per worker by BasicSR).
     """
 
-    SOURCE_OPTIONS = ImageSource.OPTIONS + (
-        Option('repeat', 'int', 1, "sampling 'repeat': times per epoch.", minimum=0),
-        Option('weight', 'float', 1.0, "sampling 'balanced': share of each epoch.", minimum=0),
-    )
-    OPTIONS = (
-        Option('sources', 'list[dict]', REQUIRED, 'The degradation sources.', entries=SOURCE_OPTIONS,
-               entry_owner='a source'),
-        Option('sampling', 'str', 'repeat', 'How sources fill an epoch.', choices=('repeat', 'balanced')),
-        Option('samples_per_epoch', 'int', None, 'Balanced only: samples per epoch.', minimum=1),
-        Option('sampling_seed', 'int', 0, 'Balanced only: which images fill each share.', minimum=0),
-        Option('gt_size', 'int', REQUIRED, 'Side of the random training crop; ~ for full images.', minimum=1,
-               nullable=True),
-        Option('noise_seed', 'int', None, 'Fixed noise per (seed, image, sigma) instead of fresh noise.', minimum=0),
-        Option('pad_if_smaller', 'bool', True, 'Reflect-pad images smaller than gt_size.'),
-        Option('use_hflip', 'bool', True, 'Random horizontal flips.'),
-        Option('use_rot', 'bool', True, 'Random vertical flips and 90-degree rotations.'),
-        Option('skip_bad_samples', 'bool', False, 'Skip unreadable or corrupt images (each logged once).'),
-    )
+    SOURCE_DEFAULTS = {**ImageSource.OPTION_DEFAULTS, 'repeat': 1, 'weight': 1.0}
+    OPTION_DEFAULTS = {'sources': REQUIRED, 'sampling': 'repeat', 'samples_per_epoch': None, 'sampling_seed': 0,
+                       'gt_size': REQUIRED, 'noise_seed': None, 'pad_if_smaller': True, 'use_hflip': None,
+                       'use_rot': None, 'skip_bad_samples': False}
+
+    @classmethod
+    def option_problems(cls, opt):
+        """Problems of the dataset's options (``'key: ...'``, without ``datasets.<phase>``); [] when valid."""
+        problems = sampling_problems(opt, cls.OPTION_DEFAULTS, 'MixedDegradationDataset')
+        sources = opt.get('sources')
+        if problems or not sources:
+            return problems or ['sources: a non-empty list of sources is required']
+        for i, source in enumerate(sources):
+            where = f'sources[{i}]'
+            problems += unknown_key_problems(source, cls.SOURCE_DEFAULTS, where, 'a source')
+            share = source_share_problems(source, cls.SOURCE_DEFAULTS)
+            problems += located(where, ImageSource.option_problems(source) + share)
+        return problems
 
     def __init__(self, opt):
         super().__init__()
         self.opt = opt
         phase = opt.get('phase', 'train')
-        sources = opt.get('sources')
-        if not sources:
-            raise ValueError(f'datasets.{phase}.sources: a non-empty list of sources is required')
+        raise_problems(f'datasets.{phase}', MixedDegradationDataset.option_problems(opt))
+        sources = opt['sources']
         self.sources = [ImageSource(s, f"datasets.{phase}.sources[{i}] ({s.get('name', 'unnamed')})")
                         for i, s in enumerate(sources)]
-        if 'gt_size' not in opt:
-            raise ValueError(f'datasets.{phase}.gt_size (training crop size, or ~ for full images) is required')
         self.gt_size = None if opt['gt_size'] is None else int(opt['gt_size'])
-        self.pad_if_smaller = opt.get('pad_if_smaller', True)
-        self.use_hflip = opt.get('use_hflip', self.gt_size is not None)
-        self.use_rot = opt.get('use_rot', self.gt_size is not None)
-        self.noise_seed = opt.get('noise_seed')
-        self.index = self._build_index(opt, sources, phase)
+        self.pad_if_smaller = self.option(opt, 'pad_if_smaller')
+        self.use_hflip, self.use_rot = (self.gt_size is not None if self.option(opt, key) is None else
+                                        self.option(opt, key) for key in ('use_hflip', 'use_rot'))
+        self.noise_seed = self.option(opt, 'noise_seed')
+        self.index = self._build_index(opt, sources)
         self._log_mix(opt.get('name', phase))
         self.tracker = None
-        if opt.get('skip_bad_samples', False):
+        if self.option(opt, 'skip_bad_samples'):
             _, world_size = get_dist_info()
             per_rank = math.ceil(len(self) * opt.get('dataset_enlarge_ratio', 1) / world_size)
             self.image_offsets = np.cumsum([0] + [len(src) for src in self.sources])
             self.tracker = BadSampleTracker(int(self.image_offsets[-1]), per_rank, opt.get('name', phase))
 
-    def _build_index(self, opt, sources_opt, phase):
-        sampling = opt.get('sampling', 'repeat')
-        if sampling == 'repeat':
-            parts = [np.stack([np.full(len(src) * int(s.get('repeat', 1)), i),
-                               np.tile(np.arange(len(src)), int(s.get('repeat', 1)))], axis=1)
-                     for i, (src, s) in enumerate(zip(self.sources, sources_opt))]
-        elif sampling == 'balanced':
-            total = int(opt.get('samples_per_epoch', sum(len(src) for src in self.sources)))
-            counts = _allocate(total, [float(s.get('weight', 1.0)) for s in sources_opt])
-            rng = np.random.default_rng(opt.get('sampling_seed', 0))
+    @classmethod
+    def option(cls, opt, key):
+        """The value of ``key`` in ``opt``, or its default (``OPTION_DEFAULTS``; a subclass reads the keys it does
+        not declare, such as ``noise_seed``, at this class's defaults)."""
+        defaults = cls.OPTION_DEFAULTS if key in cls.OPTION_DEFAULTS else MixedDegradationDataset.OPTION_DEFAULTS
+        return option(opt, defaults, key)
+
+    def _build_index(self, opt, sources_opt):
+        if self.option(opt, 'sampling') == 'repeat':
+            repeats = [int(option(s, self.SOURCE_DEFAULTS, 'repeat')) for s in sources_opt]
+            parts = [np.stack([np.full(len(src) * repeat, i), np.tile(np.arange(len(src)), repeat)], axis=1)
+                     for i, (src, repeat) in enumerate(zip(self.sources, repeats))]
+        else:
+            total = self.option(opt, 'samples_per_epoch') or sum(len(src) for src in self.sources)
+            counts = _allocate(int(total), [float(option(s, self.SOURCE_DEFAULTS, 'weight')) for s in sources_opt])
+            rng = np.random.default_rng(self.option(opt, 'sampling_seed'))
             parts = []
             for i, (src, count) in enumerate(zip(self.sources, counts)):
                 order = rng.permutation(len(src))
                 parts.append(np.stack([np.full(count, i), np.resize(order, count)], axis=1))
-        else:
-            raise ValueError(f"datasets.{phase}.sampling must be 'repeat' or 'balanced', got {sampling!r}")
         return np.concatenate(parts).astype(np.int64)
 
     def source_counts(self):

@@ -4,15 +4,15 @@ from torch.utils import data
 from basicsr.utils.registry import DATASET_REGISTRY
 from vlunet_basicsr.data.degradations import add_gaussian_noise, noise_rng
 from vlunet_basicsr.data.image_source import ImageSource, to_sample
-from vlunet_basicsr.tools.options.spec import Option
+from vlunet_basicsr.utils.option_values import expect, option, problems_of, raise_problems
 
 
 @DATASET_REGISTRY.register()
 class PairedDegradationDataset(data.Dataset):
     """One paired set, or one clean set with deterministic Gaussian noise, returned at full size.
 
-    Option keys: those of `ImageSource` (name, label, text, dataroot_gt, dataroot_lq or noise_sigma,
-    io_backend, meta_info_file, filename_tmpl), plus:
+    Option keys (``OPTION_DEFAULTS``; values checked by `option_problems`): those of `ImageSource` (name, label,
+    text, dataroot_gt, dataroot_lq or noise_sigma, io_backend, meta_info_file, filename_tmpl), plus:
         noise_seed (int): With noise_sigma: the noise of an image depends only on (noise_seed, image key,
             sigma), not on order, workers or machine; rounded to 8 bits. Default: 0.
         crop_to_multiple (int | None): Crop the bottom/right so sides are multiples of this (the papers' legacy
@@ -21,16 +21,22 @@ class PairedDegradationDataset(data.Dataset):
     A sample: ``lq``, ``gt`` (float CHW RGB in [0, 1]), ``label``, ``text``, ``lq_path``, ``gt_path``, ``source``.
     """
 
-    OPTIONS = ImageSource.OPTIONS + (
-        Option('noise_seed', 'int', 0, 'Seed of the deterministic noise of each image.', minimum=0),
-        Option('crop_to_multiple', 'int', None, 'Crop so that sides are multiples of this.', minimum=1),
-    )
+    OPTION_DEFAULTS = {**ImageSource.OPTION_DEFAULTS, 'noise_seed': 0, 'crop_to_multiple': None}
+
+    @classmethod
+    def option_problems(cls, opt):
+        """Problems of the dataset's options (``'key: ...'``, without ``datasets.<phase>``); [] when valid."""
+        return ImageSource.option_problems(opt, cls.__name__) + problems_of(
+            expect('noise_seed', option(opt, cls.OPTION_DEFAULTS, 'noise_seed'), 'int', minimum=0),
+            expect('crop_to_multiple', opt.get('crop_to_multiple'), 'int', minimum=1, nullable=True))
 
     def __init__(self, opt):
         super().__init__()
         self.opt = opt
-        self.source = ImageSource(opt, f"datasets.{opt.get('phase', 'val')} ({opt.get('name', 'unnamed')})")
-        self.noise_seed = opt.get('noise_seed', 0)
+        where = f"datasets.{opt.get('phase', 'val')} ({opt.get('name', 'unnamed')})"
+        raise_problems(where, self.option_problems(opt))
+        self.source = ImageSource(opt, where)
+        self.noise_seed = option(opt, self.OPTION_DEFAULTS, 'noise_seed')
         self.crop_to_multiple = opt.get('crop_to_multiple')
 
     def __len__(self):

@@ -9,8 +9,8 @@ from basicsr.utils import get_root_logger
 from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
 from vlunet_basicsr.utils.checkpoint_util import load_weights
-from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
-from vlunet_basicsr.tools.options.spec import Option
+from vlunet_basicsr.losses.loss_util import WeightedLoss
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 #: VGG-16's convolutional layers up to relu3_3: output channels, or 'M' for a 2x2 max-pool.
 VGG16_UP_TO_RELU3_3 = (64, 64, 'M', 128, 128, 'M', 256, 256, 256)
@@ -132,17 +132,20 @@ class CompositeDegradationLoss(WeightedLoss):
     #: The batch entries the model passes after (pred, target): ``forward(pred, target, lq, negatives)``.
     batch_inputs = ('lq', 'negatives')
 
-    OPTIONS = weight_and_reduction('the batch') + (
-        Option('vgg_path', 'str', None, 'VGG-16 ImageNet weights file (else torchvision\'s cache, else random).'),
-        Option('layers', 'list[str]', ['relu1_2', 'relu2_2', 'relu3_3'], 'VGG-16 ReLU outputs compared.'),
-        Option('imagenet_normalize', 'bool', True, "Normalise with ImageNet's mean and std before VGG-16."),
-        Option('lambda_input', 'float', None, 'l1 (weight of the distance to the input). ~: 1 / (N + 1).', minimum=0),
-        Option('lambda_negative', 'float', None, 'l2 (weight of each negative). ~: 1 / (N + 1).', minimum=0),
-        Option('eps', 'float', 1e-7, 'Added to the denominator.', minimum=0),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key."""
+        return super().argument_problems(arguments) + problems_of(
+            expect('vgg_path', arguments['vgg_path'], 'str', nullable=True),
+            expect('layers', arguments['layers'], 'list[str]'),
+            expect('imagenet_normalize', arguments['imagenet_normalize'], 'bool'),
+            expect('lambda_input', arguments['lambda_input'], 'float', minimum=0, nullable=True),
+            expect('lambda_negative', arguments['lambda_negative'], 'float', minimum=0, nullable=True),
+            expect('eps', arguments['eps'], 'float', minimum=0))
 
     def __init__(self, loss_weight=1.0, reduction='mean', vgg_path=None, layers=CDRL_LAYERS, imagenet_normalize=True,
                  lambda_input=None, lambda_negative=None, eps=1e-7):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__(loss_weight, reduction)
         self.lambda_input = lambda_input
         self.lambda_negative = lambda_negative

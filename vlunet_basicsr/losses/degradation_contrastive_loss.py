@@ -7,8 +7,8 @@ from torch.nn import functional as F
 
 from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
-from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
-from vlunet_basicsr.tools.options.spec import Option
+from vlunet_basicsr.losses.loss_util import WeightedLoss
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 #: CLIP clamps its logit scale (1 / temperature) at 100.
 MAX_LOGIT_SCALE = 100.0
@@ -39,18 +39,21 @@ class DegradationContrastiveLoss(WeightedLoss):
             label (supervised-contrastive style), for rare degradations. Default: False.
     """
 
-    OPTIONS = weight_and_reduction('images') + (
-        Option('temperature', 'float', 0.07, 'Initial temperature tau.', minimum=0.01),
-        Option('learnable_temperature', 'bool', True, 'Train tau.'),
-        Option('symmetric', 'bool', False, 'Add the text->image direction.'),
-        Option('multi_positive', 'bool', False, 'Same-label images are positives too.'),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key."""
+        return super().argument_problems(arguments) + problems_of(
+            expect('temperature', arguments['temperature'], 'float', minimum=0.01),
+            expect('learnable_temperature', arguments['learnable_temperature'], 'bool'),
+            expect('symmetric', arguments['symmetric'], 'bool'),
+            expect('multi_positive', arguments['multi_positive'], 'bool'),
+            "symmetric: true needs reduction 'mean' or 'sum'" if arguments['symmetric'] and
+            arguments['reduction'] == 'none' else None)
 
     def __init__(self, loss_weight=1.0, reduction='mean', temperature=0.07, learnable_temperature=True,
                  symmetric=False, multi_positive=False):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__(loss_weight, reduction)
-        if symmetric and reduction == 'none':
-            raise ValueError("symmetric=True needs reduction 'mean' or 'sum'")
         self.symmetric = symmetric
         self.multi_positive = multi_positive
         log_scale = torch.tensor(math.log(1.0 / temperature))

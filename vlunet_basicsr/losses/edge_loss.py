@@ -4,8 +4,8 @@ from torch.nn import functional as F
 
 from basicsr.losses.basic_loss import charbonnier_loss
 from basicsr.utils.registry import LOSS_REGISTRY
-from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
-from vlunet_basicsr.tools.options.spec import Option
+from vlunet_basicsr.losses.loss_util import WeightedLoss
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 #: The 1-D binomial-like filter; the 2-D Gaussian kernel is its outer product.
 GAUSS_1D = (0.05, 0.25, 0.4, 0.25, 0.05)
@@ -45,11 +45,14 @@ class EdgeLoss(WeightedLoss):
         eps (float): Added to ``d^2`` inside the square root. Default: 1e-6.
     """
 
-    OPTIONS = weight_and_reduction('pixels') + (
-        Option('eps', 'float', 1e-6, 'Added to d^2 inside the square root.', minimum=0),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key."""
+        return super().argument_problems(arguments) + problems_of(
+            expect('eps', arguments['eps'], 'float', minimum=0))
 
     def __init__(self, loss_weight=1.0, reduction='mean', eps=1e-6):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__(loss_weight, reduction)
         self.eps = eps
 

@@ -1,21 +1,9 @@
 """What every loss of this package shares: the ``loss_weight`` and ``reduction`` keys (BasicSR's convention)."""
 from torch import nn
 
-from vlunet_basicsr.tools.options.spec import Option
+from vlunet_basicsr.utils.option_values import expect, problems_of
 
 REDUCTIONS = ('mean', 'sum', 'none')
-
-
-def weight_and_reduction(over):
-    """The declarations of ``loss_weight`` and ``reduction`` (a reduction ``over`` images, pixels, ...)."""
-    return (Option('loss_weight', 'float', 1.0, 'Weight of the loss.', minimum=0),
-            Option('reduction', 'str', 'mean', f'Reduction over {over}.', choices=REDUCTIONS))
-
-
-def check_reduction(reduction):
-    """Raise a ValueError unless ``reduction`` is one of `REDUCTIONS` (also for losses built in Python)."""
-    if reduction not in REDUCTIONS:
-        raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
 
 
 class WeightedLoss(nn.Module):
@@ -26,8 +14,14 @@ class WeightedLoss(nn.Module):
         reduction (str): One of `REDUCTIONS`. Default: 'mean'.
     """
 
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of ``loss_weight`` and ``reduction`` in a mapping of the constructor's keyword arguments; each
+        loss adds its own keys' and calls `raise_problems` on them first thing in its constructor."""
+        return problems_of(expect('loss_weight', arguments['loss_weight'], 'float', minimum=0),
+                           expect('reduction', arguments['reduction'], 'str', choices=REDUCTIONS))
+
     def __init__(self, loss_weight=1.0, reduction='mean'):
         super().__init__()
-        check_reduction(reduction)
         self.loss_weight = loss_weight
         self.reduction = reduction

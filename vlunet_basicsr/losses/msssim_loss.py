@@ -3,8 +3,8 @@ import torch
 
 from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
-from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
-from vlunet_basicsr.tools.options.spec import Option
+from vlunet_basicsr.losses.loss_util import WeightedLoss
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 #: Wang et al.'s scale weights (coarsest last), the paper's and pytorch-msssim's default.
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
@@ -35,24 +35,26 @@ class MSSSIMLoss(WeightedLoss):
         K (list[float]): SSIM's stabilising constants (K1, K2). Default: [0.01, 0.03].
     """
 
-    OPTIONS = weight_and_reduction('the batch') + (
-        Option('data_range', 'float', 1.0, 'Value range of the images.', minimum=0),
-        Option('win_size', 'int', 11, 'Side of the Gaussian window (odd).', minimum=1),
-        Option('win_sigma', 'float', 1.5, 'Standard deviation of the window.', minimum=0),
-        Option('weights', 'list[float]', [0.0448, 0.2856, 0.3001, 0.2363, 0.1333], 'Scale weights, finest first.',
-               minimum=0),
-        Option('K', 'list[float]', [0.01, 0.03], "SSIM's stabilising constants (K1, K2).", minimum=0, length=2),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key."""
+        return super().argument_problems(arguments) + problems_of(
+            expect('data_range', arguments['data_range'], 'float', minimum=0),
+            expect('win_size', arguments['win_size'], 'int', minimum=1),
+            None if not isinstance(arguments['win_size'], int) or arguments['win_size'] % 2 else
+            f"win_size: must be odd, got {arguments['win_size']}",
+            expect('win_sigma', arguments['win_sigma'], 'float', minimum=0),
+            expect('weights', arguments['weights'], 'list[float]', minimum=0),
+            expect('K', arguments['K'], 'list[float]', minimum=0, length=2))
 
     def __init__(self, loss_weight=1.0, reduction='mean', data_range=1.0, win_size=11, win_sigma=1.5,
                  weights=MS_SSIM_WEIGHTS, K=(0.01, 0.03)):  # noqa: N803  (the library's keyword)
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__(loss_weight, reduction)
         try:
             from pytorch_msssim import ms_ssim
         except ImportError as error:
             raise ImportError('MSSSIMLoss needs the pytorch-msssim package: pip install pytorch-msssim') from error
-        if win_size % 2 != 1:
-            raise ValueError(f'win_size must be odd, got {win_size}')
         self._ms_ssim = ms_ssim
         self.data_range = data_range
         self.win_size = win_size

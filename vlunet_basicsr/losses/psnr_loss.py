@@ -3,8 +3,8 @@ import torch
 
 from basicsr.losses.loss_util import reduce_loss
 from basicsr.utils.registry import LOSS_REGISTRY
-from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
-from vlunet_basicsr.tools.options.spec import Option
+from vlunet_basicsr.losses.loss_util import WeightedLoss
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 
 @LOSS_REGISTRY.register()
@@ -23,14 +23,15 @@ class PSNRLoss(WeightedLoss):
             Default: 1e-8.
     """
 
-    OPTIONS = weight_and_reduction('the images of the batch') + (
-        Option('eps', 'float', 1e-8, "Added to each image's MSE before the logarithm.", minimum=1e-20),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key."""
+        return super().argument_problems(arguments) + problems_of(
+            expect('eps', arguments['eps'], 'float', minimum=1e-20))
 
     def __init__(self, loss_weight=1.0, reduction='mean', eps=1e-8):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__(loss_weight, reduction)
-        if eps <= 0:
-            raise ValueError(f'eps must be positive, got {eps}')
         self.eps = eps
 
     def forward(self, pred, target):

@@ -3,8 +3,8 @@ from torch.nn import functional as F
 
 from basicsr.losses.loss_util import weighted_loss
 from basicsr.utils.registry import LOSS_REGISTRY
-from vlunet_basicsr.losses.loss_util import WeightedLoss, weight_and_reduction
-from vlunet_basicsr.tools.options.spec import Option
+from vlunet_basicsr.losses.loss_util import WeightedLoss
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 
 @weighted_loss
@@ -25,14 +25,15 @@ class SmoothL1Loss(WeightedLoss):
             Default: 1.0.
     """
 
-    OPTIONS = weight_and_reduction('the batch') + (
-        Option('beta', 'float', 1.0, 'Where the loss turns from quadratic to linear.', minimum=1e-12),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key."""
+        return super().argument_problems(arguments) + problems_of(
+            expect('beta', arguments['beta'], 'float', minimum=1e-12))
 
     def __init__(self, loss_weight=1.0, reduction='mean', beta=1.0):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__(loss_weight, reduction)
-        if beta <= 0:
-            raise ValueError(f'beta must be positive, got {beta}')
         self.beta = beta
 
     def forward(self, pred, target, weight=None):

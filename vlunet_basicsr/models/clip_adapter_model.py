@@ -18,7 +18,7 @@ from vlunet_basicsr.models.lr_scheduler import RegisteredSchedulersMixin
 from vlunet_basicsr.models.resume_learning_rate import ConfiguredLearningRateMixin
 from vlunet_basicsr.models.safe_checkpoint_mixin import SafeCheckpointMixin
 from vlunet_basicsr.utils.checkpoint_util import atomic_torch_save, load_weights
-from vlunet_basicsr.tools.options.spec import REQUIRED, Option
+from vlunet_basicsr.utils.option_values import REQUIRED, expect, option, problems_of, raise_problems
 from vlunet_basicsr.utils.prompts import resolve_prompts
 
 
@@ -26,7 +26,7 @@ from vlunet_basicsr.utils.prompts import resolve_prompts
 class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, RegisteredSchedulersMixin, BaseModel):
     """Trains the image and text adapters of ``DegradationCLIP`` (and the loss temperature); the backbone is frozen.
 
-    Reads from the YAML:
+    Reads from the YAML (``OPTION_DEFAULTS``; values checked by `option_problems`):
         network_clip (dict): ``DegradationCLIP`` options.
         prompts (list[str] | str): Prompt of each label, in label order, or the name of a prompt set
             (``release``, ``cdd11``; `vlunet_basicsr.utils.prompts`). Default: the release's seven.
@@ -55,36 +55,32 @@ class CLIPAdapterModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, Registe
     that differs from the training state's is applied (`ConfiguredLearningRateMixin`).
     """
 
-    OPTIONS = (
-        Option('network_clip', 'dict', REQUIRED, 'DegradationCLIP options.'),
-        Option('prompts', 'any', None, "Prompt of each label (a list, or a set's name: release, cdd11)."),
-        Option('class_names', 'list[str]', None, 'Names of the labels for logs and the heatmap.'),
-        Option('train.optim_clip', 'dict', REQUIRED, 'Optimizer over the adapters and the temperature.'),
-        Option('train.contrastive_opt', 'dict', REQUIRED, 'DegradationContrastiveLoss options.'),
-        Option('train.train_backbone', 'bool', False, "Train the backbone's image tower too (a small random "
-               'backbone, as in the CPU demo; the paper keeps ViT-B-32 frozen).'),
-    )
+    OPTION_DEFAULTS = {'network_clip': REQUIRED, 'prompts': None, 'class_names': None, 'train.optim_clip': REQUIRED,
+                       'train.contrastive_opt': REQUIRED, 'train.train_backbone': False}
 
     @classmethod
-    def check_options(cls, opt, is_train):
-        """``prompts`` names a prompt set or lists prompts, as many as ``class_names``."""
+    def option_problems(cls, opt, is_train):
+        """Problems of the keys above (each line naming its key), checked before anything is built and by the
+        constructor: ``prompts`` names a prompt set or lists prompts, as many as ``class_names``."""
+        names = opt.get('class_names')
+        problems = problems_of(
+            expect('class_names', names, 'list[str]', nullable=True),
+            expect('train.train_backbone', option(opt, cls.OPTION_DEFAULTS, 'train.train_backbone'), 'bool'))
         try:
             prompts = resolve_prompts(opt.get('prompts'))
         except ValueError as error:
-            return [str(error)]
-        names = opt.get('class_names')
-        if names is not None and len(names) != len(prompts):
-            return [f'class_names has {len(names)} entries but prompts has {len(prompts)}']
-        return []
+            return problems + [str(error)]
+        if names is not None and not problems and len(names) != len(prompts):
+            problems.append(f'class_names: has {len(names)} entries but prompts has {len(prompts)}')
+        return problems
 
     def __init__(self, opt):
+        raise_problems(type(self).__name__, self.option_problems(opt, opt['is_train']))
         super().__init__(opt)
         self.prompts = resolve_prompts(opt.get('prompts'))
         self.class_names = list(opt.get('class_names') or self.prompts)
-        if len(self.class_names) != len(self.prompts):
-            raise ValueError(f'class_names has {len(self.class_names)} entries but prompts has {len(self.prompts)}')
         net_clip = build_network(opt['network_clip'])
-        self.train_backbone = self.is_train and bool(opt['train'].get('train_backbone', False))
+        self.train_backbone = self.is_train and option(opt, self.OPTION_DEFAULTS, 'train.train_backbone')
         self._pretrained_log_scale = None
         load_path = opt['path'].get('pretrain_network_clip')
         if load_path is not None:

@@ -21,7 +21,7 @@ from vlunet_basicsr.models.restoration_metrics import ImageMetrics
 from vlunet_basicsr.models.resume_learning_rate import ConfiguredLearningRateMixin
 from vlunet_basicsr.models.safe_checkpoint_mixin import SafeCheckpointMixin
 from vlunet_basicsr.models.validation_report import ValidationReports
-from vlunet_basicsr.tools.options.spec import REQUIRED, Option
+from vlunet_basicsr.utils.option_values import REQUIRED, expect, option, problems_of, raise_problems
 from vlunet_basicsr.utils.precision import AMP_DTYPES, amp_dtype, precision_scope, supported_dtype, train_amp_dtype
 from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
 from vlunet_basicsr.utils.compile_util import compiled
@@ -39,9 +39,11 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
     without gradients; only ``net_g`` is trained, wrapped by DDP and saved. The log says at start which
     network runs and whether and by what it is guided.
 
-    Reads from the YAML, besides SRModel's keys (``network_g``, ``path.pretrain_network_g``,
-    ``path.param_key_g``, ``path.strict_load_g``, ``train.optim_g``, ``train.ema_decay``, ``val.metrics``,
-    ``val.save_img``, ``val.suffix``):
+    Reads from the YAML (``OPTION_DEFAULTS``; values checked by `option_problems`), besides SRModel's keys
+    (``path.pretrain_network_g``, ``path.param_key_g``, ``path.strict_load_g``, ``train.ema_decay``,
+    ``val.metrics``, ``val.save_img``, ``val.suffix``):
+        network_g (dict): The restoration network: any registered arch and its constructor's arguments.
+        train.optim_g (dict): Optimizer of net_g: any torch.optim class and its arguments.
         train.<name>_opt (dict): Every loss (``pixel_opt``, ``perceptual_opt``, ``edge_opt``, ``msssim_opt``,
             ``composite_opt``, ...), each summed over the output images; a loss class may ask for more of the
             batch with ``batch_inputs`` (`vlunet_basicsr.models.loss_terms`). At least one is needed. An arch's
@@ -97,34 +99,20 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
             (`DegradationTypeReport.summary`).
     """
 
-    OPTIONS = (
-        Option('network_g', 'dict', REQUIRED, 'The restoration network (any registered arch).'),
-        Option('network_clip', 'dict', None, 'The frozen guidance encoder (DegradationCLIP), or ~.'),
-        Option('prompts', 'any', None, "Prompt of each label (a list, or a set's name: release, cdd11)."),
-        Option('train.optim_g', 'dict', REQUIRED, 'Optimizer of net_g: any torch.optim class and its arguments.'),
-        Option('train.amp', 'str', 'none', 'Training autocast.', choices=('none', 'bf16')),
-        Option('train.grad_clip_norm', 'float', None, 'Clip the gradient norm of net_g.', minimum=0),
-        Option('train.max_nonfinite_steps', 'int', 10, 'Stop after this many non-finite losses in a row.',
-               minimum=1),
-        Option('train.mixup', 'any', False, 'MixUp of training pairs: true, false or {alpha, beta, start_iter}.'),
-        Option('path.trust_checkpoint', 'bool', False, 'Allow weight files that need arbitrary unpickling.'),
-        Option('val.amp', 'str', 'none', 'Evaluation autocast.', choices=tuple(AMP_DTYPES)),
-        Option('val.compile', 'any', False, 'true, false or a mapping of torch.compile arguments.'),
-        Option('val.tile', 'int', None, 'Restore in tiles of this size.', minimum=8),
-        Option('val.tile_overlap', 'int', 32, 'Overlap of neighbouring tiles.', minimum=0),
-        Option('val.self_ensemble', 'bool', False, 'Average the 8 flips/rotations.'),
-        Option('val.size_multiple', 'int', None, "Override the arch's input multiple (default: its own rule).",
-               minimum=1),
-        Option('val.degradation_type', 'any', None, "'text_features' archs: label or prompt for every image."),
-    )
+    OPTION_DEFAULTS = {'network_g': REQUIRED, 'network_clip': None, 'prompts': None, 'train.optim_g': REQUIRED,
+                       'train.amp': 'none', 'train.grad_clip_norm': None, 'train.max_nonfinite_steps': 10,
+                       'train.mixup': False, 'path.trust_checkpoint': False, 'val.amp': 'none', 'val.compile': False,
+                       'val.tile': None, 'val.tile_overlap': 32, 'val.self_ensemble': False, 'val.size_multiple': None,
+                       'val.degradation_type': None}
 
     @classmethod
-    def check_options(cls, opt, is_train):
-        """Constraints between keys, checked before anything is built: the guidance the arch declares (and
-        ``network_clip``), ``prompts``, ``val.degradation_type`` and ``train.mixup``."""
+    def option_problems(cls, opt, is_train):
+        """Problems of the keys above (each line naming its key), checked before anything is built and by the
+        constructor: values, the guidance the arch declares (and ``network_clip``), ``prompts``,
+        ``val.degradation_type`` and ``train.mixup``."""
         from basicsr.utils.registry import ARCH_REGISTRY
-        mixup = (opt.get('train') or {}).get('mixup')
-        problems = mixup_problems(mixup)
+        mixup = option(opt, cls.OPTION_DEFAULTS, 'train.mixup')
+        problems = cls._value_problems(opt, is_train) + mixup_problems(mixup)
         network = opt.get('network_g')
         arch = network.get('type') if isinstance(network, dict) else None
         if arch in ARCH_REGISTRY:
@@ -144,7 +132,29 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
             problems.append(str(error))
         return problems
 
+    @classmethod
+    def _value_problems(cls, opt, is_train):
+        def value(key):
+            return option(opt, cls.OPTION_DEFAULTS, key)
+
+        return problems_of(
+            expect('network_clip', opt.get('network_clip'), 'dict', nullable=True),
+            expect('train.amp', value('train.amp'), 'str', choices=('none', 'bf16')) if is_train else None,
+            expect('train.grad_clip_norm', value('train.grad_clip_norm'), 'float', minimum=0, nullable=True),
+            expect('train.max_nonfinite_steps', value('train.max_nonfinite_steps'), 'int', minimum=1),
+            expect('path.trust_checkpoint', value('path.trust_checkpoint'), 'bool'),
+            expect('val.amp', value('val.amp'), 'str', choices=tuple(AMP_DTYPES)),
+            expect('val.tile', value('val.tile'), 'int', minimum=8, nullable=True),
+            expect('val.tile_overlap', value('val.tile_overlap'), 'int', minimum=0),
+            expect('val.self_ensemble', value('val.self_ensemble'), 'bool'),
+            expect('val.size_multiple', value('val.size_multiple'), 'int', minimum=1, nullable=True))
+
+    def option(self, key):
+        """The value of ``key`` (``section.key`` for ``train``, ``val``, ``path``), or its default."""
+        return option(self.opt, self.OPTION_DEFAULTS, key)
+
     def __init__(self, opt):
+        raise_problems(type(self).__name__, self.option_problems(opt, opt['is_train']))
         device = 'cpu' if opt.get('num_gpu') == 0 or not torch.cuda.is_available() else 'cuda'  # as BaseModel's
         train_amp = train_amp_dtype((opt.get('train') or {}).get('amp')) if opt['is_train'] else None
         self.train_amp = supported_dtype(train_amp, device, 'train.amp')
@@ -202,7 +212,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         self.setup_optimizers()
         self.setup_schedulers()
         networks = [self.get_bare_model(self.net_g)] + ([self.net_g_ema] if self.ema_decay > 0 else [])
-        self.guard = NonFiniteGuard(networks, int(train_opt.get('max_nonfinite_steps', 10)), self.opt['dist'])
+        self.guard = NonFiniteGuard(networks, int(self.option('train.max_nonfinite_steps')), self.opt['dist'])
 
     def feed_data(self, data):
         super().feed_data(data)
@@ -248,7 +258,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
             self._skip_step(current_iter, total, losses)
             return
         total.backward()
-        max_norm = self.opt['train'].get('grad_clip_norm')
+        max_norm = self.option('train.grad_clip_norm')
         if max_norm:
             torch.nn.utils.clip_grad_norm_(self.net_g.parameters(), max_norm)
         self.guard.before_step(current_iter)
@@ -276,14 +286,13 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
         was_training = net.training
         net.eval()
-        val_opt = self.opt.get('val') or {}
         runner = self._compiled_for_test.get(net)
         if runner is None:  # net_g, or net_g_ema, under val.compile (compiled once, on first use)
-            runner = self._compiled_for_test[net] = compiled(net, val_opt.get('compile'))
+            runner = self._compiled_for_test[net] = compiled(net, self.option('val.compile'))
         run = self.network_inputs.final(runner, self.guidance_features)
         with torch.no_grad(), precision_scope(self.device, self.val_amp, net):
-            self.output = restore_image(run, self.lq, val_opt.get('tile'), val_opt.get('tile_overlap', 32),
-                                        val_opt.get('self_ensemble', False), self.size_rule).float()
+            self.output = restore_image(run, self.lq, self.option('val.tile'), self.option('val.tile_overlap'),
+                                        self.option('val.self_ensemble'), self.size_rule).float()
         net.train(was_training)
 
     def dist_validation(self, dataloader, current_iter, tb_logger, save_img):

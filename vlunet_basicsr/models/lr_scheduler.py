@@ -4,7 +4,7 @@ import math
 from torch.optim.lr_scheduler import LRScheduler
 
 from basicsr.utils.registry import Registry
-from vlunet_basicsr.tools.options.spec import REQUIRED, Option
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 SCHEDULER_REGISTRY = Registry('scheduler')
 
@@ -25,17 +25,21 @@ class LinearWarmupCosineLR(LRScheduler):
         warmup_start_factor (float): lr at iteration 0 as a fraction of the base lr. Default: 0.
     """
 
-    OPTIONS = (
-        Option('warmup_iter', 'int', REQUIRED, 'Warm-up iterations.', minimum=0),
-        Option('total_iter', 'int', REQUIRED, 'Iteration where the cosine reaches eta_min.', minimum=1),
-        Option('eta_min', 'float', 0.0, 'Final learning rate.', minimum=0),
-        Option('warmup_start_factor', 'float', 0.0, 'lr at iteration 0 as a fraction of the base lr.', minimum=0,
-               maximum=1),
-    )
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key."""
+        warmup_iter, total_iter = arguments['warmup_iter'], arguments['total_iter']
+        problems = problems_of(
+            expect('warmup_iter', warmup_iter, 'int', minimum=0),
+            expect('total_iter', total_iter, 'int', minimum=1),
+            expect('eta_min', arguments['eta_min'], 'float', minimum=0),
+            expect('warmup_start_factor', arguments['warmup_start_factor'], 'float', minimum=0, maximum=1))
+        if not problems and warmup_iter >= total_iter:
+            problems.append(f'warmup_iter: need 0 <= warmup_iter < total_iter, got {warmup_iter} and {total_iter}')
+        return problems
 
     def __init__(self, optimizer, warmup_iter, total_iter, eta_min=0.0, warmup_start_factor=0.0, last_epoch=-1):
-        if not 0 <= warmup_iter < total_iter:
-            raise ValueError(f'train.scheduler: need 0 <= warmup_iter < total_iter, got {warmup_iter} and {total_iter}')
+        raise_problems('train.scheduler', self.argument_problems(locals()))
         self.warmup_iter = warmup_iter
         self.total_iter = total_iter
         self.eta_min = eta_min

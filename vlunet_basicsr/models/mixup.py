@@ -13,33 +13,27 @@ Its ``train.py`` applies it from epoch 6 on (``if epoch > 5``). Here the draws o
 mixes, on any device, after a resume too, and each rank mixes its own batch differently. Under DDP a batch is
 one rank's share, so pairs are mixed within it (the published code ran DataParallel: within all 16).
 
-YAML ``train.mixup``: ``false`` (default), ``true`` (the published values), or a mapping of `MIXUP_OPTIONS`.
+YAML ``train.mixup``: ``false`` (default), ``true`` (the published values), or a mapping of `PairMixUp`'s keyword
+arguments (alpha, beta, start_iter).
 """
+import inspect
+
 import numpy as np
 import torch
 
-from vlunet_basicsr.tools.options.spec import Option, check_entry
-
-#: The keys of a ``train.mixup`` mapping.
-MIXUP_OPTIONS = (
-    Option('alpha', 'float', 0.6, 'First concentration of the Beta distribution of the factors (> 0).'),
-    Option('beta', 'float', 0.6, 'Second concentration of the Beta distribution of the factors (> 0).'),
-    Option('start_iter', 'int', 1, 'First iteration that is mixed (published: the first of epoch 6).', minimum=1),
-)
+from vlunet_basicsr.utils.option_values import expect, located, problems_of, unknown_key_problems
 
 
 def mixup_problems(value):
     """What is wrong with a ``train.mixup`` value (one line each, naming the key); [] when it is valid."""
     if value is None or isinstance(value, bool):
         return []
+    keys = list(inspect.signature(PairMixUp).parameters)[2:]  # after seed and rank
     if not isinstance(value, dict):
-        return [f'train.mixup: {value!r} is not true, false or a mapping of {", ".join(o.key for o in MIXUP_OPTIONS)}']
-    problems = check_entry(dict(value), MIXUP_OPTIONS, 'train.mixup', 'MixUp')
-    for key in ('alpha', 'beta'):
-        number = value.get(key)
-        if isinstance(number, (int, float)) and not isinstance(number, bool) and number <= 0:
-            problems.append(f'train.mixup.{key}: {number!r} must be > 0 (a Beta concentration)')
-    return problems
+        return [f'train.mixup: {value!r} is not true, false or a mapping of {", ".join(keys)}']
+    given = {key: value[key] for key in keys if key in value}
+    problems = unknown_key_problems(value, keys, 'train.mixup', 'MixUp')
+    return problems + located('train.mixup', PairMixUp.argument_problems(given))
 
 
 def check_mixable(value, network_inputs, batch_inputs=()):
@@ -96,8 +90,20 @@ class PairMixUp:
         start_iter (int): First iteration that is mixed. Default: 1.
     """
 
+    @staticmethod
+    def argument_problems(arguments):
+        """Problems of the given keyword arguments among alpha, beta and start_iter, each naming its key."""
+        problems = [expect('start_iter', arguments.get('start_iter', 1), 'int', minimum=1)]
+        for key in ('alpha', 'beta'):
+            number = arguments.get(key)
+            problems.append(expect(key, number, 'float') if key in arguments else None)
+            if isinstance(number, (int, float)) and not isinstance(number, bool) and number <= 0:
+                problems.append(f'{key}: {number!r} must be > 0 (a Beta concentration)')
+        return problems_of(*problems)
+
     def __init__(self, seed, rank=0, alpha=0.6, beta=0.6, start_iter=1):
-        problems = mixup_problems({'alpha': alpha, 'beta': beta, 'start_iter': start_iter})
+        problems = located('train.mixup', self.argument_problems({'alpha': alpha, 'beta': beta,
+                                                                  'start_iter': start_iter}))
         if problems:
             raise ValueError('; '.join(problems))
         self.seed, self.rank = int(seed), int(rank)

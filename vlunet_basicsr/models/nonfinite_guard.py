@@ -15,13 +15,12 @@ class NonFiniteGuard:
 
     Args:
         networks (list[nn.Module]): The networks to keep (bare modules, not DDP wrappers).
-        limit (int): Non-finite steps in a row that stop training (``train.max_nonfinite_steps``).
+        limit (int): Non-finite steps in a row that stop training (``train.max_nonfinite_steps``, checked by the
+            model), at least 1.
         distributed (bool): Whether the loss's finiteness is agreed over the ranks (all skip or none).
     """
 
     def __init__(self, networks, limit, distributed):
-        if limit < 1:
-            raise ValueError(f'train.max_nonfinite_steps must be at least 1, got {limit}')
         self.limit = limit
         self.distributed = distributed
         self.parameters = [p for net in networks for p in net.parameters()]

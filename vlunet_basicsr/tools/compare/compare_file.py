@@ -7,8 +7,7 @@ Each problem is reported with the file and the key; all problems are reported at
 import copy
 import os.path as osp
 
-from vlunet_basicsr.tools.options import basicsr_keys
-from vlunet_basicsr.tools.options.checks import check_required_paths, declares_options, plain_name_problem
+from vlunet_basicsr.tools.options.checks import check_required_paths, dataset_entry_problems, plain_name_problem
 from vlunet_basicsr.tools.options.spec import REQUIRED, Option, check_entry
 from vlunet_basicsr.tools.options.loading import force_values, load_yaml
 
@@ -72,10 +71,7 @@ def _dataset_problems(datasets):
         if entry.get('type') not in DATASET_REGISTRY:
             problems.append(f"{where}.type: {entry.get('type')!r} is not a registered dataset")
             continue
-        cls = DATASET_REGISTRY.get(entry['type'])
-        if declares_options(cls):
-            problems += check_entry(entry, tuple(cls.OPTIONS) + basicsr_keys.DATASET_LOADER, where, entry['type'],
-                                    basicsr_keys.DERIVED)
+        problems += dataset_entry_problems(DATASET_REGISTRY.get(entry['type']), entry, where)
         if entry.get('noise_sigma') is not None and entry.get('noise_seed') is None:
             problems.append(f'{where}.noise_seed: required with noise_sigma here, so that every system is tested on '
                             'the same noisy images')

@@ -1,10 +1,12 @@
 """Checks of a whole option file before anything is built; each problem names its YAML key (and the file).
 
 - `check_registered_types`: every ``type`` is in its registry (the closest name and the full list otherwise).
-- `check_declared_options`: keys and values against the declarations (`vlunet_basicsr.tools.options.spec`) of
-  BasicSR's pipeline (`basicsr_keys`) and of every arch, loss, dataset, scheduler and model that declares
-  ``OPTIONS`` (ours and other plugins'); optimizer arguments against the torch optimizer's own signature;
-  required keys; plain experiment and set names.
+- `check_declared_options`: keys and values of BasicSR's pipeline (`basicsr_keys`); of every arch, loss and
+  scheduler against its constructor's signature, its values by the class's own ``argument_problems`` (the check
+  its constructor runs); of every dataset and model against its ``OPTION_DEFAULTS``, its values by its own
+  ``option_problems`` (`vlunet_basicsr.utils.option_values`); another plugin's class that declares ``OPTIONS``
+  (`spec.Option`) against those; optimizer arguments against the torch optimizer's own signature; required keys;
+  plain experiment and set names.
 - `check_required_paths`: every data and weight path exists (all missing ones listed at once).
 """
 import inspect
@@ -14,6 +16,7 @@ from dataclasses import replace
 
 from vlunet_basicsr.tools.options import basicsr_keys
 from vlunet_basicsr.tools.options.spec import REQUIRED, Option, check_entry, closest_hint, section
+from vlunet_basicsr.utils.option_values import located, unknown_key_problems
 
 
 def _registries():
@@ -62,10 +65,49 @@ def check_registered_types(opt, opt_path):
 
 
 def declares_options(cls):
-    """Whether ``cls`` declares its option keys (``OPTIONS``, a sequence of `Option`): this package's classes and any
-    plugin's that do. Their keys are checked strictly; other classes' only as far as BasicSR's keys go."""
+    """Whether ``cls`` (another plugin's) declares its option keys as ``OPTIONS``, a sequence of `Option`."""
     declared = getattr(cls, 'OPTIONS', None)
     return isinstance(declared, (tuple, list)) and all(isinstance(option, Option) for option in declared)
+
+
+def declared_keys(cls):
+    """The `Option` declarations of a dataset or model: its ``OPTIONS``, or one per key of its ``OPTION_DEFAULTS``
+    (values unchecked here: the class's ``option_problems`` checks them); None when it declares neither."""
+    if declares_options(cls):
+        return tuple(cls.OPTIONS)
+    defaults = getattr(cls, 'OPTION_DEFAULTS', None)
+    if not isinstance(defaults, dict):
+        return None
+    return tuple(Option(key, 'any', default) for key, default in defaults.items())
+
+
+def constructor_problems(cls, entry, where, owner, given=()):
+    """Problems of an arch's, loss's or scheduler's YAML mapping: keys its constructor does not take (none for a
+    ``**kwargs`` constructor), required arguments missing, and values, by the class's ``argument_problems``.
+
+    Args:
+        given (Iterable[str]): Constructor arguments that the builder passes itself (a scheduler's optimizer).
+    """
+    if declares_options(cls):
+        return check_entry(entry, tuple(cls.OPTIONS), where, owner, {'type'})
+    if not isinstance(entry, dict):
+        return [f'{where}: expected a mapping of options for {owner}, got {entry!r}']
+    signature = inspect.signature(cls)
+    parameters = {name: p for name, p in signature.parameters.items()
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name not in given}
+    arguments = {key: value for key, value in entry.items() if key != 'type'}
+    if not any(p.kind == p.VAR_KEYWORD for p in signature.parameters.values()):
+        unknown = unknown_key_problems(arguments, parameters, where, owner)
+        if unknown:
+            return unknown
+    missing = [f'{where}.{name}: required by {owner}' for name, p in parameters.items()
+               if p.default is p.empty and name not in arguments]
+    check = getattr(cls, 'argument_problems', None)
+    if missing or check is None:
+        return missing
+    bound = signature.bind_partial(**arguments)
+    bound.apply_defaults()
+    return located(where, check(dict(bound.arguments)))
 
 
 def plain_name_problem(value):
@@ -126,7 +168,7 @@ def _network_labels(opt, model_options):
 def _model_problems(opt, model_cls, is_train):
     """Top-level, train, val and path keys against BasicSR's keys and the model's declarations."""
     from basicsr.models.sr_model import SRModel
-    declared = getattr(model_cls, 'OPTIONS', None) if model_cls is not None and declares_options(model_cls) else None
+    declared = declared_keys(model_cls) if model_cls is not None else None
     strict = declared is not None  # declaring models declare every key they read; others may read more
     model_options = tuple(declared or ())
     if not strict and model_cls is not None and issubclass(model_cls, SRModel):
@@ -155,13 +197,26 @@ def _model_problems(opt, model_cls, is_train):
     return problems
 
 
+def dataset_entry_problems(cls, entry, where):
+    """Problems of one ``datasets.<phase>`` mapping: its keys against the dataset's declaration and the loader's
+    keys, its values by the dataset's own ``option_problems`` (only the loader's keys for an undeclaring class)."""
+    loader = basicsr_keys.DATASET_LOADER
+    declared = declared_keys(cls) if cls is not None else None
+    if declared is None:
+        return check_entry(entry, loader, where, entry.get('type'), unknown=False)
+    if not hasattr(cls, 'option_problems'):
+        return check_entry(entry, declared + loader, where, entry['type'], basicsr_keys.DERIVED)
+    keys = tuple(replace(option, default=None) for option in declared)  # required: named by option_problems
+    problems = check_entry(entry, keys + loader, where, entry['type'], basicsr_keys.DERIVED)
+    return problems + located(where, cls.option_problems(entry))
+
+
 def _dataset_problems(opt, is_train):
     _, dataset_registry, _, _, _ = _registries()
     datasets = opt.get('datasets')
     if not isinstance(datasets, dict):
         return [] if datasets is None else [f'datasets: expected a mapping of phases, got {datasets!r}']
     problems = []
-    loader = basicsr_keys.DATASET_LOADER
     if is_train and 'train' not in datasets:
         problems.append('datasets.train: required in training')
     for phase, entry in datasets.items():
@@ -172,11 +227,7 @@ def _dataset_problems(opt, is_train):
             problems.append(f'{where}: expected a mapping of dataset options, got {entry!r}')
             continue
         cls = dataset_registry.get(entry['type']) if entry.get('type') in dataset_registry else None
-        if cls is not None and declares_options(cls):
-            problems += check_entry(entry, tuple(cls.OPTIONS) + loader, where, entry['type'],
-                                    basicsr_keys.DERIVED)
-        else:
-            problems += check_entry(entry, loader, where, entry.get('type'), unknown=False)
+        problems += dataset_entry_problems(cls, entry, where)
         if is_train and phase == 'train':
             problems += [f'{where}.{key}: required in training' for key in ('batch_size_per_gpu', 'num_worker_per_gpu')
                          if key not in entry]
@@ -191,15 +242,13 @@ def _declared_class_problems(opt):
     for key, registry, name in typed_entries(opt):
         if registry not in (arch, loss) or name not in registry:
             continue
-        cls = registry.get(name)
-        if declares_options(cls):
-            where = key[:-len('.type')]
-            entry = opt[where] if registry is arch else opt['train'][where.split('.', 1)[1]]
-            problems += check_entry(entry, tuple(cls.OPTIONS), where, name, {'type'})
+        where = key[:-len('.type')]
+        entry = opt[where] if registry is arch else opt['train'][where.split('.', 1)[1]]
+        problems += constructor_problems(registry.get(name), entry, where, name)
     scheduler = _mapping(_mapping(opt.get('train')).get('scheduler'))
     if scheduler.get('type') in SCHEDULER_REGISTRY:
-        cls = SCHEDULER_REGISTRY.get(scheduler['type'])
-        problems += check_entry(scheduler, tuple(cls.OPTIONS), 'train.scheduler', scheduler['type'], {'type'})
+        problems += constructor_problems(SCHEDULER_REGISTRY.get(scheduler['type']), scheduler, 'train.scheduler',
+                                         scheduler['type'], given={'optimizer', 'last_epoch'})
     return problems
 
 
@@ -212,9 +261,10 @@ def check_declared_options(opt, opt_path, is_train):
     problems += _dataset_problems(opt, is_train)
     problems += _declared_class_problems(opt)
     problems += _check_names(opt)
-    cross_checks = getattr(model_cls, 'check_options', None) if model_cls is not None and declares_options(model_cls) else None
-    if cross_checks is not None:  # constraints between keys, e.g. the guidance an arch needs
-        problems += cross_checks(opt, is_train)
+    if model_cls is not None and hasattr(model_cls, 'option_problems'):  # values, and constraints between keys
+        problems += model_cls.option_problems(opt, is_train)
+    elif model_cls is not None and declares_options(model_cls) and hasattr(model_cls, 'check_options'):
+        problems += model_cls.check_options(opt, is_train)
     _fail(opt_path, problems)
 
 

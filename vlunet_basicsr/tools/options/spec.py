@@ -1,35 +1,19 @@
-"""Declared option keys: each key of a class's YAML options is declared once, with its type, default and range.
+"""Declared option keys of the tools: BasicSR's own keys (`basicsr_keys`), the optimizer arguments and compare files.
 
-A class of ours, or of another plugin, carries ``OPTIONS = (Option(...), ...)``. The option checks (`vlunet_basicsr.tools.options`) read
-these declarations to name misspelled keys and wrong values before anything is built; `scripts/option_reference.py`
-writes docs/option_reference.md from them, and the tests compare declarations with constructors and docstrings.
+The core's classes declare no `Option`: archs and losses are described by their constructors, datasets and models
+by ``OPTION_DEFAULTS`` (`vlunet_basicsr.utils.option_values`). Another plugin's class that still carries
+``OPTIONS = (Option(...), ...)`` is checked against it.
 
 Types are written as strings: ``int``, ``float`` (ints accepted), ``bool``, ``str``, ``dict``, ``list``,
 ``list[int]``, ``list[float]``, ``list[str]``, ``list[dict]`` and ``any``.
 """
-import difflib
 from dataclasses import dataclass
 
+from vlunet_basicsr.utils.option_values import REQUIRED, bounds, closest_hint, element_kind, expectation, value_problem
 
-class _Required:
-    def __repr__(self):
-        return 'required'
+__all__ = ['REQUIRED', 'Option', 'check_entry', 'closest_hint', 'section']
 
-
-#: Default of a key that must be given.
-REQUIRED = _Required()
-
-_SCALARS = {
-    # A whole float is an integer too: BasicSR's files write ``val_freq: !!float 5e3``.
-    'int': lambda v: (isinstance(v, int) and not isinstance(v, bool)) or (isinstance(v, float) and v.is_integer()),
-    'float': lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    'bool': lambda v: isinstance(v, bool),
-    'str': lambda v: isinstance(v, str),
-    'dict': lambda v: isinstance(v, dict),
-    'any': lambda v: True,
-}
-_NAMES = {'int': 'an integer', 'float': 'a number', 'bool': 'true or false', 'str': 'a string', 'dict': 'a mapping',
-          'any': 'a value'}
+_KINDS = ('int', 'float', 'bool', 'str', 'dict', 'any')
 
 
 @dataclass(frozen=True)
@@ -65,8 +49,8 @@ class Option:
     entry_owner: str = 'an entry'
 
     def __post_init__(self):
-        element = self.type[5:-1] if self.type.startswith('list[') else None
-        if self.type not in _SCALARS and self.type != 'list' and element not in _SCALARS:
+        element = element_kind(self.type)
+        if self.type not in _KINDS and element not in _KINDS:
             raise ValueError(f'Option {self.name}: unknown type {self.type!r}')
 
     @property
@@ -76,59 +60,24 @@ class Option:
 
     @property
     def section(self):
-        """``train``, ``val``, ``path`` or '' (top level, or the whole entry of an arch, loss or dataset)."""
+        """``train``, ``val``, ``path`` or '' (top level, or the whole entry of a compare file)."""
         return self.name.rsplit('.', 1)[0] if '.' in self.name else ''
+
+    def _rules(self):
+        return dict(choices=self.choices, minimum=self.minimum, maximum=self.maximum, multiple=self.multiple,
+                    nullable=self.nullable or self.default is None, length=self.length)
 
     def bounds(self, multiple_words='multiple of'):
         """The numeric bounds as phrases: '>= 1', '<= 8', '<multiple_words> 2'."""
-        bounds = [f'>= {self.minimum}'] if self.minimum is not None else []
-        if self.maximum is not None:
-            bounds.append(f'<= {self.maximum}')
-        if self.multiple is not None:
-            bounds.append(f'{multiple_words} {self.multiple}')
-        return bounds
+        return bounds(self.minimum, self.maximum, self.multiple, multiple_words)
 
     def expectation(self):
         """What a valid value looks like, in words."""
-        if self.choices is not None:
-            text = 'one of ' + ', '.join(repr(c) for c in self.choices)
-        elif self.type.startswith('list'):
-            element = self.type[5:-1] if self.type != 'list' else 'any'
-            plural = {'int': 'integers', 'float': 'numbers', 'bool': 'booleans', 'str': 'strings', 'dict': 'mappings',
-                      'any': 'values'}[element]
-            text = f'a list of {self.length} {plural}' if self.length else f'a list of {plural}'
-        else:
-            text = _NAMES[self.type]
-        bounds = self.bounds('a multiple of')
-        if bounds:
-            text += ' ' + ' and '.join(bounds)
-        if self.nullable or self.default is None:
-            text += ' (or ~)'
-        return text
+        return expectation(self.type, **self._rules())
 
     def problem(self, value):
         """None when ``value`` is valid for this key, else what is wrong with it (without the key's name)."""
-        if value is None:
-            return None if self.nullable or self.default is None else f'may not be empty; expected {self.expectation()}'
-        if self.type.startswith('list'):
-            if not isinstance(value, (list, tuple)):
-                return f'{value!r} is not {self.expectation()}'
-            if self.length is not None and len(value) != self.length:
-                return f'{value!r} has {len(value)} entries; expected {self.expectation()}'
-            element = self.type[5:-1] if self.type != 'list' else 'any'
-            values = list(value)
-        else:
-            element, values = self.type, [value]
-        for item in values:
-            if not _SCALARS[element](item) or (self.choices is not None and item not in self.choices):
-                return f'{value!r} is not {self.expectation()}'
-            if element in ('int', 'float') and ((self.minimum is not None and item < self.minimum)
-                                                or (self.maximum is not None and item > self.maximum)):
-                return f'{value!r} is out of range; expected {self.expectation()}'
-            if self.multiple is not None and element == 'int' and item % self.multiple:
-                return f'{value!r} is not {self.expectation()}'
-        return None
-
+        return value_problem(value, self.type, **self._rules())
 
     def normalised(self, value):
         """A valid ``value`` as the key's type: whole floats given for integers become ints."""
@@ -137,12 +86,6 @@ class Option:
         if self.type == 'list[int]' and isinstance(value, (list, tuple)):
             return [int(v) for v in value]
         return value
-
-
-def closest_hint(key, valid):
-    """`` Did you mean 'x'?`` for the valid key closest to ``key``, or ''."""
-    close = difflib.get_close_matches(str(key), sorted(valid), n=1)
-    return f" Did you mean '{close[0]}'?" if close else ''
 
 
 def check_entry(entry, options, where, owner, extra_keys=(), unknown=True):
@@ -174,7 +117,8 @@ def check_entry(entry, options, where, owner, extra_keys=(), unknown=True):
     for key, option in declared.items():
         if key not in entry:
             if option.default is REQUIRED:
-                problems.append(f'{at(key)}: required by {owner} ({option.doc or option.expectation()})')
+                detail = option.doc or (option.expectation() if option.type != 'any' else '')
+                problems.append(f'{at(key)}: required by {owner}' + (f' ({detail})' if detail else ''))
             continue
         problem = option.problem(entry[key])
         if problem is not None:
