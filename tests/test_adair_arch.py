@@ -108,9 +108,9 @@ def test_the_converter_refuses_a_faulty_file_by_name_and_writes_nothing(tmp_path
 
 
 @pytest.mark.parametrize('options, message', [
-    ({'dim': 12}, 'dim must be a multiple of 8'),
-    ({'heads': [1, 2, 3, 8]}, r'heads \[1, 2, 3, 8\] do not divide'),
-    ({'num_blocks': [1, 1, 1]}, 'num_blocks and heads need 4 entries'),
+    ({'dim': 12}, r'AdaIR: dim: 12 is not an integer >= 8 and a multiple of 8'),
+    ({'heads': [1, 2, 3, 8]}, r'heads: \[1, 2, 3, 8\] do not divide the 64 channels of level 3 at dim 16'),
+    ({'num_blocks': [1, 1, 1]}, r'num_blocks: \[1, 1, 1\] '),
 ])
 def test_bad_constructor_values_are_named(options, message):
     with pytest.raises(ValueError, match=message):

@@ -16,7 +16,7 @@ from basicsr.data import build_dataset
 from conftest import REPO
 from test_prepare_layouts_extra import prepare, write_cdd11
 from vlunet_basicsr.data.dataset_writer import write_sets
-from vlunet_basicsr.tools.options import basicsr_keys
+from vlunet_basicsr.tools.options import spec
 from vlunet_basicsr.utils.prompts import (CDD11_PROMPTS, CDD11_TYPES, DEGRADATION_PROMPTS, PROMPT_SETS, prompt_set,
                                           resolve_prompts)
 
@@ -175,7 +175,7 @@ def test_cdd11_option_files_declare_valid_datasets_that_build(name, cdd11_lmdbs)
     for phase, entry in copy.deepcopy(opt['datasets']).items():
         cls = DATASET_REGISTRY.get(entry['type'])
         assert cls.option_problems(entry) == []
-        assert set(entry) <= set(cls.OPTION_DEFAULTS) | {o.key for o in basicsr_keys.DATASET_LOADER}
+        assert set(entry) <= set(cls.OPTION_DEFAULTS) | {o.key for o in spec.DATASET_LOADER}
         split = 'train' if phase == 'train' else 'test'
         for key in ('dataroot_gt', 'dataroot_lq'):
             if key in entry:

@@ -143,10 +143,10 @@ def test_the_converter_refuses_a_faulty_file_by_name_and_writes_nothing(tmp_path
 
 
 @pytest.mark.parametrize('options, message', [
-    ({'dim': 12}, 'dim must be a multiple of 8'),
-    ({'topk': 5}, '1 <= topk <= num_experts'),
-    ({'heads': [1, 3, 2, 2]}, r'heads\[1\] = 3 does not divide'),
-    ({'balance_loss_weight': -1}, 'balance_loss_weight must be >= 0'),
+    ({'dim': 12}, r'MoCEIR: dim: 12 is not an integer >= 8 and a multiple of 8'),
+    ({'topk': 5}, r'topk: 5 is out of range'),
+    ({'heads': [1, 3, 2, 2]}, r'heads: \[1, 3, 2, 2\] do not divide the 32 channels of level 2'),
+    ({'balance_loss_weight': -1}, r'balance_loss_weight: -1 is out of range'),
 ])
 def test_bad_constructor_values_are_named(options, message):
     with pytest.raises(ValueError, match=message):

@@ -11,7 +11,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.archs.restormer_blocks import CrossMDTA, Downsample, OverlapPatchEmbed, TransformerBlock, Upsample
+from vlunet_basicsr.archs.restormer_blocks import (CrossMDTA, Downsample, OverlapPatchEmbed, TransformerBlock, Upsample,
+                                                   restormer_argument_problems)
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 #: The frequency mask's half sizes are ``(side // MASK_UNIT) * threshold``, truncated (the published constant).
 MASK_UNIT = 128
@@ -158,11 +160,26 @@ class AdaIR(nn.Module):
                           'torch.roll by half the feature size, which torch\'s ONNX exporter cannot write for '
                           'dynamic sizes (aten::roll with symbolic shifts); run it with the torch backend')
 
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key: ``dim`` a
+        multiple of 8 (the frequency gates divide 2*dim by 16), and the heads divide every level's channels."""
+        problems = restormer_argument_problems(arguments, 8, 8) + problems_of(
+            expect('channels_last', arguments['channels_last'], 'bool'),
+            expect('fused_backward', arguments['fused_backward'], 'bool'))
+        if problems:
+            return problems
+        dim, heads = arguments['dim'], arguments['heads']
+        widths = {'level 1': (dim, heads[0]), 'level 2': (2 * dim, heads[1]), 'level 3': (4 * dim, heads[2]),
+                  'the latent': (8 * dim, heads[3]), 'the frequency modules (heads[2])': (2 * dim, heads[2])}
+        return [f'heads: {list(heads)} do not divide the {channels} channels of {where} at dim {dim}'
+                for where, (channels, num_heads) in widths.items() if channels % num_heads][:1]
+
     def __init__(self, inp_channels=3, out_channels=3, dim=48, num_blocks=(4, 6, 6, 8), num_refinement_blocks=4,
                  heads=(1, 2, 4, 8), ffn_expansion_factor=2.66, bias=False, LayerNorm_type='WithBias',  # noqa: N803
                  channels_last=True, fused_backward=True):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__()
-        _check_options(dim, num_blocks, heads, LayerNorm_type)
         self.channels_last = channels_last
         d1, d2, d3, d4 = dim, dim * 2, dim * 4, dim * 8
 
@@ -215,19 +232,3 @@ class AdaIR(nn.Module):
         x = self.decoder_level1(torch.cat([self.up2_1(x), enc1], 1))
         return (self.output(self.refinement(x)) + image).contiguous()
 
-
-def _check_options(dim, num_blocks, heads, layer_norm_type):
-    if len(num_blocks) != 4 or len(heads) != 4:
-        raise ValueError(f'AdaIR: num_blocks and heads need 4 entries (levels 1-4), got {num_blocks} and {heads}')
-    if min(num_blocks) < 1 or min(heads) < 1:
-        raise ValueError(f'AdaIR: num_blocks and heads must be positive, got {num_blocks} and {heads}')
-    if dim < 8 or dim % 8:
-        raise ValueError(f'AdaIR: dim must be a multiple of 8 (the frequency gates divide 2*dim by 16), got {dim}')
-    if layer_norm_type not in ('WithBias', 'BiasFree'):
-        raise ValueError(f"AdaIR: LayerNorm_type must be 'WithBias' or 'BiasFree', got {layer_norm_type!r}")
-    widths = {'level 1 (dim, 2*dim)': (dim, heads[0]), 'level 2 (2*dim)': (2 * dim, heads[1]),
-              'level 3 (4*dim)': (4 * dim, heads[2]), 'latent (8*dim)': (8 * dim, heads[3]),
-              'frequency modules (2*dim, heads[2])': (2 * dim, heads[2])}
-    for where, (channels, num_heads) in widths.items():
-        if channels % num_heads:
-            raise ValueError(f'AdaIR: heads {list(heads)} do not divide the channels of {where} for dim {dim}')

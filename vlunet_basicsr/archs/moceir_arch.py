@@ -17,8 +17,9 @@ from torch.distributions import Normal
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.archs.restormer_blocks import (GDFN, MDTA, CrossMDTA, Downsample, LayerNorm, OverlapPatchEmbed,
-                                                   Upsample)
+from vlunet_basicsr.archs.restormer_blocks import (GDFN, LAYER_NORM_TYPES, MDTA, CrossMDTA, Downsample, LayerNorm,
+                                                   OverlapPatchEmbed, Upsample)
+from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 #: The published routing noise: ``randn * (1 / num_experts)``, in training and in evaluation.
 NOISE_SCALE = 1.0
@@ -268,12 +269,41 @@ class MoCEIR(nn.Module):
                           'control flow on tensor values), which torch.export cannot trace; run it with the torch '
                           'backend')
 
+    @classmethod
+    def argument_problems(cls, arguments):
+        """Problems of the constructor's keyword arguments (a mapping of them), each naming its key: ``dim`` a
+        multiple of 2^(num_experts-1) (the smallest expert's rank), ``topk`` at most ``num_experts``, and the heads
+        divide every level's channels."""
+        a = arguments
+        problems = problems_of(
+            expect('inp_channels', a['inp_channels'], 'int', minimum=1),
+            expect('out_channels', a['out_channels'], 'int', minimum=1),
+            expect('num_blocks', a['num_blocks'], 'list[int]', minimum=1, length=4),
+            expect('num_dec_blocks', a['num_dec_blocks'], 'list[int]', minimum=1, length=3),
+            expect('heads', a['heads'], 'list[int]', minimum=1, length=4),
+            expect('num_refinement_blocks', a['num_refinement_blocks'], 'int', minimum=1),
+            expect('ffn_expansion_factor', a['ffn_expansion_factor'], 'float', minimum=0.1),
+            expect('bias', a['bias'], 'bool'),
+            expect('LayerNorm_type', a['LayerNorm_type'], 'str', choices=LAYER_NORM_TYPES),
+            expect('num_experts', a['num_experts'], 'int', minimum=1),
+            expect('routing_noise', a['routing_noise'], 'bool'),
+            expect('balance_loss_weight', a['balance_loss_weight'], 'float', minimum=0),
+            expect('with_complexity', a['with_complexity'], 'bool'))
+        if problems:
+            return problems
+        problems = problems_of(
+            expect('dim', a['dim'], 'int', minimum=2**(a['num_experts'] - 1), multiple=2**(a['num_experts'] - 1)),
+            expect('topk', a['topk'], 'int', minimum=1, maximum=a['num_experts']))
+        return problems or [f"heads: {list(a['heads'])} do not divide the {a['dim'] * 2**level} channels of level "
+                            f'{level + 1}' for level, num_heads in enumerate(a['heads'])
+                            if (a['dim'] * 2**level) % num_heads][:1]
+
     def __init__(self, inp_channels=3, out_channels=3, dim=48, num_blocks=(4, 6, 6, 8), num_dec_blocks=(2, 4, 4),
                  heads=(1, 2, 4, 8), num_refinement_blocks=4, ffn_expansion_factor=2, bias=False,
                  LayerNorm_type='WithBias', num_experts=4, topk=1, routing_noise=True,  # noqa: N803
                  balance_loss_weight=0.01, with_complexity=False):
+        raise_problems(type(self).__name__, self.argument_problems(locals()))
         super().__init__()
-        _check_options(dim, num_blocks, num_dec_blocks, heads, num_experts, topk, LayerNorm_type, balance_loss_weight)
         self.balance_loss_weight = balance_loss_weight
         dims = [dim * 2**i for i in range(4)]
 
@@ -327,23 +357,3 @@ class MoCEIR(nn.Module):
             return {}
         return {'l_balance': self.balance_loss_weight * torch.stack(terms).mean()}
 
-
-def _check_options(dim, num_blocks, num_dec_blocks, heads, num_experts, topk, layer_norm_type, balance_loss_weight):
-    if len(num_blocks) != 4 or len(heads) != 4 or len(num_dec_blocks) != 3:
-        raise ValueError(f'MoCEIR: num_blocks and heads need 4 entries and num_dec_blocks 3, got {num_blocks}, '
-                         f'{heads} and {num_dec_blocks}')
-    if min(num_blocks) < 1 or min(num_dec_blocks) < 1 or min(heads) < 1:
-        raise ValueError('MoCEIR: num_blocks, num_dec_blocks and heads must be positive')
-    if num_experts < 1 or not 1 <= topk <= num_experts:
-        raise ValueError(f'MoCEIR: need num_experts >= 1 and 1 <= topk <= num_experts, got {num_experts}, {topk}')
-    if dim % 2**(num_experts - 1):
-        raise ValueError(f'MoCEIR: dim must be a multiple of {2**(num_experts - 1)} (the smallest expert has rank '
-                         f'dim / {2**(num_experts - 1)}), got {dim}')
-    if layer_norm_type not in ('WithBias', 'BiasFree'):
-        raise ValueError(f"MoCEIR: LayerNorm_type must be 'WithBias' or 'BiasFree', got {layer_norm_type!r}")
-    if balance_loss_weight < 0:
-        raise ValueError(f'MoCEIR: balance_loss_weight must be >= 0, got {balance_loss_weight}')
-    for level, num_heads in enumerate(heads):
-        if (dim * 2**level) % num_heads:
-            raise ValueError(f'MoCEIR: heads[{level}] = {num_heads} does not divide the {dim * 2**level} channels '
-                             f'of level {level + 1}')

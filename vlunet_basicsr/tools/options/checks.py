@@ -1,7 +1,7 @@
 """Checks of a whole option file before anything is built; each problem names its YAML key (and the file).
 
 - `check_registered_types`: every ``type`` is in its registry (the closest name and the full list otherwise).
-- `check_declared_options`: keys and values of BasicSR's pipeline (`basicsr_keys`); of every arch, loss and
+- `check_declared_options`: keys and values of BasicSR's pipeline (`spec`); of every arch, loss and
   scheduler against its constructor's signature, its values by the class's own ``argument_problems`` (the check
   its constructor runs); of every dataset and model against its ``OPTION_DEFAULTS``, its values by its own
   ``option_problems`` (`vlunet_basicsr.utils.option_values`); another plugin's class that declares ``OPTIONS``
@@ -14,7 +14,7 @@ import os
 import os.path as osp
 from dataclasses import replace
 
-from vlunet_basicsr.tools.options import basicsr_keys
+from vlunet_basicsr.tools.options import spec
 from vlunet_basicsr.tools.options.spec import REQUIRED, Option, check_entry, closest_hint, section
 from vlunet_basicsr.utils.option_values import located, unknown_key_problems
 
@@ -156,7 +156,7 @@ def _optimizer_problems(where, entry):
 
 
 def _section_problems(opt, model_options, name, owner, extra_keys=(), unknown=True):
-    declared = section(getattr(basicsr_keys, name.upper()) + tuple(model_options), name)
+    declared = section(getattr(spec, name.upper()) + tuple(model_options), name)
     return check_entry(_mapping(opt.get(name)), declared, name, owner, extra_keys, unknown)
 
 
@@ -175,14 +175,14 @@ def _model_problems(opt, model_cls, is_train):
         model_options = (Option('network_g', 'dict', REQUIRED, 'The restoration network.'),
                          Option('train.optim_g', 'dict', REQUIRED, 'Optimizer of net_g.'))
     owner = model_cls.__name__ if model_cls is not None else 'this run'
-    top = basicsr_keys.TOP_LEVEL + section(model_options, '')
+    top = spec.TOP_LEVEL + section(model_options, '')
     network_keys = {k for k in opt if k.startswith('network_')}
-    problems = check_entry(opt, top, '', owner, basicsr_keys.DERIVED | network_keys, unknown=strict)
+    problems = check_entry(opt, top, '', owner, spec.DERIVED | network_keys, unknown=strict)
     if 'logger' in opt and is_train:
-        problems += check_entry(_mapping(opt['logger']), basicsr_keys.LOGGER, 'logger', 'the logger')
+        problems += check_entry(_mapping(opt['logger']), spec.LOGGER, 'logger', 'the logger')
     elif is_train:
         problems.append('logger: required in training (print_freq, save_checkpoint_freq)')
-    problems += check_entry(_mapping(opt.get('dist_params')), basicsr_keys.DIST_PARAMS, 'dist_params', 'dist_params')
+    problems += check_entry(_mapping(opt.get('dist_params')), spec.DIST_PARAMS, 'dist_params', 'dist_params')
     if is_train:
         losses = {key for key in _mapping(opt.get('train')) if key.endswith('_opt')}  # each a registered loss
         problems += _section_problems(opt, model_options, 'train', owner, losses, unknown=strict)
@@ -190,24 +190,24 @@ def _model_problems(opt, model_cls, is_train):
             if key.startswith('optim_') and isinstance(value, dict):
                 problems += _optimizer_problems(f'train.{key}', value)
     problems += _section_problems(opt, model_options, 'val', owner, unknown=strict)
-    per_network = tuple(replace(option, name=option.name + label) for option in basicsr_keys.PATH_PER_NETWORK
+    per_network = tuple(replace(option, name=option.name + label) for option in spec.PATH_PER_NETWORK
                         for label in sorted(_network_labels(opt, model_options)))
-    problems += check_entry(_mapping(opt.get('path')), section(basicsr_keys.PATH + per_network + model_options, 'path'),
-                            'path', owner, basicsr_keys.DERIVED_PATHS, unknown=strict)
+    problems += check_entry(_mapping(opt.get('path')), section(spec.PATH + per_network + model_options, 'path'),
+                            'path', owner, spec.DERIVED_PATHS, unknown=strict)
     return problems
 
 
 def dataset_entry_problems(cls, entry, where):
     """Problems of one ``datasets.<phase>`` mapping: its keys against the dataset's declaration and the loader's
     keys, its values by the dataset's own ``option_problems`` (only the loader's keys for an undeclaring class)."""
-    loader = basicsr_keys.DATASET_LOADER
+    loader = spec.DATASET_LOADER
     declared = declared_keys(cls) if cls is not None else None
     if declared is None:
         return check_entry(entry, loader, where, entry.get('type'), unknown=False)
     if not hasattr(cls, 'option_problems'):
-        return check_entry(entry, declared + loader, where, entry['type'], basicsr_keys.DERIVED)
+        return check_entry(entry, declared + loader, where, entry['type'], spec.DERIVED)
     keys = tuple(replace(option, default=None) for option in declared)  # required: named by option_problems
-    problems = check_entry(entry, keys + loader, where, entry['type'], basicsr_keys.DERIVED)
+    problems = check_entry(entry, keys + loader, where, entry['type'], spec.DERIVED)
     return problems + located(where, cls.option_problems(entry))
 
 

@@ -1,6 +1,6 @@
 """docs/option_reference.md, written from the code (``python scripts/option_reference.py``): archs, losses and
 schedulers from their constructor's signature and docstring ``Args``; datasets and models from ``OPTION_DEFAULTS``
-and their docstring; BasicSR's keys from `basicsr_keys`.
+and their docstring; BasicSR's keys from `spec`.
 
 A test compares the committed page with `render_reference`, so the docs cannot drift from the code.
 """
@@ -8,7 +8,7 @@ import inspect
 import re
 import sys
 
-from vlunet_basicsr.tools.options import basicsr_keys
+from vlunet_basicsr.tools.options import spec
 from vlunet_basicsr.tools.options.spec import REQUIRED
 
 HEADER = """# Option reference
@@ -16,7 +16,7 @@ HEADER = """# Option reference
 Every YAML key that this package's classes and BasicSR's pipeline read, with its type and default. Generated
 from the code by `python scripts/option_reference.py`: archs, losses and schedulers from their constructor's
 signature and docstring, datasets and models from their `OPTION_DEFAULTS` and docstring, BasicSR's keys from
-`vlunet_basicsr/tools/options/basicsr_keys.py` (with their allowed values). `basicsr train|test` checks every
+`vlunet_basicsr/tools/options/spec.py` (with their allowed values). `basicsr train|test` checks every
 option file against them before anything is built, values by each class's own check (see [options.md](options.md)).
 """
 
@@ -124,12 +124,12 @@ def render_reference():
         lines += _key_table(class_keys(cls)) + ['']
     lines += ["## BasicSR's own keys", '', 'Read by the train/test pipelines, the data loader builder and '
               '`BaseModel`/`SRModel`, for every model.', '']
-    lines += _table(basicsr_keys.TOP_LEVEL) + ['']
-    lines += ['Per network `<label>` (`g` for `network_g`):', ''] + _table(basicsr_keys.PATH_PER_NETWORK, '') + ['']
-    lines += _table(basicsr_keys.TRAIN + basicsr_keys.VAL + basicsr_keys.PATH) + ['']
-    lines += ['Every `datasets.<phase>` entry:', ''] + _table(basicsr_keys.DATASET_LOADER) + ['']
-    lines += ['`logger`:', ''] + _table(basicsr_keys.LOGGER) + ['', '`dist_params`:', '']
-    lines += _table(basicsr_keys.DIST_PARAMS) + ['']
+    lines += _table(spec.TOP_LEVEL) + ['']
+    lines += ['Per network `<label>` (`g` for `network_g`):', ''] + _table(spec.PATH_PER_NETWORK, '') + ['']
+    lines += _table(spec.TRAIN + spec.VAL + spec.PATH) + ['']
+    lines += ['Every `datasets.<phase>` entry:', ''] + _table(spec.DATASET_LOADER) + ['']
+    lines += ['`logger`:', ''] + _table(spec.LOGGER) + ['', '`dist_params`:', '']
+    lines += _table(spec.DIST_PARAMS) + ['']
     lines += ['`train.optim_<label>`: `type` (any `torch.optim` optimizer) and that optimizer\'s own arguments; '
               '`lr` is required and must be a number >= 0, numeric arguments must be numbers.', '']
     return '\n'.join(lines)
