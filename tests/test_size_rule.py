@@ -28,9 +28,9 @@ TINY_VLUR = {'type': 'VLURNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [
     ({**RRDB, 'scale': 1}, SizeRule(4)),
     ({**RRDB, 'scale': 2}, SizeRule(2)),
     ({**RRDB, 'scale': 4}, SizeRule(1)),
-    (TINY_NET, SizeRule(8)),
-    (TINY_DGUNET, SizeRule(8, 16)),
-    (TINY_VLUR, SizeRule(8)),
+    (TINY_NET, SizeRule(1)),  # VLUNet, VLURNet and DGUNet pad themselves: nothing pads them again
+    (TINY_DGUNET, SizeRule(1)),
+    (TINY_VLUR, SizeRule(1)),
     ({'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}, SizeRule(1)),
 ], ids=['SwinIR-4', 'SwinIR-8', 'RRDBNet-x1', 'RRDBNet-x2', 'RRDBNet-x4', 'VLUNet', 'DGUNet', 'VLURNet', 'EDSR'])
 def test_the_size_rule_is_declared_or_derived_from_basicsr_options(network_g, rule):
@@ -119,3 +119,28 @@ def test_an_override_that_breaks_the_arch_rule_is_warned_about():
         logging.getLogger('basicsr').removeHandler(handler)
     assert model.size_rule == SizeRule(6)
     assert "val.size_multiple 6 is not a multiple of SwinIR's own size multiple, 4" in [r.getMessage() for r in records]
+
+
+@pytest.mark.parametrize('network_g', [TINY_NET, TINY_DGUNET, SWINIR, {'type': 'PromptIR', 'dim': 12,
+                                                                      'num_blocks': [1, 1, 1, 1],
+                                                                      'num_refinement_blocks': 1, 'prompt_size': 16}],
+                         ids=['VLUNet', 'DGUNet', 'SwinIR', 'PromptIR'])
+def test_an_odd_input_is_padded_once_whether_the_arch_or_the_model_pads(network_g, monkeypatch):
+    """VLUNet and DGUNet pad themselves and declare no rule; SwinIR and PromptIR are padded by the model."""
+    from basicsr.models import build_model
+    from vlunet_basicsr.utils import padding
+    pads = []
+    pad = padding.pad_bottom_right
+
+    def counted(x, pad_h, pad_w):
+        if pad_h or pad_w:
+            pads.append((pad_h, pad_w))
+        return pad(x, pad_h, pad_w)
+
+    monkeypatch.setattr(padding, 'pad_bottom_right', counted)
+    model = build_model({'model_type': 'GuidedRestorationModel', 'num_gpu': 0, 'is_train': False, 'dist': False,
+                         'rank': 0, 'world_size': 1, 'name': 'unit', 'network_g': dict(network_g),
+                         'network_clip': None, 'path': {'pretrain_network_g': None}, 'val': {}})
+    model.feed_data({'lq': torch.rand(1, 3, 37, 45)})
+    model.test()
+    assert model.output.shape[-2:] == (37, 45) and len(pads) == 1, pads

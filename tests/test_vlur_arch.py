@@ -167,5 +167,5 @@ def test_declared_interface_and_clear_errors():
         net(torch.rand(1, 3, 16, 16), None)
     with pytest.raises(ValueError, match='do not split into 3 heads'):
         VLURNet(dim=8, heads=[3, 2, 2, 4])
-    with pytest.raises(ValueError, match='need 4 entries'):
+    with pytest.raises(ValueError, match='has 3 entries; expected a list of 4'):
         VLURNet(num_blocks=[1, 1, 1])

@@ -62,9 +62,7 @@ class _DGUNetBase(nn.Module):
     guidance_input = None
     #: ``forward(x, return_stages=True)`` returns the stage images (final first); the loss sums over them.
     multi_stage_output = True
-    #: The protocol's size rule: sides padded to multiples of 8, at least 16 (as `pad_for_dgunet` does itself).
-    size_multiple = SIZE_MULTIPLE
-    min_size = MIN_SIZE
+    # No size rule for the protocol: the network pads itself (`pad_for_dgunet`), so the input is padded in one place.
 
     def forward(self, x, return_stages=False):
         """Restore ``x`` (B, C, H, W), any H and W.

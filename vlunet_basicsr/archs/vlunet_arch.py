@@ -13,7 +13,7 @@ from vlunet_basicsr.archs.restormer_blocks import (MDTA, Downsample, OverlapPatc
                                                    TransformerStack, Upsample, restormer_argument_problems)
 from vlunet_basicsr.archs.restormer_ops import channel_attention, split_channel_attention
 from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
-from vlunet_basicsr.utils.padding import SIZE_MULTIPLE, crop_to, pad_to_multiple
+from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 
 #: Heads of the D-GDM's two attention operators, fixed in the release.
 GDM_HEADS = 2
@@ -149,13 +149,13 @@ class VLUNet(nn.Module):
             forward, gradients equal to float rounding. Default: True.
 
     Arch protocol (`vlunet_basicsr.models.network_inputs`): ``net(lq, vector)`` with the guidance encoder's
-    image features; one output image; sides padded to a multiple of 8 (it also pads itself); explains itself
-    (`forward_with_trace`); loads from its weights alone (`options_from_weights`).
+    image features; one output image; any size (it pads to a multiple of 8 itself, so it declares no size rule and
+    the input is padded in one place); explains itself (`forward_with_trace`); loads from its weights alone
+    (`options_from_weights`).
     """
 
     guidance_input = 'image_features'
     multi_stage_output = False
-    size_multiple = SIZE_MULTIPLE
 
     @classmethod
     def options_from_weights(cls, state):

@@ -14,7 +14,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import GDFN, LAYER_NORM_TYPES, LayerNorm, OverlapPatchEmbed, conv_part
 from vlunet_basicsr.archs.restormer_ops import NORM_EPS, channel_attention, split_channel_attention
 from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
-from vlunet_basicsr.utils.padding import SIZE_MULTIPLE, crop_to, pad_to_multiple
+from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 
 
 def area_pool_matrix(size, out_size, dtype=None, device=None):
@@ -206,8 +206,7 @@ class VLURNet(nn.Module):
     guidance_input = 'text_features'
     #: One restored image, not one per stage.
     multi_stage_output = False
-    #: The protocol's size rule: sides padded to multiples of 8 (as `forward` does itself).
-    size_multiple = SIZE_MULTIPLE
+    # No size rule for the protocol: `forward` pads to a multiple of 8 itself, so the input is padded in one place.
 
     @classmethod
     def argument_problems(cls, arguments):
