@@ -119,6 +119,11 @@ def test_paired_set_full_size_and_legacy_crop(two_backends):
     assert sample['gt'].shape == (3, 40, 36) and sample['text'] == 'image with rain'
     assert sample['lq_path'].endswith(osp.join('lq.lmdb', 'img00'))
     assert build_dataset({**opt, 'crop_to_multiple': 16})[0]['gt'].shape == (3, 32, 32)
+    whole = sample['gt']
+    top_left, centred = (build_dataset({**opt, 'crop_to_multiple': 16, 'crop_centered': centred})[0]
+                         for centred in (False, True))
+    assert torch.equal(top_left['gt'], whole[:, :32, :32])
+    assert torch.equal(centred['gt'], whole[:, 4:36, 2:34]) and torch.equal(centred['lq'], sample['lq'][:, 4:36, 2:34])
 
 
 def test_clear_errors_for_bad_sources(tmp_path, two_backends):

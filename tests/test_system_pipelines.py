@@ -90,6 +90,7 @@ def test_the_tiny_recipe_trains_and_tests_through_basicsr_on_odd_sizes(trained):
                         'test_2': {**test['datasets']['test_4'], **noisy}}  # CBSD68 sigma 25
     for dataset in test['datasets'].values():
         dataset.pop('crop_to_multiple', None)  # the published crop would hide the odd size
+        dataset.pop('crop_centered', None)
     test['path']['pretrain_network_g'] = str(weights)
     run('test', write_yaml(root / 'test.yml', test), root_path=str(root / 'work'))
     results = root / 'work' / 'results' / test['name']
