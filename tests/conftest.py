@@ -140,6 +140,79 @@ def run_basicsr(args, cwd, env_extra=None, timeout=600):
     return proc
 
 
+def restore_main(argv):
+    """``basicsr restore ARGV`` in this process; returns the exit code (argument errors: 2)."""
+    from vlunet_basicsr_cli import main
+    try:
+        return main(['restore', *map(str, argv)])
+    except SystemExit as exit_:
+        return exit_.code
+
+
+_last_run_second = [0]
+
+
+def _fresh_basicsr_logger():
+    """Close and forget basicsr's logger, which `get_root_logger` sets up once per process: the next run sets it up
+    again, with its own log file and its stream on the current ``sys.stderr``, as a new process would."""
+    import logging
+
+    from basicsr.utils import logger as basicsr_logger
+    logger = logging.getLogger('basicsr')
+    for handler in list(logger.handlers):
+        logger.removeHandler(handler)
+        handler.close()
+    basicsr_logger.initialized_logger.pop('basicsr', None)
+
+
+def run_cli(args, cwd, env_extra=None):
+    """Run ``basicsr ARGS`` in this process (`vlunet_basicsr_cli.main`) in ``cwd`` with ``env_extra`` in the
+    environment (a ``PYTHONPATH`` there also goes on ``sys.path``), the way `run_basicsr` runs the command: the
+    returned `subprocess.CompletedProcess` has the exit code (1 with the traceback in stderr for an exception), the
+    printed output and basicsr's log lines (stderr). Each run gets a fresh basicsr logger, so it writes its own log
+    file; a run starts in a new second, so its timestamped log and archive names differ from the previous run's."""
+    import contextlib
+    import io
+    import time
+    import traceback
+
+    from vlunet_basicsr_cli import main
+    while int(time.time()) == _last_run_second[0]:
+        time.sleep(0.05)
+    env_extra = {k: str(v) for k, v in (env_extra or {}).items()}
+    saved_env = {k: os.environ.get(k) for k in env_extra}
+    saved_path, saved_cwd = list(sys.path), os.getcwd()
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        os.environ.update(env_extra)
+        if env_extra.get('PYTHONPATH'):
+            sys.path[:0] = env_extra['PYTHONPATH'].split(os.pathsep)
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            _fresh_basicsr_logger()
+            try:
+                code = main([str(a) for a in args])
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
+                if not isinstance(exit_.code, (int, type(None))):
+                    print(exit_.code, file=sys.stderr)
+            except Exception:  # noqa: BLE001 -- a process would print the traceback and exit 1
+                traceback.print_exc()
+                code = 1
+            finally:
+                _fresh_basicsr_logger()
+    finally:
+        os.chdir(saved_cwd)
+        sys.path[:] = saved_path
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+        _last_run_second[0] = int(time.time())
+    return subprocess.CompletedProcess(['basicsr', *map(str, args)], code or 0, stdout.getvalue(), stderr.getvalue())
+
+
 @pytest.fixture
 def image_pairs(tmp_path):
     return write_image_pairs(tmp_path / 'data')

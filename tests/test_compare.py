@@ -15,7 +15,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
-from conftest import REPO, run_basicsr, run_front_door, write_image_pairs, write_yaml
+from conftest import REPO, run_cli, run_front_door, write_image_pairs, write_yaml
 from test_dgunet_training import TINY_DGUNET
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.tools.compare import compare_file, plan
@@ -86,7 +86,7 @@ def compared(tmp_path_factory):
     compare_path = write_yaml(tmp / 'compare.yml', opt)
     work = tmp / 'work'
     work.mkdir()
-    proc = run_basicsr(['compare', '-opt', compare_path, '-o', 'out'], cwd=work, env_extra=ENV)
+    proc = run_cli(['compare', '-opt', compare_path, '-o', 'out'], cwd=work, env_extra=ENV)
     return {'proc': proc, 'out': work / 'out', 'work': work, 'opt': opt, 'compare_path': compare_path,
             'clip': clip}
 
@@ -171,7 +171,7 @@ def test_report_markdown_and_figures(compared):
 
 
 def test_an_existing_output_folder_is_kept_without_overwrite(compared):
-    proc = run_basicsr(['compare', '-opt', compared['compare_path'], '-o', 'out'], cwd=compared['work'])
+    proc = run_cli(['compare', '-opt', compared['compare_path'], '-o', 'out'], cwd=compared['work'])
     assert proc.returncode == 2 and 'exists: pass --overwrite' in proc.stderr
     assert (compared['out'] / 'report.json').is_file()
 

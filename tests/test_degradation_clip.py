@@ -14,7 +14,7 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models import build_model
-from conftest import REPO, reference_file, run_basicsr, write_yaml
+from conftest import REPO, reference_file, run_cli, write_yaml
 from vlunet_basicsr.utils.clip_preprocess import clip_input
 
 #: A tiny open_clip configuration (random weights) whose embedding is 512-d like ViT-B-32's.
@@ -180,8 +180,8 @@ def _stage1_opt(name, total_iter):
 
 def test_stage1_adapter_tuning_from_yaml_learns_the_toy_degradations(tmp_path):
     opt_path = write_yaml(tmp_path / 'stage1.yml', _stage1_opt('toy_stage1', total_iter=30))
-    proc = run_basicsr(['train', '-opt', opt_path], cwd=tmp_path,
-                       env_extra={'PYTHONPATH': os.path.dirname(os.path.abspath(__file__))})
+    proc = run_cli(['train', '-opt', opt_path], cwd=tmp_path,
+                   env_extra={'PYTHONPATH': os.path.dirname(os.path.abspath(__file__))})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     exp = tmp_path / 'experiments' / 'toy_stage1'
     log = '\n'.join(open(p).read() for p in glob.glob(str(exp / '*.log')))

@@ -13,9 +13,8 @@ import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, run_front_door, script_main, write_yaml
+from conftest import REPO, restore_main, run_front_door, script_main, write_yaml
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
-from vlunet_basicsr.tools.restore.inference import main as restore_main
 from vlunet_basicsr.tools.export.onnx_runtime import load_onnx_networks
 from vlunet_basicsr.tools.restore.restorer import load_networks
 from vlunet_basicsr_cli import main as basicsr_main

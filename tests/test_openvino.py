@@ -6,9 +6,9 @@ import torch
 
 pytest.importorskip('openvino', reason='openvino is not installed (pip install -e .[openvino])')
 
+from conftest import restore_main  # noqa: E402
 from test_onnx import _both_backends, _export, _images, _readout  # noqa: E402
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET  # noqa: E402
-from vlunet_basicsr.tools.restore.inference import main as restore_main  # noqa: E402
 from vlunet_basicsr.tools.export.onnx_runtime import load_exported_networks, load_onnx_networks  # noqa: E402
 from vlunet_basicsr.tools.export.openvino_runtime import OpenVinoRuntime  # noqa: E402
 from vlunet_basicsr_cli import main as basicsr_main  # noqa: E402

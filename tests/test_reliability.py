@@ -178,7 +178,7 @@ def test_restore_on_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
     import torch
     if torch.cuda.is_available():
         pytest.skip('this machine has a CUDA GPU')
-    from vlunet_basicsr.tools.restore.inference import main
+    from conftest import restore_main as main
     cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((8, 8, 3), np.uint8))
     assert main([str(tmp_path / 'a.png'), '-o', str(tmp_path / 'out'), '--weights', str(tmp_path / 'net_g.pth'),
                  '--device', 'cuda']) == 2

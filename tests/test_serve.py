@@ -13,10 +13,9 @@ import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, basicsr_command, free_port, run_front_door, write_yaml
+from conftest import REPO, basicsr_command, free_port, restore_main, run_front_door, write_yaml
 from test_inference import TINY_VLUR
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
-from vlunet_basicsr.tools.restore.inference import main as restore_main
 from vlunet_basicsr.tools.serve.jobs import check_degradation_type, restore_files
 from vlunet_basicsr.tools.serve.systems import load_systems
 from vlunet_basicsr.tools.serve.workspace import Workspace

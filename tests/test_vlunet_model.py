@@ -16,7 +16,7 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.metrics import calculate_metric
 from basicsr.models import build_model
 from basicsr.utils.registry import METRIC_REGISTRY
-from conftest import run_basicsr, write_image_pairs, write_yaml
+from conftest import run_cli, write_image_pairs, write_yaml
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.data.dataset_writer import write_pairs
 from vlunet_basicsr.models.lr_scheduler import LinearWarmupCosineLR
@@ -205,7 +205,7 @@ def test_stage1_stage2_and_test_end_to_end(tmp_path, lmdb_sets):
                               'total_iter': 4, 'contrastive_opt': {'type': 'DegradationContrastiveLoss'}},
         'val': {'val_freq': 4}, 'logger': {'print_freq': 2, 'save_checkpoint_freq': 4, 'use_tb_logger': False},
     }
-    proc = run_basicsr(['train', '-opt', write_yaml(tmp_path / 's1.yml', stage1)], cwd=work)
+    proc = run_cli(['train', '-opt', write_yaml(tmp_path / 's1.yml', stage1)], cwd=work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     adapters = work / 'experiments' / 'stage1' / 'models' / 'net_clip_latest.pth'
     assert adapters.is_file()
@@ -225,7 +225,7 @@ def test_stage1_stage2_and_test_end_to_end(tmp_path, lmdb_sets):
         'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': True},
     }
     stage2_path = write_yaml(tmp_path / 's2.yml', stage2)
-    proc = run_basicsr(['train', '-opt', stage2_path], cwd=work)
+    proc = run_cli(['train', '-opt', stage2_path], cwd=work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     exp = work / 'experiments' / 'stage2'
     log = _log(exp)
@@ -236,7 +236,7 @@ def test_stage1_stage2_and_test_end_to_end(tmp_path, lmdb_sets):
     assert set(saved) == {'params', 'params_ema'}
     assert set(saved['params']) == set(VLUNet(**{k: v for k, v in TINY_NET.items() if k != 'type'}).state_dict())
 
-    proc = run_basicsr(['train', '-opt', stage2_path, '--auto_resume', '--force_yml', 'train:total_iter=6'], cwd=work)
+    proc = run_cli(['train', '-opt', stage2_path, '--auto_resume', '--force_yml', 'train:total_iter=6'], cwd=work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'Resuming training from epoch' in _log(exp) and (exp / 'models' / 'net_g_6.pth').is_file()
 
@@ -244,7 +244,7 @@ def test_stage1_stage2_and_test_end_to_end(tmp_path, lmdb_sets):
                 'datasets': _val_sets(lmdb_sets, 'test'), 'network_g': dict(TINY_NET), 'network_clip': clip_net,
                 'path': {'pretrain_network_g': str(exp / 'models' / 'net_g_latest.pth'), 'param_key_g': 'params_ema'},
                 'val': {'save_img': True, 'metrics': {'psnr': {'type': 'calculate_psnr_float'}}}}
-    proc = run_basicsr(['test', '-opt', write_yaml(tmp_path / 't.yml', test_opt)], cwd=work)
+    proc = run_cli(['test', '-opt', write_yaml(tmp_path / 't.yml', test_opt)], cwd=work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = work / 'results' / 'stage2_test'
     assert len(glob.glob(str(results / 'visualization' / 'rain_val' / '*.png'))) == 4
