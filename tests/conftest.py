@@ -1,4 +1,5 @@
 """Shared fixtures: tiny images made on the fly, option files written like a user would, the `basicsr` command."""
+import contextlib
 import os
 import os.path as osp
 import shutil
@@ -152,31 +153,47 @@ def restore_main(argv):
 _last_run_second = [0]
 
 
+@contextlib.contextmanager
 def _fresh_basicsr_logger():
-    """Close and forget basicsr's logger, which `get_root_logger` sets up once per process: the next run sets it up
-    again, with its own log file and its stream on the current ``sys.stderr``, as a new process would."""
+    """basicsr's logger (`get_root_logger` sets it up once per process) put aside for a run, which sets it up anew,
+    with its own log file and its stream on the current ``sys.stderr``, as a new process would; the run's handlers
+    are closed after it and the logger is given back as it was."""
     import logging
 
     from basicsr.utils import logger as basicsr_logger
     logger = logging.getLogger('basicsr')
-    for handler in list(logger.handlers):
+    saved = (list(logger.handlers), logger.level, logger.propagate,
+             basicsr_logger.initialized_logger.pop('basicsr', None))
+    for handler in saved[0]:
         logger.removeHandler(handler)
-        handler.close()
-    basicsr_logger.initialized_logger.pop('basicsr', None)
+    try:
+        yield
+    finally:
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+        basicsr_logger.initialized_logger.pop('basicsr', None)
+        for handler in saved[0]:
+            logger.addHandler(handler)
+        logger.level, logger.propagate = saved[1], saved[2]
+        if saved[3] is not None:
+            basicsr_logger.initialized_logger['basicsr'] = saved[3]
 
 
-def run_cli(args, cwd, env_extra=None):
-    """Run ``basicsr ARGS`` in this process (`vlunet_basicsr_cli.main`) in ``cwd`` with ``env_extra`` in the
-    environment (a ``PYTHONPATH`` there also goes on ``sys.path``), the way `run_basicsr` runs the command: the
-    returned `subprocess.CompletedProcess` has the exit code (1 with the traceback in stderr for an exception), the
-    printed output and basicsr's log lines (stderr). Each run gets a fresh basicsr logger, so it writes its own log
-    file; a run starts in a new second, so its timestamped log and archive names differ from the previous run's."""
-    import contextlib
+def run_in_process(function, *args, cwd, env_extra=None, **kwargs):
+    """``function(*args, **kwargs)`` as a process would run it, in this one: in ``cwd``, with ``env_extra`` in the
+    environment (a ``PYTHONPATH`` there also goes on ``sys.path``) and a fresh basicsr logger (set up by the run, so
+    it writes its own log file, and closed after it). A run starts in a new second, so its timestamped log and
+    archive names differ from the previous run's.
+
+    Returns:
+        subprocess.CompletedProcess: The exit code (the function's return value, 0 for None; a `SystemExit`'s code;
+        1 with the traceback in stderr for an exception), the printed output and basicsr's log lines (stderr).
+    """
     import io
     import time
     import traceback
 
-    from vlunet_basicsr_cli import main
     while int(time.time()) == _last_run_second[0]:
         time.sleep(0.05)
     env_extra = {k: str(v) for k, v in (env_extra or {}).items()}
@@ -188,19 +205,17 @@ def run_cli(args, cwd, env_extra=None):
         if env_extra.get('PYTHONPATH'):
             sys.path[:0] = env_extra['PYTHONPATH'].split(os.pathsep)
         os.chdir(cwd)
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            _fresh_basicsr_logger()
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), _fresh_basicsr_logger():
             try:
-                code = main([str(a) for a in args])
+                code = function(*args, **kwargs)
             except SystemExit as exit_:
-                code = exit_.code if isinstance(exit_.code, int) else (0 if exit_.code is None else 1)
-                if not isinstance(exit_.code, (int, type(None))):
-                    print(exit_.code, file=sys.stderr)
+                code = exit_.code
+                if not isinstance(code, (int, type(None))):
+                    print(code, file=sys.stderr)
+                    code = 1
             except Exception:  # noqa: BLE001 -- a process would print the traceback and exit 1
                 traceback.print_exc()
                 code = 1
-            finally:
-                _fresh_basicsr_logger()
     finally:
         os.chdir(saved_cwd)
         sys.path[:] = saved_path
@@ -210,7 +225,16 @@ def run_cli(args, cwd, env_extra=None):
             else:
                 os.environ[k] = v
         _last_run_second[0] = int(time.time())
-    return subprocess.CompletedProcess(['basicsr', *map(str, args)], code or 0, stdout.getvalue(), stderr.getvalue())
+    return subprocess.CompletedProcess(args, code or 0, stdout.getvalue(), stderr.getvalue())
+
+
+def run_cli(args, cwd, env_extra=None):
+    """``basicsr ARGS`` (`vlunet_basicsr_cli.main`) with `run_in_process`: what `run_basicsr` does, without a
+    process, for the tests where the process is not what they test."""
+    from vlunet_basicsr_cli import main
+    proc = run_in_process(main, [str(a) for a in args], cwd=cwd, env_extra=env_extra)
+    proc.args = ['basicsr', *map(str, args)]
+    return proc
 
 
 @pytest.fixture
