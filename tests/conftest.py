@@ -237,6 +237,11 @@ def run_cli(args, cwd, env_extra=None):
     return proc
 
 
+def run_script(name, args):
+    """``python scripts/<name>.py ARGS`` with `run_in_process` (its ``main`` in this process)."""
+    return run_in_process(script_main(name), [str(a) for a in args], cwd=os.getcwd())
+
+
 @pytest.fixture
 def image_pairs(tmp_path):
     return write_image_pairs(tmp_path / 'data')
