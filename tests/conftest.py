@@ -6,6 +6,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -182,8 +183,9 @@ def _fresh_basicsr_logger():
 
 def run_in_process(function, *args, cwd, env_extra=None, **kwargs):
     """``function(*args, **kwargs)`` as a process would run it, in this one: in ``cwd``, with ``env_extra`` in the
-    environment (a ``PYTHONPATH`` there also goes on ``sys.path``) and a fresh basicsr logger (set up by the run, so
-    it writes its own log file, and closed after it). A run starts in a new second, so its timestamped log and
+    environment (a ``PYTHONPATH`` there also goes on ``sys.path``, a ``TMPDIR`` is `tempfile`'s folder) and a fresh
+    basicsr logger (set up by the run, so it writes its own log file, and closed after it). The environment, the
+    folder and ``sys.path`` are given back after the run. A run starts in a new second, so its timestamped log and
     archive names differ from the previous run's.
 
     Returns:
@@ -197,11 +199,11 @@ def run_in_process(function, *args, cwd, env_extra=None, **kwargs):
     while int(time.time()) == _last_run_second[0]:
         time.sleep(0.05)
     env_extra = {k: str(v) for k, v in (env_extra or {}).items()}
-    saved_env = {k: os.environ.get(k) for k in env_extra}
-    saved_path, saved_cwd = list(sys.path), os.getcwd()
+    saved_env, saved_path, saved_cwd, saved_tempdir = dict(os.environ), list(sys.path), os.getcwd(), tempfile.tempdir
     stdout, stderr = io.StringIO(), io.StringIO()
     try:
         os.environ.update(env_extra)
+        tempfile.tempdir = None  # read again from TMPDIR
         if env_extra.get('PYTHONPATH'):
             sys.path[:0] = env_extra['PYTHONPATH'].split(os.pathsep)
         os.chdir(cwd)
@@ -219,11 +221,10 @@ def run_in_process(function, *args, cwd, env_extra=None, **kwargs):
     finally:
         os.chdir(saved_cwd)
         sys.path[:] = saved_path
-        for k, v in saved_env.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
+        if dict(os.environ) != saved_env:  # what the run set in its environment goes with it
+            os.environ.clear()
+            os.environ.update(saved_env)
+        tempfile.tempdir = saved_tempdir
         _last_run_second[0] = int(time.time())
     return subprocess.CompletedProcess(args, code or 0, stdout.getvalue(), stderr.getvalue())
 

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, basicsr_command, free_port, restore_main, run_front_door, write_yaml
+from conftest import REPO, basicsr_command, free_port, restore_main, run_cli, run_front_door, write_yaml
 from test_inference import TINY_VLUR
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.tools.serve.jobs import check_degradation_type, restore_files
@@ -288,9 +288,8 @@ def test_workspace_keeps_sessions_inside_and_removes_them(tmp_path):
 
 
 def test_a_bad_option_file_stops_the_server_naming_it(tmp_path):
-    proc = subprocess.run([basicsr_command(), 'serve', '-opt', str(tmp_path / 'missing.yml'), '--device', 'cpu'],
-                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env=dict(os.environ, TMPDIR=str(tmp_path)))
+    proc = run_cli(['serve', '-opt', tmp_path / 'missing.yml', '--device', 'cpu'], cwd=tmp_path,
+                   env_extra={'TMPDIR': tmp_path})
     assert proc.returncode == 2 and f"Option file not found: {tmp_path / 'missing.yml'}" in proc.stderr
     assert os.listdir(tmp_path) == []  # its temporary folder is gone too
 
