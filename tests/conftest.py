@@ -243,6 +243,15 @@ def run_script(name, args):
     return run_in_process(script_main(name), [str(a) for a in args], cwd=os.getcwd())
 
 
+@pytest.fixture(scope='session')
+def exported_vlunet(tmp_path_factory):
+    """ONE ``basicsr export`` of the tiny VLUNet with its CLIP encoder (test_onnx's `_export`) for this test
+    process: the ONNX Runtime, OpenVINO and serve tests restore with it (read-only). Returns (option file, graph)."""
+    from test_onnx import _export
+    from test_vlunet_model import TINY_CLIP_NET, TINY_NET
+    return _export(tmp_path_factory.mktemp('exported_vlunet'), TINY_NET, dict(TINY_CLIP_NET))
+
+
 @pytest.fixture
 def image_pairs(tmp_path):
     return write_image_pairs(tmp_path / 'data')

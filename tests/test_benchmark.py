@@ -5,6 +5,7 @@ import json
 import os
 import runpy
 import sys
+import types
 
 import pytest
 import torch
@@ -36,6 +37,14 @@ def test_benchmark_runs_one_tiny_iteration(tmp_path, monkeypatch, capfd):
 
 
 def test_compare_release_reports_speedup_and_agreement(tmp_path, monkeypatch, capfd):
+    """The per-arch runs in this process too (the DGUNet test below keeps their processes)."""
+    from vlunet_basicsr.tools.benchmark import command, release
+
+    def run_here(argv, check):
+        assert argv[1:3] == ['-m', 'vlunet_basicsr.tools.benchmark']
+        assert command.main(argv[3:]) == 0 or not check
+
+    monkeypatch.setattr(release, 'subprocess', types.SimpleNamespace(run=run_here))
     out = tmp_path / 'compare.json'
     code, stdout, stderr = _benchmark(monkeypatch, capfd, '--compare-release', '--preset', 'tiny', '--clip', 'small',
                                       '--size', '32', '--batch', '1', '--warmup', '0', '--repeat', '1', '--json',
