@@ -1,10 +1,12 @@
 """Shared fixtures: tiny images made on the fly, option files written like a user would, the `basicsr` command."""
+import contextlib
 import os
 import os.path as osp
 import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 
 import cv2
 import numpy as np
@@ -159,6 +161,116 @@ def run_basicsr(args, cwd, env_extra=None, timeout=600):
     proc = subprocess.run([basicsr_command(), *args], cwd=cwd, env=env, capture_output=True, text=True,
                           timeout=timeout)
     return proc
+
+
+def restore_main(argv):
+    """``basicsr restore ARGV`` in this process; returns the exit code (argument errors: 2)."""
+    from vlunet_basicsr_cli import main
+    try:
+        return main(['restore', *map(str, argv)])
+    except SystemExit as exit_:
+        return exit_.code
+
+
+_last_run_second = [0]
+
+
+@contextlib.contextmanager
+def _fresh_basicsr_logger():
+    """basicsr's logger (`get_root_logger` sets it up once per process) put aside for a run, which sets it up anew,
+    with its own log file and its stream on the current ``sys.stderr``, as a new process would; the run's handlers
+    are closed after it and the logger is given back as it was."""
+    import logging
+
+    from basicsr.utils import logger as basicsr_logger
+    logger = logging.getLogger('basicsr')
+    saved = (list(logger.handlers), logger.level, logger.propagate,
+             basicsr_logger.initialized_logger.pop('basicsr', None))
+    for handler in saved[0]:
+        logger.removeHandler(handler)
+    try:
+        yield
+    finally:
+        for handler in list(logger.handlers):
+            logger.removeHandler(handler)
+            handler.close()
+        basicsr_logger.initialized_logger.pop('basicsr', None)
+        for handler in saved[0]:
+            logger.addHandler(handler)
+        logger.level, logger.propagate = saved[1], saved[2]
+        if saved[3] is not None:
+            basicsr_logger.initialized_logger['basicsr'] = saved[3]
+
+
+def run_in_process(function, *args, cwd, env_extra=None, **kwargs):
+    """``function(*args, **kwargs)`` as a process would run it, in this one: in ``cwd``, with ``env_extra`` in the
+    environment (a ``PYTHONPATH`` there also goes on ``sys.path``, a ``TMPDIR`` is `tempfile`'s folder) and a fresh
+    basicsr logger (set up by the run, so it writes its own log file, and closed after it). The environment, the
+    folder and ``sys.path`` are given back after the run. A run starts in a new second, so its timestamped log and
+    archive names differ from the previous run's.
+
+    Returns:
+        subprocess.CompletedProcess: The exit code (the function's return value, 0 for None; a `SystemExit`'s code;
+        1 with the traceback in stderr for an exception), the printed output and basicsr's log lines (stderr).
+    """
+    import io
+    import time
+    import traceback
+
+    while int(time.time()) == _last_run_second[0]:
+        time.sleep(0.05)
+    env_extra = {k: str(v) for k, v in (env_extra or {}).items()}
+    saved_env, saved_path, saved_cwd, saved_tempdir = dict(os.environ), list(sys.path), os.getcwd(), tempfile.tempdir
+    stdout, stderr = io.StringIO(), io.StringIO()
+    try:
+        os.environ.update(env_extra)
+        tempfile.tempdir = None  # read again from TMPDIR
+        if env_extra.get('PYTHONPATH'):
+            sys.path[:0] = env_extra['PYTHONPATH'].split(os.pathsep)
+        os.chdir(cwd)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), _fresh_basicsr_logger():
+            try:
+                code = function(*args, **kwargs)
+            except SystemExit as exit_:
+                code = exit_.code
+                if not isinstance(code, (int, type(None))):
+                    print(code, file=sys.stderr)
+                    code = 1
+            except Exception:  # noqa: BLE001 -- a process would print the traceback and exit 1
+                traceback.print_exc()
+                code = 1
+    finally:
+        os.chdir(saved_cwd)
+        sys.path[:] = saved_path
+        if dict(os.environ) != saved_env:  # what the run set in its environment goes with it
+            os.environ.clear()
+            os.environ.update(saved_env)
+        tempfile.tempdir = saved_tempdir
+        _last_run_second[0] = int(time.time())
+    return subprocess.CompletedProcess(args, code or 0, stdout.getvalue(), stderr.getvalue())
+
+
+def run_cli(args, cwd, env_extra=None):
+    """``basicsr ARGS`` (`vlunet_basicsr_cli.main`) with `run_in_process`: what `run_basicsr` does, without a
+    process, for the tests where the process is not what they test."""
+    from vlunet_basicsr_cli import main
+    proc = run_in_process(main, [str(a) for a in args], cwd=cwd, env_extra=env_extra)
+    proc.args = ['basicsr', *map(str, args)]
+    return proc
+
+
+def run_script(name, args):
+    """``python scripts/<name>.py ARGS`` with `run_in_process` (its ``main`` in this process)."""
+    return run_in_process(script_main(name), [str(a) for a in args], cwd=os.getcwd())
+
+
+@pytest.fixture(scope='session')
+def exported_vlunet(tmp_path_factory):
+    """ONE ``basicsr export`` of the tiny VLUNet with its CLIP encoder (test_onnx's `_export`) for this test
+    process: the ONNX Runtime, OpenVINO and serve tests restore with it (read-only). Returns (option file, graph)."""
+    from test_onnx import _export
+    from test_vlunet_model import TINY_CLIP_NET, TINY_NET
+    return _export(tmp_path_factory.mktemp('exported_vlunet'), TINY_NET, dict(TINY_CLIP_NET))
 
 
 @pytest.fixture

@@ -1,9 +1,11 @@
-"""scripts/benchmark.py runs for one tiny iteration and writes its JSON (a tool, not a timed test)."""
+"""scripts/benchmark.py runs for one tiny iteration and writes its JSON (a tool, not a timed test). The runs are in
+this process (the script's ``__main__`` through runpy); --compare-release starts its own process per arch."""
 import argparse
 import json
 import os
-import subprocess
+import runpy
 import sys
+import types
 
 import pytest
 import torch
@@ -11,40 +13,56 @@ import torch
 from conftest import REPO
 
 
-def test_benchmark_runs_one_tiny_iteration(tmp_path):
+def _benchmark(monkeypatch, capfd, *argv):
+    """``python scripts/benchmark.py ARGV`` in this process; returns (exit code, stdout, stderr), the output of
+    the processes it starts included (capfd)."""
+    monkeypatch.setattr(sys, 'argv', [os.path.join(REPO, 'scripts', 'benchmark.py'), *map(str, argv)])
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_path(sys.argv[0], run_name='__main__')
+    out, err = capfd.readouterr()
+    return exit_.value.code, out, err
+
+
+def test_benchmark_runs_one_tiny_iteration(tmp_path, monkeypatch, capfd):
     out = tmp_path / 'bench.json'
-    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'), '--preset', 'tiny',
-                           '--clip', 'small', '--size', '32', '--batch', '1', '--warmup', '0', '--repeat', '1',
-                           '--infer-size', '40', '--tile', '16', '--tile-overlap', '4', '--json', str(out)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, stdout, stderr = _benchmark(monkeypatch, capfd, '--preset', 'tiny', '--clip', 'small', '--size', '32',
+                                      '--batch', '1', '--warmup', '0', '--repeat', '1', '--infer-size', '40', '--tile',
+                                      '16', '--tile-overlap', '4', '--json', str(out))
+    assert code == 0, stderr[-2000:]
     report = json.loads(out.read_text())
     assert set(report['results']) == {'train', 'inference_whole', 'inference_tiled'}
     train = report['results']['train']
     assert train['step_s'] > 0 and 0 < train['clip_share'] and train['peak_memory_mb'] >= 0
-    assert report['machine']['torch'] and 'train' in proc.stdout
+    assert report['machine']['torch'] and 'train' in stdout
 
 
-def test_compare_release_reports_speedup_and_agreement(tmp_path):
+def test_compare_release_reports_speedup_and_agreement(tmp_path, monkeypatch, capfd):
+    """The per-arch runs in this process too (the DGUNet test below keeps their processes)."""
+    from vlunet_basicsr.tools.benchmark import command, release
+
+    def run_here(argv, check):
+        assert argv[1:3] == ['-m', 'vlunet_basicsr.tools.benchmark']
+        assert command.main(argv[3:]) == 0 or not check
+
+    monkeypatch.setattr(release, 'subprocess', types.SimpleNamespace(run=run_here))
     out = tmp_path / 'compare.json'
-    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'), '--compare-release',
-                           '--preset', 'tiny', '--clip', 'small', '--size', '32', '--batch', '1', '--warmup', '0',
-                           '--repeat', '1', '--json', str(out)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, stdout, stderr = _benchmark(monkeypatch, capfd, '--compare-release', '--preset', 'tiny', '--clip', 'small',
+                                      '--size', '32', '--batch', '1', '--warmup', '0', '--repeat', '1', '--json',
+                                      str(out))
+    assert code == 0, stderr[-2000:]
     report = json.loads(out.read_text())
     assert set(report['runs']) == {'VLUNet', 'VLUNetReleasePort'} and report['speedup'] > 0
     assert report['max_abs_output_diff'] < 1e-5 and report['max_abs_grad_diff'] < 1e-5
-    assert 'speed-up' in proc.stdout
+    assert 'speed-up' in stdout
 
 
-def test_dgunet_compare_release_reports_speedup_and_stage_and_gradient_agreement(tmp_path):
+def test_dgunet_compare_release_reports_speedup_and_stage_and_gradient_agreement(tmp_path, monkeypatch, capfd):
     """--arch DGUNet --compare-release: DGUNet and DGUNetReleasePort each in its own process, no CLIP vector."""
     out = tmp_path / 'compare.json'
-    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'), '--arch', 'DGUNet',
-                           '--compare-release', '--preset', 'tiny', '--size', '32', '--batch', '1', '--warmup', '0',
-                           '--repeat', '1', '--flop-rate', '--json', str(out)], capture_output=True, text=True,
-                          timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, stdout, stderr = _benchmark(monkeypatch, capfd, '--arch', 'DGUNet', '--compare-release', '--preset', 'tiny',
+                                      '--size', '32', '--batch', '1', '--warmup', '0', '--repeat', '1', '--flop-rate',
+                                      '--json', str(out))
+    assert code == 0, stderr[-2000:]
     report = json.loads(out.read_text())
     assert set(report['runs']) == {'DGUNet', 'DGUNetReleasePort'} and report['speedup'] > 0
     trains = [run['results']['train'] for run in report['runs'].values()]
@@ -52,12 +70,12 @@ def test_dgunet_compare_release_reports_speedup_and_stage_and_gradient_agreement
     for train in trains:
         assert train['gflop_per_s'] == pytest.approx(train['flops'] / train['step_s'] / 1e9)
         assert train['share_of_matmul_rate'] == pytest.approx(train['gflop_per_s'] / train['matmul_gflop_per_s'])
-    assert proc.stdout.count('TFLOP per step') == 4  # each run prints its own, the summary both
+    assert stdout.count('TFLOP per step') == 4  # each run prints its own, the summary both
     assert [run['config']['arch'] for run in report['runs'].values()] == ['DGUNetReleasePort', 'DGUNet']
     for run in report['runs'].values():
         assert set(run['results']) == {'train'} and run['results']['train']['clip_s'] == 0
     assert 0 < report['max_abs_output_diff'] < 1e-5 and 0 < report['max_abs_grad_diff'] < 1e-5
-    assert 'DGUNet' in proc.stdout and 'speed-up' in proc.stdout
+    assert 'DGUNet' in stdout and 'speed-up' in stdout
 
 
 def test_a_training_step_counts_its_forward_and_backward_and_the_matmul_rate_is_measured(monkeypatch):
@@ -97,13 +115,12 @@ def test_dgunet_agreement_covers_every_stage_and_each_arch_builds_with_its_speed
     assert systems.output_difference(args, 'DGUNetPlus')['max_abs_output_diff'] > 9e-4
 
 
-def test_dgunet_plus_runs_training_and_inference_without_a_clip_vector(tmp_path):
+def test_dgunet_plus_runs_training_and_inference_without_a_clip_vector(tmp_path, monkeypatch, capfd):
     out = tmp_path / 'plus.json'
-    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'), '--arch', 'DGUNetPlus',
-                           '--preset', 'tiny', '--size', '24', '--batch', '1', '--warmup', '0', '--repeat', '1',
-                           '--infer-size', '20', '--tile', '16', '--tile-overlap', '4', '--json', str(out)],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, stdout, stderr = _benchmark(monkeypatch, capfd, '--arch', 'DGUNetPlus', '--preset', 'tiny', '--size', '24',
+                                      '--batch', '1', '--warmup', '0', '--repeat', '1', '--infer-size', '20', '--tile',
+                                      '16', '--tile-overlap', '4', '--json', str(out))
+    assert code == 0, stderr[-2000:]
     results = json.loads(out.read_text())['results']
     assert set(results) == {'train', 'inference_whole', 'inference_tiled'}
     assert results['train']['step_s'] > 0 and results['train']['clip_s'] == 0
@@ -174,13 +191,12 @@ def test_channels_last_switch_reaches_vlunet(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize('arch', ['VLUNet', 'VLURNet'])
-def test_amp_ab_alternates_float32_and_bf16_in_one_process(tmp_path, arch):
+def test_amp_ab_alternates_float32_and_bf16_in_one_process(tmp_path, arch, monkeypatch, capfd):
     out = tmp_path / 'ab.json'
-    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'), '--arch', arch, '--preset',
-                           'tiny', '--clip', 'small', '--size', '32', '--batch', '1', '--warmup', '0', '--repeat', '1',
-                           '--amp', 'bf16', '--amp-ab', '--infer-sizes', '24', '--json', str(out)],
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, stdout, stderr = _benchmark(monkeypatch, capfd, '--arch', arch, '--preset', 'tiny', '--clip', 'small',
+                                      '--size', '32', '--batch', '1', '--warmup', '0', '--repeat', '1', '--amp', 'bf16',
+                                      '--amp-ab', '--infer-sizes', '24', '--json', str(out))
+    assert code == 0, stderr[-2000:]
     rows = json.loads(out.read_text())['results']['amp_ab']
     assert set(rows) == {'train', 'inference_24'}
     assert all(row['float32_s'] > 0 and row['bf16_s'] > 0 and row['speedup'] > 0 for row in rows.values())
@@ -203,22 +219,23 @@ TINY_SYSTEMS = {
 
 
 @pytest.mark.parametrize('arch', sorted(TINY_SYSTEMS))
-def test_opt_builds_the_networks_of_an_option_file_with_random_weights(tmp_path, arch):
+def test_opt_builds_the_networks_of_an_option_file_with_random_weights(tmp_path, arch, monkeypatch, capfd,
+                                                                        recwarn):
     """-opt: any arch of a YAML, fed and scored through the arch protocol; the clip's absent weights are not read."""
     import yaml
     opt = tmp_path / 'system.yml'
     opt.write_text(yaml.safe_dump(TINY_SYSTEMS[arch]))
     out = tmp_path / 'out.json'
-    proc = subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'benchmark.py'), '-opt', str(opt),
-                           '--size', '24', '--batch', '1', '--skip-inference', '--warmup', '0', '--repeat', '1',
-                           '--json', str(out)], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code, stdout, stderr = _benchmark(monkeypatch, capfd, '-opt', str(opt), '--size', '24', '--batch', '1',
+                                      '--skip-inference', '--warmup', '0', '--repeat', '1', '--json', str(out))
+    assert code == 0, stderr[-2000:]
     report = json.loads(out.read_text())
     system = report['system']
     assert system['arch'] == arch and system['weights'] == 'random weights' and system['params'] > 0
     assert system['encoder'] == (None if arch == 'PromptIR' else 'DegradationCLIP')
     assert set(report['results']) == {'train'} and report['results']['train']['step_s'] > 0
-    assert (arch == 'VLURNet') == ('not loaded: the benchmark runs random weights' in proc.stderr)
+    warned = any('not loaded: the benchmark runs random weights' in str(w.message) for w in recwarn)
+    assert (arch == 'VLURNet') == warned
 
 
 def test_opt_with_an_override_restores_and_refuses_the_table_flags(tmp_path, capsys, monkeypatch):
@@ -240,13 +257,15 @@ def test_opt_with_an_override_restores_and_refuses_the_table_flags(tmp_path, cap
         assert message in capsys.readouterr().err
 
 
-def test_the_script_is_a_front_on_the_package_and_the_package_runs_as_a_module():
+def test_the_script_is_a_front_on_the_package_and_the_package_runs_as_a_module(monkeypatch, capsys):
     import ast
     tree = ast.parse(open(os.path.join(REPO, 'scripts', 'benchmark.py')).read())
     assert not [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
-    proc = subprocess.run([sys.executable, '-m', 'vlunet_basicsr.tools.benchmark', '--help'], capture_output=True, text=True,
-                          timeout=300)
-    assert proc.returncode == 0 and '--compare-release' in proc.stdout and '-opt' in proc.stdout, proc.stderr[-2000:]
+    monkeypatch.setattr(sys, 'argv', ['benchmark', '--help'])  # --compare-release runs it as a process too
+    with pytest.raises(SystemExit) as exit_:
+        runpy.run_module('vlunet_basicsr.tools.benchmark', run_name='__main__')
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and '--compare-release' in out and '-opt' in out
 
 
 def test_alternating_times_the_runs_in_turn_round_by_round():

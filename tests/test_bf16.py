@@ -10,12 +10,12 @@ import torch
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.models import build_model
+from conftest import restore_main
 from test_precision import _opt
 from vlunet_basicsr.archs import restormer_ops
 from vlunet_basicsr.archs.dgunet_arch import DGUNet, DGUNetPlus
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.archs.vlur_arch import VLURNet
-from vlunet_basicsr.tools.restore.inference import main as restore_main
 from vlunet_basicsr.utils import precision
 
 from test_dgunet_arch import TINY as TINY_DGUNET

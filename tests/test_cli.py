@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 
-from conftest import run_basicsr, write_yaml
+from conftest import run_cli, write_yaml
 from vlunet_basicsr.tools import options
 
 
@@ -40,10 +40,10 @@ def _log_text(folder):
 
 
 def test_help_lists_subcommands(tmp_path):
-    proc = run_basicsr(['--help'], cwd=tmp_path)
+    proc = run_cli(['--help'], cwd=tmp_path)
     assert proc.returncode == 0
     assert 'train' in proc.stdout and 'test' in proc.stdout
-    proc = run_basicsr(['train', '--help'], cwd=tmp_path)
+    proc = run_cli(['train', '--help'], cwd=tmp_path)
     assert proc.returncode == 0 and '--auto_resume' in proc.stdout and '--launcher' in proc.stdout
 
 
@@ -52,7 +52,7 @@ def test_train_resume_and_test_through_the_command(tmp_path, image_pairs):
     work = tmp_path / 'work'
     work.mkdir()
     opt_path = write_yaml(tmp_path / 'train.yml', _train_opt(gt, lq))
-    proc = run_basicsr(['train', '-opt', opt_path], cwd=work)
+    proc = run_cli(['train', '-opt', opt_path], cwd=work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     exp = work / 'experiments' / 'tiny'
@@ -63,7 +63,7 @@ def test_train_resume_and_test_through_the_command(tmp_path, image_pairs):
     assert 'Validation tiny_val' in log and '# psnr:' in log
 
     # --auto_resume continues from iteration 4 up to the new total.
-    proc = run_basicsr(['train', '-opt', opt_path, '--auto_resume', '--force_yml', 'train:total_iter=6'], cwd=work)
+    proc = run_cli(['train', '-opt', opt_path, '--auto_resume', '--force_yml', 'train:total_iter=6'], cwd=work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'Resuming training from epoch' in _log_text(exp) and 'iter: 4.' in _log_text(exp)
     assert (exp / 'models' / 'net_g_6.pth').is_file()
@@ -76,7 +76,7 @@ def test_train_resume_and_test_through_the_command(tmp_path, image_pairs):
         'path': {'pretrain_network_g': str(exp / 'models' / 'net_g_latest.pth'), 'strict_load_g': True},
         'val': {'save_img': True, 'metrics': {'psnr': {'type': 'calculate_psnr', 'crop_border': 0}}},
     }  # no val.suffix: basicsr 1.4.2 raises KeyError here without compat fix 7
-    proc = run_basicsr(['test', '-opt', write_yaml(tmp_path / 'test.yml', test_opt)], cwd=work)
+    proc = run_cli(['test', '-opt', write_yaml(tmp_path / 'test.yml', test_opt)], cwd=work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = work / 'results' / 'tiny_test'
     assert len(glob.glob(str(results / 'visualization' / 'tiny_set' / '*.png'))) == 4
@@ -103,8 +103,8 @@ def _train_with_plugin_arch(tmp_path, image_pairs, arch_name, site, extra=None):
     """Train 2 iterations with an arch that only a plugin registers; return the run's log."""
     gt, lq = image_pairs
     opt = _train_opt(gt, lq, name=arch_name, total_iter=2, arch={'type': arch_name}, extra=extra)
-    proc = run_basicsr(['train', '-opt', write_yaml(tmp_path / f'{arch_name}.yml', opt)], cwd=tmp_path,
-                       env_extra={'PYTHONPATH': str(site)})
+    proc = run_cli(['train', '-opt', write_yaml(tmp_path / f'{arch_name}.yml', opt)], cwd=tmp_path,
+                   env_extra={'PYTHONPATH': str(site)})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return _log_text(tmp_path / 'experiments' / arch_name)
 

@@ -6,8 +6,7 @@ import json
 import os
 import os.path as osp
 import statistics
-import subprocess
-import sys
+import time
 
 import pytest
 import torch
@@ -15,10 +14,11 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
-from conftest import REPO, run_basicsr, run_front_door, write_image_pairs, write_yaml
+from conftest import REPO, run_cli, run_front_door, run_in_process, write_image_pairs, write_yaml
 from test_dgunet_training import TINY_DGUNET
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
-from vlunet_basicsr.tools.compare import compare_file, plan
+from vlunet_basicsr.tools import pipelines
+from vlunet_basicsr.tools.compare import compare_file, plan, stages
 from vlunet_basicsr.tools.compare.command import prepare_output
 from vlunet_basicsr.tools.options.checks import check_declared_options
 from vlunet_basicsr.tools.options.loading import load_yaml
@@ -55,11 +55,24 @@ def _independent_macs(network_g, guidance=None):
     return counter.get_total_flops() // 2, sum(p.numel() for p in net.parameters())
 
 
+def _run_pipeline_here(command, opt_path, root, log_path):
+    """`stages.run_pipeline` with the run in this process: its output in the log, its error raised as
+    `stages.StageFailed` from the log (`test_a_stage_runs_in_a_process_of_its_own` runs the real one)."""
+    start = time.time()
+    proc = run_in_process(pipelines.run, command, opt_path, root_path=root, cwd=os.getcwd())
+    with open(log_path, 'w') as log:
+        log.write(proc.stdout + proc.stderr)
+    if proc.returncode != 0:
+        raise stages.StageFailed(f'{stages.error_of_log(proc.stdout + proc.stderr)}\n(exit code {proc.returncode}; '
+                                 f'full output: {log_path})')
+    return time.time() - start
+
+
 @pytest.fixture(scope='module')
 def compared(tmp_path_factory):
     """Run ``basicsr compare`` once: a guided tiny VLUNet (test options derived from its train YAML), a tiny
     DGUNet (its own test YAML, whose test sets must be replaced), one system that crashes while training and
-    one whose test YAML has a misspelled key."""
+    one whose test YAML has a misspelled key. The train and test runs are in this process."""
     tmp = tmp_path_factory.mktemp('compare')
     gt, lq = write_image_pairs(tmp / 'data', count=2, size=(32, 32))
     torch.manual_seed(0)
@@ -86,7 +99,9 @@ def compared(tmp_path_factory):
     compare_path = write_yaml(tmp / 'compare.yml', opt)
     work = tmp / 'work'
     work.mkdir()
-    proc = run_basicsr(['compare', '-opt', compare_path, '-o', 'out'], cwd=work, env_extra=ENV)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(stages, 'run_pipeline', _run_pipeline_here)
+        proc = run_cli(['compare', '-opt', compare_path, '-o', 'out'], cwd=work, env_extra=ENV)
     return {'proc': proc, 'out': work / 'out', 'work': work, 'opt': opt, 'compare_path': compare_path,
             'clip': clip}
 
@@ -157,6 +172,19 @@ def test_failing_systems_are_reported_with_their_stage_and_error(compared):
     assert not (compared['out'] / 'results' / 'typo').exists()
 
 
+def test_a_stage_runs_in_a_process_of_its_own(tmp_path):
+    """The real `stages.run_pipeline` (the other tests run the stages in this process): a child process whose output
+    is the log and whose error is the exception at its end."""
+    log_path = tmp_path / 'run.log'
+    with pytest.raises(stages.StageFailed) as failed:
+        stages.run_pipeline('test', str(tmp_path / 'missing.yml'), str(tmp_path), str(log_path))
+    log = log_path.read_text()
+    assert log.startswith('$ ') and 'vlunet_basicsr.tools.compare.pipeline_run' in log.splitlines()[0]
+    message = str(failed.value)
+    assert message.splitlines()[0] in log and 'missing.yml' in message
+    assert f'(exit code 1; full output: {log_path})' in message
+
+
 def test_report_markdown_and_figures(compared):
     report = _report(compared)
     text = open(compared['out'] / 'report.md').read()
@@ -171,7 +199,7 @@ def test_report_markdown_and_figures(compared):
 
 
 def test_an_existing_output_folder_is_kept_without_overwrite(compared):
-    proc = run_basicsr(['compare', '-opt', compared['compare_path'], '-o', 'out'], cwd=compared['work'])
+    proc = run_cli(['compare', '-opt', compared['compare_path'], '-o', 'out'], cwd=compared['work'])
     assert proc.returncode == 2 and 'exists: pass --overwrite' in proc.stderr
     assert (compared['out'] / 'report.json').is_file()
 

@@ -22,6 +22,7 @@ def _run_python(code, env_extra=None):
 
 
 def test_fix1_import_basicsr_works_after_vlunet_basicsr():
+    """In a fresh interpreter: the order of the imports is what is tested."""
     proc = _run_python("""
         import vlunet_basicsr, sys
         import basicsr.data.degradations
@@ -33,40 +34,41 @@ def test_fix1_import_basicsr_works_after_vlunet_basicsr():
     assert 'imported' in proc.stdout
 
 
-_DIST_CHECK = """
-    import torch.distributed as dist, torch, types
-    from torch import nn
-    import vlunet_basicsr
-    from vlunet_basicsr.utils.distributed import init_dist
-    from basicsr.models.base_model import BaseModel
-    init_dist({launcher!r}, **{kwargs!r})
-    print('backend', dist.get_backend(), 'rank', dist.get_rank(), 'world', dist.get_world_size())
-    fake_model = types.SimpleNamespace(opt={{'dist': True, 'num_gpu': 0}}, device=torch.device('cpu'))
-    net = BaseModel.model_to_device(fake_model, nn.Linear(2, 2))
-    print('wrapped', type(net).__name__)
-    dist.destroy_process_group()
-"""
+def _dist_check(monkeypatch, launcher, env, **kwargs):
+    """init_dist in this process without CUDA, then basicsr's model_to_device on a one-rank gloo group (destroyed
+    after); the variables init_dist sets are given back by monkeypatch."""
+    import types
+
+    import torch.distributed as dist
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    for key in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'MASTER_ADDR', 'MASTER_PORT'):  # absent unless given; init_dist
+        monkeypatch.setenv(key, '')  # may set them: monkeypatch removes them again
+        monkeypatch.delenv(key)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    distributed.init_dist(launcher, **kwargs)
+    try:
+        fake_model = types.SimpleNamespace(opt={'dist': True, 'num_gpu': 0}, device=torch.device('cpu'))
+        net = BaseModel.model_to_device(fake_model, nn.Linear(2, 2))
+        return dist.get_backend(), dist.get_rank(), dist.get_world_size(), type(net).__name__
+    finally:
+        dist.destroy_process_group()
 
 
-def test_fix2_fix3_pytorch_launcher_and_ddp_on_cpu():
+def test_fix2_fix3_pytorch_launcher_and_ddp_on_cpu(monkeypatch):
     env = {'RANK': '0', 'LOCAL_RANK': '0', 'WORLD_SIZE': '1', 'MASTER_ADDR': '127.0.0.1',
-           'MASTER_PORT': str(free_port()), 'CUDA_VISIBLE_DEVICES': ''}
-    proc = _run_python(_DIST_CHECK.format(launcher='pytorch', kwargs={}), env)
-    assert proc.returncode == 0, proc.stderr
-    assert 'backend gloo rank 0 world 1' in proc.stdout  # default backend without CUDA
-    assert 'wrapped DistributedDataParallel' in proc.stdout
+           'MASTER_PORT': str(free_port())}
+    # default backend without CUDA
+    assert _dist_check(monkeypatch, 'pytorch', env) == ('gloo', 0, 1, 'DistributedDataParallel')
 
 
-def test_fix2_slurm_launcher_honours_dist_params(tmp_path):
+def test_fix2_slurm_launcher_honours_dist_params(tmp_path, monkeypatch):
     scontrol = tmp_path / 'scontrol'
     scontrol.write_text('#!/bin/sh\necho 127.0.0.1\n')
     scontrol.chmod(0o755)
     env = {'SLURM_PROCID': '0', 'SLURM_NTASKS': '1', 'SLURM_NODELIST': 'node01', 'SLURM_LOCALID': '0',
-           'PATH': f"{tmp_path}:{os.environ['PATH']}", 'CUDA_VISIBLE_DEVICES': ''}
-    kwargs = {'backend': 'gloo', 'port': free_port()}
-    proc = _run_python(_DIST_CHECK.format(launcher='slurm', kwargs=kwargs), env)
-    assert proc.returncode == 0, proc.stderr
-    assert 'backend gloo rank 0 world 1' in proc.stdout
+           'PATH': f"{tmp_path}:{os.environ['PATH']}"}
+    assert _dist_check(monkeypatch, 'slurm', env, backend='gloo', port=free_port())[:3] == ('gloo', 0, 1)
 
 
 def test_fix2_nccl_without_cuda_is_a_clear_error(monkeypatch):

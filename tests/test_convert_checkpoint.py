@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, reference_file
+from conftest import REPO, reference_file, run_in_process
 from vlunet_basicsr.archs.clip_adapter import ClipAdapter
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.tools.convert import CHECKPOINT_LAYOUT_REGISTRY
@@ -19,12 +19,18 @@ SCRIPT = osp.join(REPO, 'scripts', 'convert_official_checkpoint.py')
 
 
 def _convert(*args):
+    """The script's main in this process, as `run_in_process` runs it (exit code, stdout, stderr)."""
+    return run_in_process(runpy.run_path(SCRIPT)['main'], [str(arg) for arg in args], cwd=osp.dirname(SCRIPT))
+
+
+def _convert_command(*args):
+    """The script as a command, in a process of its own (one test shows that it runs so)."""
     return subprocess.run([sys.executable, SCRIPT, *map(str, args)], capture_output=True, text=True, timeout=300)
 
 
 def test_lightning_checkpoint_converts_and_reproduces_the_release(tmp_path):
     ref = torch.load(reference_file('vlunet_official_small.pt'), weights_only=True)
-    proc = _convert(reference_file('vlunet_official_small.pt'), '--output-dir', tmp_path, '--de-dim', 5)
+    proc = _convert_command(reference_file('vlunet_official_small.pt'), '--output-dir', tmp_path, '--de-dim', 5)
     assert proc.returncode == 0, proc.stderr
     assert 'type: VLUNet' in proc.stdout and 'de_dim: 5' in proc.stdout and 'dim: 16' in proc.stdout
     assert not (tmp_path / 'clip_adapter.pth').exists()  # only what the input holds
@@ -87,7 +93,7 @@ def test_unknown_layout_is_refused_naming_what_was_found_and_the_known_layouts(t
 
 
 def _main(*args):
-    """The script in-process (the subprocess runs above show it as a command)."""
+    """The script in-process (the first test runs it as a command)."""
     return runpy.run_path(SCRIPT)['main']([str(arg) for arg in args])
 
 

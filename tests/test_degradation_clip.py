@@ -14,7 +14,7 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models import build_model
-from conftest import REPO, reference_file, run_basicsr, write_yaml
+from conftest import reference_file, run_cli, script_main, write_yaml
 from vlunet_basicsr.utils.clip_preprocess import clip_input
 
 #: A tiny open_clip configuration (random weights) whose embedding is 512-d like ViT-B-32's.
@@ -53,8 +53,8 @@ def test_released_adapters_reproduce_the_reference_vectors(tmp_path):
 
 
 def _converted_adapters(tmp_path):
-    subprocess.run([sys.executable, os.path.join(REPO, 'scripts', 'convert_official_checkpoint.py'),
-                    reference_file('clip_adapter_official_format.pth'), '--output-dir', str(tmp_path)], check=True)
+    assert script_main('convert_official_checkpoint')([reference_file('clip_adapter_official_format.pth'),
+                                                        '--output-dir', str(tmp_path)]) == 0
     return str(tmp_path / 'clip_adapter.pth')
 
 
@@ -105,6 +105,7 @@ def test_missing_weight_files_fail_with_one_clear_message(tmp_path):
 
 
 def test_uncached_tag_offline_names_the_file_to_get(tmp_path):
+    """A process of its own: huggingface_hub reads HF_HUB_OFFLINE and HF_HOME when it is imported."""
     code = textwrap.dedent("""
         import vlunet_basicsr
         from vlunet_basicsr.archs.degradation_clip_arch import create_clip_backbone
@@ -180,8 +181,8 @@ def _stage1_opt(name, total_iter):
 
 def test_stage1_adapter_tuning_from_yaml_learns_the_toy_degradations(tmp_path):
     opt_path = write_yaml(tmp_path / 'stage1.yml', _stage1_opt('toy_stage1', total_iter=30))
-    proc = run_basicsr(['train', '-opt', opt_path], cwd=tmp_path,
-                       env_extra={'PYTHONPATH': os.path.dirname(os.path.abspath(__file__))})
+    proc = run_cli(['train', '-opt', opt_path], cwd=tmp_path,
+                   env_extra={'PYTHONPATH': os.path.dirname(os.path.abspath(__file__))})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     exp = tmp_path / 'experiments' / 'toy_stage1'
     log = '\n'.join(open(p).read() for p in glob.glob(str(exp / '*.log')))

@@ -5,8 +5,6 @@ import csv
 import inspect
 import os.path as osp
 import runpy
-import subprocess
-import sys
 
 import pytest
 import torch
@@ -16,7 +14,7 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models import build_model
-from conftest import REPO, reference_file, step_then_test
+from conftest import REPO, reference_file, run_script, step_then_test
 from vlunet_basicsr.archs.dgunet_arch import DGUNet, DGUNetPlus, pad_for_dgunet
 from vlunet_basicsr.archs.dgunet_blocks import half_instance_norm, half_instance_norm_leaky_relu
 from vlunet_basicsr.losses.edge_loss import EdgeLoss, gaussian_kernel, laplacian_residual
@@ -66,8 +64,7 @@ def _distinct_tensors(net):
 @pytest.mark.parametrize('variant', ['DGUNet', 'DGUNetPlus'])
 def test_converted_published_checkpoint_reproduces_every_stage(variant, tmp_path):
     ref = _reference(variant)
-    proc = subprocess.run([sys.executable, SCRIPT, _published_file(variant, tmp_path), '--output-dir', str(tmp_path)],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_script('convert_official_checkpoint', [_published_file(variant, tmp_path), '--output-dir', tmp_path])
     assert proc.returncode == 0, proc.stderr
     assert f'type: {variant}\n' in proc.stdout and 'n_feat: 16' in proc.stdout and 'scale_unetfeats: 8' in proc.stdout
     assert ('depth: 5' in proc.stdout) == (variant == 'DGUNet')
@@ -365,7 +362,7 @@ def test_converter_refuses_a_published_checkpoint_missing_a_weight_and_writes_no
 
 
 def test_converter_script_refuses_de_dim_for_dgunet(tmp_path, capsys):
-    main = runpy.run_path(SCRIPT)['main']  # in-process: the conversion itself runs as a command above
+    main = runpy.run_path(SCRIPT)['main']  # in-process, as the conversions above
     assert main([_published_file('DGUNet', tmp_path), '--output-dir', str(tmp_path), '--de-dim', '7']) == 1
     error = capsys.readouterr().err
     assert 'DGUNet checkpoint' in error and '--de-dim' in error

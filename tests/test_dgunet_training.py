@@ -16,7 +16,7 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils.registry import LOSS_REGISTRY
-from conftest import REPO, run_basicsr, write_image_pairs, write_yaml
+from conftest import REPO, run_cli, write_image_pairs, write_yaml
 import toy_protocol_plugin  # noqa: F401  (registers ToyStagesNet, ToyTextGuidedNet and ToyReferenceLoss)
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.models.guided_restoration_model import GuidedRestorationModel
@@ -183,8 +183,8 @@ def test_a_tiny_dgunet_trains_and_tests_through_basicsr_from_the_recipe_files(tm
     train['train']['scheduler'].update(warmup_iter=1, total_iter=3)
     train['val']['val_freq'] = 3
     train['logger'].update(print_freq=1, save_checkpoint_freq=3, use_tb_logger=False)
-    proc = run_basicsr(['train', '-opt', write_yaml(tmp_path / 'train.yml', train)], cwd=work,
-                       env_extra={'OMP_NUM_THREADS': '1'})
+    proc = run_cli(['train', '-opt', write_yaml(tmp_path / 'train.yml', train)], cwd=work,
+                   env_extra={'OMP_NUM_THREADS': '1'})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     exp = work / 'experiments' / 'train_dgunet_rain13k'
     log = _log(exp)
@@ -199,8 +199,8 @@ def test_a_tiny_dgunet_trains_and_tests_through_basicsr_from_the_recipe_files(tm
     test = _tiny(yaml.safe_load(open(osp.join(REPO, 'options', 'test_dgunet_derain.yml'))))
     test['datasets'] = {key: {**test['datasets'][key], **folders} for key in ('test_1', 'test_2')}
     test['path']['pretrain_network_g'] = str(exp / 'models' / 'net_g_3.pth')
-    proc = run_basicsr(['test', '-opt', write_yaml(tmp_path / 'test.yml', test)], cwd=work,
-                       env_extra={'OMP_NUM_THREADS': '1'})
+    proc = run_cli(['test', '-opt', write_yaml(tmp_path / 'test.yml', test)], cwd=work,
+                   env_extra={'OMP_NUM_THREADS': '1'})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = work / 'results' / 'test_dgunet_derain'
     metrics = json.load(open(results / 'metrics.json'))

@@ -16,7 +16,7 @@ import torch
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
 from basicsr.models import build_model
-from conftest import basicsr_command, write_image_pairs, write_yaml
+from conftest import basicsr_command, run_cli, write_image_pairs, write_yaml
 from vlunet_basicsr.tools import options
 from vlunet_basicsr.utils import resume
 from vlunet_basicsr.data.dataset_writer import write_pairs
@@ -144,6 +144,7 @@ def _train_opt(tmp_path, gt, lq, name, total_iter, **train):
 
 
 def test_sigkill_during_training_then_auto_resume_finishes(tmp_path):
+    """The run to kill is a process (SIGKILL is what is tested); the resumed run is in this one."""
     gt, lq = write_image_pairs(tmp_path / 'data', count=4)
     opt_path = write_yaml(tmp_path / 'kill.yml', _train_opt(tmp_path, gt, lq, 'kill', 16))
     exp = tmp_path / 'experiments' / 'kill'
@@ -160,9 +161,8 @@ def test_sigkill_during_training_then_auto_resume_finishes(tmp_path):
         time.sleep(0.001)
     proc.wait(timeout=60)
     assert proc.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
-    resumed = subprocess.run([basicsr_command(), 'train', '-opt', opt_path, '--auto_resume'], cwd=tmp_path,
-                             capture_output=True, text=True, timeout=600)
-    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    resumed = run_cli(['train', '-opt', opt_path, '--auto_resume'], cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert (exp / 'training_states' / '16.state').is_file() and (exp / 'models' / 'net_g_16.pth').is_file()
     assert torch.load(exp / 'training_states' / '16.state', weights_only=True)['iter'] == 16
     assert not glob.glob(str(exp / 'training_states' / '1[7-9].state'))  # exactly total_iter iterations

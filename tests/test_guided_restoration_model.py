@@ -17,7 +17,7 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
 from basicsr.models import build_model
 from basicsr.utils.registry import ARCH_REGISTRY
-from conftest import degradation_datasets, run_basicsr, write_image_pairs, write_yaml
+from conftest import degradation_datasets, run_cli, write_image_pairs, write_yaml
 import toy_protocol_plugin  # noqa: F401  (registers ToyStagesNet and ToyTextGuidedNet here too)
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.archs.vlunet_arch import DGDM
@@ -196,7 +196,7 @@ def test_any_arch_trains_validates_resumes_and_tests_through_basicsr(tmp_path, n
     work.mkdir()
     datasets = _datasets(tmp_path / 'data')
     opt_path = write_yaml(tmp_path / 'train.yml', _train_opt('run', network_g, datasets, ema_decay=0.9))
-    proc = run_basicsr(['train', '-opt', opt_path], cwd=work, env_extra=PLUGIN_ENV)
+    proc = run_cli(['train', '-opt', opt_path], cwd=work, env_extra=PLUGIN_ENV)
     assert proc.returncode == 0, _output(proc)
     exp = work / 'experiments' / 'run'
     log = _log(exp)
@@ -208,8 +208,8 @@ def test_any_arch_trains_validates_resumes_and_tests_through_basicsr(tmp_path, n
     assert set(torch.load(exp / 'models' / 'net_g_3.pth', weights_only=True)) == {'params', 'params_ema'}
 
     force = ['train:total_iter=4'] + (['network_g:nan_steps=0'] if 'nan_steps' in network_g else [])
-    proc = run_basicsr(['train', '-opt', opt_path, '--auto_resume', '--force_yml', *force], cwd=work,
-                       env_extra=PLUGIN_ENV)
+    proc = run_cli(['train', '-opt', opt_path, '--auto_resume', '--force_yml', *force], cwd=work,
+                   env_extra=PLUGIN_ENV)
     assert proc.returncode == 0, _output(proc)
     assert 'Resuming training from epoch: 0, iter: 3.' in _log(exp)
     assert 'iter:       4,' in _log(exp) and (exp / 'models' / 'net_g_latest.pth').is_file()
@@ -224,7 +224,7 @@ def test_any_arch_trains_validates_resumes_and_tests_through_basicsr(tmp_path, n
                 'network_g': dict(network_g),
                 'path': {'pretrain_network_g': str(exp / 'models' / 'net_g_latest.pth'), 'param_key_g': 'params_ema'},
                 'val': {'save_img': True, 'size_multiple': 4, 'metrics': METRICS}}
-    proc = run_basicsr(['test', '-opt', write_yaml(tmp_path / 'test.yml', test_opt)], cwd=work, env_extra=PLUGIN_ENV)
+    proc = run_cli(['test', '-opt', write_yaml(tmp_path / 'test.yml', test_opt)], cwd=work, env_extra=PLUGIN_ENV)
     assert proc.returncode == 0, _output(proc)
     results = work / 'results' / 'run_test'
     metrics = json.load(open(results / 'metrics.json'))['rain_test']
@@ -248,7 +248,7 @@ def test_diverging_training_stops_with_the_last_good_weights_and_resumes_with_a_
     opt['logger']['save_checkpoint_freq'] = 1
     del opt['val']
     opt_path = write_yaml(tmp_path / 'diverge.yml', opt)
-    proc = run_basicsr(['train', '-opt', opt_path], cwd=work, env_extra=PLUGIN_ENV)
+    proc = run_cli(['train', '-opt', opt_path], cwd=work, env_extra=PLUGIN_ENV)
     assert proc.returncode != 0
     found = re.search(r'3 non-finite losses in a row \(iterations (\d+)-(\d+)\); stopped. The last good weights, '
                       r'those of iteration (\d+) \(they gave the last finite loss, at iteration (\d+)\), are saved as '
@@ -269,8 +269,8 @@ def test_diverging_training_stops_with_the_last_good_weights_and_resumes_with_a_
     with torch.no_grad():
         assert not torch.isfinite(net(image)).all()
 
-    proc = run_basicsr(['train', '-opt', opt_path, '--auto_resume', '--force_yml', 'train:optim_g:lr=0.0001',
-                        f'train:total_iter={stop + 3}'], cwd=work, env_extra=PLUGIN_ENV)
+    proc = run_cli(['train', '-opt', opt_path, '--auto_resume', '--force_yml', 'train:optim_g:lr=0.0001',
+                    f'train:total_iter={stop + 3}'], cwd=work, env_extra=PLUGIN_ENV)
     assert proc.returncode == 0, _output(proc)
     log = _log(exp)
     assert 'Resuming training from epoch' in log and f'iter: {stop}.' in log

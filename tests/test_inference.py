@@ -8,10 +8,9 @@ import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import run_basicsr, write_yaml
+from conftest import restore_main, run_cli, write_yaml
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
-from vlunet_basicsr.tools.restore.inference import main as restore_main
 
 NET = {key: value for key, value in TINY_NET.items() if key != 'type'}
 
@@ -99,8 +98,8 @@ def test_a_missing_input_is_named_as_such(setup, tmp_path, capsys):
 
 
 def test_restore_subcommand(setup, tmp_path):
-    proc = run_basicsr(['restore', str(setup['images'] / 'gray.png'), '-o', str(tmp_path / 'o'), '-opt', setup['opt']],
-                       cwd=tmp_path)
+    proc = run_cli(['restore', str(setup['images'] / 'gray.png'), '-o', str(tmp_path / 'o'), '-opt', setup['opt']],
+                   cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert cv2.imread(str(tmp_path / 'o' / 'gray.png'), cv2.IMREAD_UNCHANGED).ndim == 2
 

@@ -3,9 +3,6 @@ exported through the command, ONNX Runtime against torch at odd sizes, the two b
 errors. Each export takes tens of seconds on two cores, so every network is exported once per module."""
 import csv
 import json
-import os
-import subprocess
-import sys
 
 import cv2
 import numpy as np
@@ -13,9 +10,8 @@ import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, run_front_door, script_main, write_yaml
-from test_vlunet_model import TINY_CLIP_NET, TINY_NET
-from vlunet_basicsr.tools.restore.inference import main as restore_main
+from conftest import restore_main, run_front_door, script_main, write_yaml
+from test_vlunet_model import TINY_CLIP_NET
 from vlunet_basicsr.tools.export.onnx_runtime import load_onnx_networks
 from vlunet_basicsr.tools.restore.restorer import load_networks
 from vlunet_basicsr_cli import main as basicsr_main
@@ -51,9 +47,10 @@ def _export(root, network_g, network_clip=None, prompts=None):
     return opt, root / 'model.onnx'
 
 
-@pytest.fixture(scope='module')
-def vlunet(tmp_path_factory):
-    return _export(tmp_path_factory.mktemp('vlunet'), TINY_NET, dict(TINY_CLIP_NET))
+@pytest.fixture
+def vlunet(exported_vlunet):
+    """The tiny VLUNet exported once per test process (conftest.exported_vlunet)."""
+    return exported_vlunet
 
 
 @pytest.fixture(scope='module')

@@ -6,17 +6,17 @@ import torch
 
 pytest.importorskip('openvino', reason='openvino is not installed (pip install -e .[openvino])')
 
-from test_onnx import _both_backends, _export, _images, _readout  # noqa: E402
-from test_vlunet_model import TINY_CLIP_NET, TINY_NET  # noqa: E402
-from vlunet_basicsr.tools.restore.inference import main as restore_main  # noqa: E402
+from conftest import restore_main  # noqa: E402
+from test_onnx import _both_backends, _images, _readout  # noqa: E402
 from vlunet_basicsr.tools.export.onnx_runtime import load_exported_networks, load_onnx_networks  # noqa: E402
 from vlunet_basicsr.tools.export.openvino_runtime import OpenVinoRuntime  # noqa: E402
 from vlunet_basicsr_cli import main as basicsr_main  # noqa: E402
 
 
-@pytest.fixture(scope='module')
-def vlunet(tmp_path_factory):
-    return _export(tmp_path_factory.mktemp('vlunet'), TINY_NET, dict(TINY_CLIP_NET))
+@pytest.fixture
+def vlunet(exported_vlunet):
+    """The tiny VLUNet exported once per test process (conftest.exported_vlunet)."""
+    return exported_vlunet
 
 
 def test_openvino_f32_restores_the_torch_backends_files_and_readout(vlunet, tmp_path, capsys):

@@ -7,11 +7,10 @@ import torch
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.models import build_model
-from conftest import write_image_pairs, write_yaml
+from conftest import restore_main, write_image_pairs, write_yaml
 from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.tools import options
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
-from vlunet_basicsr.tools.restore.inference import main as restore_main
 from vlunet_basicsr.utils.precision import bf16_supported
 
 NET = {key: value for key, value in TINY_NET.items() if key != 'type'}

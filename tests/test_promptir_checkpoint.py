@@ -3,21 +3,17 @@ weights rebuilt from the key list, wrapped as its Lightning ``model.ckpt``), the
 inference, and scripts/convert_official_checkpoint.py end to end."""
 import csv
 import math
-import os.path as osp
-import subprocess
-import sys
 
 import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, reference_file
+from conftest import reference_file, run_script
 from vlunet_basicsr.archs.promptir_arch import PromptIR
 from vlunet_basicsr.tools.convert.promptir_checkpoint import (PromptIRLightningCheckpoint, infer_promptir_options,
                                                         promptir_state_dict)
 from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError
 
-SCRIPT = osp.join(REPO, 'scripts', 'convert_official_checkpoint.py')
 TINY = {'dim': 12, 'num_blocks': [1, 2, 1, 2], 'num_refinement_blocks': 1, 'heads': [1, 2, 2, 4], 'prompt_size': 16,
         'prompt_len': 3, 'bias': True, 'LayerNorm_type': 'BiasFree', 'ffn_expansion_factor': 2.0}
 
@@ -94,8 +90,7 @@ def test_converter_script_writes_a_network_that_loads_strictly_and_restores_as_t
     torch.manual_seed(0)
     original = PromptIR(**TINY).eval()
     torch.save(lightning(original.state_dict()), tmp_path / 'model.ckpt')
-    proc = subprocess.run([sys.executable, SCRIPT, str(tmp_path / 'model.ckpt'), '--output-dir', str(tmp_path / 'out')],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_script('convert_official_checkpoint', [tmp_path / 'model.ckpt', '--output-dir', tmp_path / 'out'])
     assert proc.returncode == 0, proc.stderr
     assert 'type: PromptIR' in proc.stdout and 'dim: 12' in proc.stdout and 'prompt_len: 3' in proc.stdout
     converted = PromptIR(**TINY).eval()
@@ -103,6 +98,6 @@ def test_converter_script_writes_a_network_that_loads_strictly_and_restores_as_t
     lq = torch.rand(1, 3, 16, 24)
     with torch.no_grad():
         assert torch.equal(converted(lq), original(lq))
-    proc = subprocess.run([sys.executable, SCRIPT, str(tmp_path / 'model.ckpt'), '--output-dir', str(tmp_path / 'de'),
-                           '--de-dim', '7'], capture_output=True, text=True, timeout=300)
+    proc = run_script('convert_official_checkpoint', [tmp_path / 'model.ckpt', '--output-dir', tmp_path / 'de',
+                                                      '--de-dim', 7])
     assert proc.returncode == 1 and '--de-dim' in proc.stderr  # a VLU-Net option, refused for PromptIR

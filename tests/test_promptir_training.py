@@ -13,7 +13,7 @@ import torch
 import yaml
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, run_basicsr, write_image_pairs, write_yaml
+from conftest import REPO, run_cli, write_image_pairs, write_yaml
 from vlunet_basicsr.utils.padding import pad_to_multiple
 
 ENV = {'OMP_NUM_THREADS': '1'}
@@ -52,7 +52,7 @@ def test_a_tiny_promptir_trains_and_tests_through_basicsr_on_odd_sizes(tmp_path)
     train['train']['scheduler'].update(warmup_iter=1, total_iter=4)
     train['val']['val_freq'] = 3
     train['logger'].update(print_freq=1, save_checkpoint_freq=3, use_tb_logger=False)
-    proc = run_basicsr(['train', '-opt', write_yaml(tmp_path / 'train.yml', train)], cwd=work, env_extra=ENV)
+    proc = run_cli(['train', '-opt', write_yaml(tmp_path / 'train.yml', train)], cwd=work, env_extra=ENV)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     exp = work / 'experiments' / 'train_promptir_nhrbl'
     log = _log(exp)
@@ -67,7 +67,7 @@ def test_a_tiny_promptir_trains_and_tests_through_basicsr_on_odd_sizes(tmp_path)
     test['datasets'] = {'test_1': {**test['datasets']['test_2'], **paired},  # Rain100L
                         'test_2': {**test['datasets']['test_4'], **noisy}}  # CBSD68 sigma 25
     test['path']['pretrain_network_g'] = str(exp / 'models' / 'net_g_3.pth')
-    proc = run_basicsr(['test', '-opt', write_yaml(tmp_path / 'test.yml', test)], cwd=work, env_extra=ENV)
+    proc = run_cli(['test', '-opt', write_yaml(tmp_path / 'test.yml', test)], cwd=work, env_extra=ENV)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     results = work / 'results' / 'test_promptir_nhrbl'
     metrics = json.load(open(results / 'metrics.json'))
@@ -81,7 +81,7 @@ def test_a_tiny_promptir_trains_and_tests_through_basicsr_on_odd_sizes(tmp_path)
 
 def test_restore_with_the_test_file_pads_to_the_multiple_and_crops_back(tmp_path, capsys):
     from basicsr.archs import build_network
-    from vlunet_basicsr.tools.restore.inference import main as restore_main
+    from conftest import restore_main
     from vlunet_basicsr.utils.padding import crop_to
 
     torch.manual_seed(0)

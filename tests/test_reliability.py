@@ -8,7 +8,6 @@ import resource
 import signal
 import socket
 import struct
-import subprocess
 import sys
 import zlib
 
@@ -18,7 +17,7 @@ import pytest
 from PIL import Image
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, basicsr_command, run_front_door
+from conftest import REPO, run_cli, run_front_door
 from vlunet_basicsr.utils.image_io import header_size
 
 LIMIT = 40_000_000  # basicsr serve's default --max-pixels
@@ -150,9 +149,8 @@ def test_serve_on_a_port_in_use_says_so_before_loading_anything(tmp_path):
         taken.bind(('127.0.0.1', 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = subprocess.run([basicsr_command(), 'serve', '-opt', str(tmp_path / 'missing.yml'), '--port', str(port),
-                               '--device', 'cpu'], cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                              env=dict(os.environ, TMPDIR=str(tmp)))
+        proc = run_cli(['serve', '-opt', tmp_path / 'missing.yml', '--port', port, '--device', 'cpu'], cwd=tmp_path,
+                       env_extra={'TMPDIR': tmp})
     assert proc.returncode == 2, proc.stderr
     assert f'error: port {port} is in use; choose another with --port' in proc.stderr
     assert 'missing.yml' not in proc.stderr and os.listdir(tmp) == []
@@ -178,7 +176,7 @@ def test_restore_on_cuda_without_a_gpu_is_a_clear_error(tmp_path, capsys):
     import torch
     if torch.cuda.is_available():
         pytest.skip('this machine has a CUDA GPU')
-    from vlunet_basicsr.tools.restore.inference import main
+    from conftest import restore_main as main
     cv2.imwrite(str(tmp_path / 'a.png'), np.zeros((8, 8, 3), np.uint8))
     assert main([str(tmp_path / 'a.png'), '-o', str(tmp_path / 'out'), '--weights', str(tmp_path / 'net_g.pth'),
                  '--device', 'cuda']) == 2

@@ -8,7 +8,7 @@ import torch
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
-from conftest import degradation_datasets, run_basicsr, write_image_pairs, write_yaml
+from conftest import degradation_datasets, run_cli, write_image_pairs, write_yaml
 from test_vlunet_model import TINY_NET
 from vlunet_basicsr.archs.dgunet_arch import pad_for_dgunet
 from vlunet_basicsr.models.network_inputs import size_rule
@@ -92,8 +92,8 @@ def test_basicsr_archs_train_and_validate_at_odd_sizes_through_basicsr_train(tmp
            'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': False}}
     work = tmp_path / 'work'
     work.mkdir()
-    proc = run_basicsr(['train', '-opt', write_yaml(tmp_path / 'train.yml', opt)], cwd=work,
-                       env_extra={'OMP_NUM_THREADS': '1'})
+    proc = run_cli(['train', '-opt', write_yaml(tmp_path / 'train.yml', opt)], cwd=work,
+                   env_extra={'OMP_NUM_THREADS': '1'})
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     log = _log(work / 'experiments' / 'odd')
     assert f'Inputs padded to: {rule}.' in log

@@ -16,7 +16,7 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
-from conftest import REPO, run_basicsr, run_on_ranks, write_image_pairs, write_yaml
+from conftest import REPO, run_cli, run_on_ranks, write_image_pairs, write_yaml
 from test_prepare_layouts_extra import prepare, write_cdd11
 from test_vlunet_model import TINY_CLIP_NET
 from vlunet_basicsr.losses.msssim_loss import ms_ssim_min_side
@@ -97,7 +97,7 @@ def test_tiny_vlur_trains_and_tests_through_basicsr_on_a_cdd11_folder(tmp_path):
                         'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5},
                         'contrastive_opt': {'type': 'DegradationContrastiveLoss'}},
               'val': {'val_freq': 2}, 'logger': logger}
-    proc = run_basicsr(['train', '-opt', write_yaml(tmp_path / 'stage1.yml', stage1)], cwd=work, env_extra=ENV)
+    proc = run_cli(['train', '-opt', write_yaml(tmp_path / 'stage1.yml', stage1)], cwd=work, env_extra=ENV)
     assert proc.returncode == 0, _output(proc)
     exp1 = work / 'experiments' / 'clip_cdd11'
     adapters = exp1 / 'models' / 'net_clip_2.pth'
@@ -126,7 +126,7 @@ def test_tiny_vlur_trains_and_tests_through_basicsr_on_a_cdd11_folder(tmp_path):
                         'pixel_opt': {'type': 'SmoothL1Loss', 'loss_weight': 0.6},
                         'composite_opt': {'type': 'CompositeDegradationLoss', 'loss_weight': 0.1}},
               'val': {'val_freq': 2, 'metrics': {'psnr': {'type': 'calculate_psnr_float'}}}, 'logger': logger}
-    proc = run_basicsr(['train', '-opt', write_yaml(tmp_path / 'stage2.yml', stage2)], cwd=work, env_extra=ENV)
+    proc = run_cli(['train', '-opt', write_yaml(tmp_path / 'stage2.yml', stage2)], cwd=work, env_extra=ENV)
     assert proc.returncode == 0, _output(proc)
     exp2 = work / 'experiments' / 'vlur_cdd11'
     log = _log(exp2)
@@ -150,7 +150,7 @@ def test_tiny_vlur_trains_and_tests_through_basicsr_on_a_cdd11_folder(tmp_path):
     rows = {}
     for given in (None, 'snow'):
         force = [] if given is None else ['--force_yml', f'val:degradation_type={given}']
-        proc = run_basicsr(['test', '-opt', test_path, *force], cwd=work, env_extra=ENV)
+        proc = run_cli(['test', '-opt', test_path, *force], cwd=work, env_extra=ENV)
         assert proc.returncode == 0, _output(proc)
         log = _log(results)
         for phase, dataset_opt in test_sets.items():
