@@ -17,7 +17,7 @@ from basicsr.data import build_dataset
 from conftest import REPO, basicsr_command, run_basicsr, run_front_door, write_image_pairs, write_yaml
 from test_vlunet_model import TINY_CLIP, TINY_NET
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
-from vlunet_basicsr.tools.restore.inference import main as restore_main
+from vlunet_basicsr_cli import main as basicsr
 from vlunet_basicsr.utils.checkpoint_util import CorruptCheckpointError, UnsafeCheckpointError, load_weights
 from vlunet_basicsr.utils.image_io import decode_image
 
@@ -64,7 +64,7 @@ def test_restore_into_the_input_folder_never_replaces_any_input(weights, tmp_pat
     _image(folder / 'b.png', 40)
     _image(folder / 'b_png.png', 200)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    code = restore_main([str(folder), '-o', str(folder), '--weights', weights['net_g']])
+    code = basicsr(['restore', str(folder), '-o', str(folder), '--weights', weights['net_g']])
     err = capsys.readouterr().err
     assert {name: (folder / name).read_bytes() for name in before} == before  # every input byte-for-byte
     assert code == 1  # b.png's result (b_png.png) and b_png.png's own result would replace inputs: refused
@@ -80,7 +80,7 @@ def test_restore_gives_inputs_whose_names_collide_distinct_outputs(weights, tmp_
     _image(folder / 'b.png', 40)
     _image(folder / 'b_png.png', 200, size=(12, 14))
     out = tmp_path / 'out'
-    assert restore_main([str(folder), '-o', str(out), '--weights', weights['net_g']]) == 0
+    assert basicsr(['restore', str(folder), '-o', str(out), '--weights', weights['net_g']]) == 0
     assert 'b_png.png is already the result of another input; writing b_png_2.png' in capsys.readouterr().err
     assert sorted(p.name for p in out.iterdir()) == ['b_jpg.png', 'b_png.png', 'b_png_2.png']
     assert cv2.imread(str(out / 'b_png.png')).shape == (20, 24, 3)  # b.png's result, not overwritten
@@ -146,7 +146,7 @@ def test_truncated_jpeg_is_refused_by_restore_and_by_datasets(weights, tmp_path,
     (folder / 'cut.jpg').write_bytes(jpeg[:len(jpeg) * 2 // 3])
     assert cv2.imread(str(folder / 'cut.jpg')) is not None  # what OpenCV's file reader alone would accept
     out = tmp_path / 'out'
-    assert restore_main([str(folder), '-o', str(out), '--weights', weights['net_g']]) == 1
+    assert basicsr(['restore', str(folder), '-o', str(out), '--weights', weights['net_g']]) == 1
     captured = capsys.readouterr()
     assert f"cannot decode image {folder / 'cut.jpg'}: the JPEG ends before its end-of-image marker" in captured.err
     assert '1 restored, 1 failed' in captured.out
@@ -196,7 +196,7 @@ def test_restore_on_a_folder_without_images_says_so_and_fails(weights, tmp_path,
     folder = tmp_path / 'notes'
     folder.mkdir()
     (folder / 'readme.txt').write_text('no images here')
-    assert restore_main([str(folder), '-o', str(tmp_path / 'out'), '--weights', weights['net_g']]) == 2
+    assert basicsr(['restore', str(folder), '-o', str(tmp_path / 'out'), '--weights', weights['net_g']]) == 2
     err = capsys.readouterr().err
     assert f'the folder {folder} holds no image (accepted extensions: .png, .jpg' in err
 
@@ -220,12 +220,12 @@ def test_load_weights_tells_corrupt_from_unsafe(weights):
 def test_restore_weights_corrupt_unsafe_and_trusted(weights, tmp_path, capsys):
     image = _image(tmp_path / 'a.png')
     for name in ('truncated', 'random'):
-        assert restore_main([str(image), '-o', str(tmp_path / 'out'), '--weights', weights[name]]) == 2
+        assert basicsr(['restore', str(image), '-o', str(tmp_path / 'out'), '--weights', weights[name]]) == 2
         err = capsys.readouterr().err
         assert f'{weights[name]} is corrupt or truncated' in err and 'trust' not in err
-    assert restore_main([str(image), '-o', str(tmp_path / 'out'), '--weights', weights['unsafe']]) == 2
+    assert basicsr(['restore', str(image), '-o', str(tmp_path / 'out'), '--weights', weights['unsafe']]) == 2
     assert 'If you trust its source, pass --trust-checkpoint' in capsys.readouterr().err
-    assert restore_main([str(image), '-o', str(tmp_path / 'out'), '--weights', weights['unsafe'],
+    assert basicsr(['restore', str(image), '-o', str(tmp_path / 'out'), '--weights', weights['unsafe'],
                          '--trust-checkpoint']) == 0
     assert (tmp_path / 'out' / 'a.png').is_file()
 
@@ -278,7 +278,7 @@ def test_restore_shows_progress_over_images_and_tiles(weights, tmp_path, capsys)
     folder.mkdir()
     for name in ('a.png', 'b.png'):
         _image(folder / name, size=(40, 40))
-    assert restore_main([str(folder), '-o', str(tmp_path / 'out'), '--weights', weights['net_g'],
+    assert basicsr(['restore', str(folder), '-o', str(tmp_path / 'out'), '--weights', weights['net_g'],
                          '--tile', '16', '--tile-overlap', '4']) == 0
     err = capsys.readouterr().err
     assert 'restore: 100%' in err and '2/2' in err and 'tiles:' in err and '/9' in err

@@ -1,5 +1,4 @@
 """scripts/convert_official_checkpoint.py on the shared release test vectors and on malformed inputs."""
-import importlib
 import os.path as osp
 import runpy
 import subprocess
@@ -153,10 +152,3 @@ def test_pickle_needing_more_than_weights_is_refused_unless_trusted(tmp_path):
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / 'out' / 'net_g.pth').is_file()
 
-
-def test_the_old_module_still_converts_with_a_deprecation_warning(tmp_path):
-    sys.modules.pop('vlunet_basicsr.utils.release_checkpoint', None)
-    with pytest.warns(DeprecationWarning, match='use vlunet_basicsr.tools.convert.convert_checkpoint'):
-        old = importlib.import_module('vlunet_basicsr.utils.release_checkpoint')
-    result = old.convert_release_file(reference_file('vlunet_official_small.pt'), str(tmp_path), expected_de_dim=5)
-    assert result['written'] == {'network': str(tmp_path / 'net_g.pth')} and result['network_options']['de_dim'] == 5

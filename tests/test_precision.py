@@ -22,9 +22,10 @@ def _opt(tmp_path, is_train, train_amp=None, val_amp=None):
     opt = {'name': 'amp', 'model_type': 'VLUNetModel', 'num_gpu': 0, 'is_train': is_train, 'dist': False,
            'rank': 0, 'world_size': 1, 'network_g': dict(TINY_NET), 'network_clip': dict(TINY_CLIP_NET),
            'path': {'models': str(tmp_path / 'models'), 'training_states': str(tmp_path / 'states')},
-           'val': {'amp': val_amp}}
+           'val': {'amp': val_amp or 'none'}}
     if is_train:
-        opt['train'] = {'amp': train_amp, 'optim_g': {'type': 'AdamW', 'lr': 1e-3}, 'pixel_opt': {'type': 'L1Loss'},
+        opt['train'] = {'amp': train_amp or 'none', 'optim_g': {'type': 'AdamW', 'lr': 1e-3},
+                        'pixel_opt': {'type': 'L1Loss'},
                         'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5}}
     return opt
 

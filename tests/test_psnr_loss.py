@@ -30,8 +30,8 @@ def test_psnr_loss_pulls_as_hard_on_a_close_image_as_on_a_far_one():
     assert torch.isclose(close / far, torch.tensor(10.0), rtol=1e-4)
 
 
-@pytest.mark.parametrize('options, message', [({'eps': 0}, 'eps must be positive'),
-                                              ({'reduction': 'max'}, 'reduction must be')])
+@pytest.mark.parametrize('options, message', [({'eps': 0}, 'PSNRLoss: eps: 0 is out of range'),
+                                              ({'reduction': 'max'}, "PSNRLoss: reduction: 'max' is not one of")])
 def test_psnr_loss_refuses_bad_options(options, message):
     with pytest.raises(ValueError, match=message):
         build_loss({'type': 'PSNRLoss', **options})

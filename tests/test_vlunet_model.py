@@ -132,15 +132,15 @@ def test_model_feeds_the_clip_vector_and_restores_odd_sizes_full_size():
     model = build_model(_model_opt(dict(TINY_CLIP_NET)))
     lq = torch.rand(1, 3, 37, 50)
     model.feed_data({'lq': lq})
-    assert model.degradation_vector.shape == (1, 32) and not model.degradation_vector.requires_grad
+    assert model.guidance_features.shape == (1, 32) and not model.guidance_features.requires_grad
     expected = model.net_clip.encode_image(model.net_clip.preprocess(lq))
-    assert torch.allclose(model.degradation_vector, expected)
+    assert torch.allclose(model.guidance_features, expected)
     model.test()
     assert model.output.shape == lq.shape
     assert all(not p.requires_grad for p in model.net_clip.parameters())
     ablation = build_model(_model_opt(None))
     ablation.feed_data({'lq': lq})
-    assert ablation.degradation_vector is None
+    assert ablation.guidance_features is None
     ablation.test()
     assert ablation.output.shape == lq.shape
 
