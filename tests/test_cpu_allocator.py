@@ -21,6 +21,7 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 
 
 def _faults(mode):
+    """In a process of its own: the allocator tuning is for the process, and cannot be undone."""
     out = subprocess.run([sys.executable, '-c', FAULTS, mode], capture_output=True, text=True, check=True).stdout
     applied, faults = out.split()
     return applied == 'True', int(faults)

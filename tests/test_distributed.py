@@ -27,6 +27,7 @@ TESTS = osp.dirname(osp.abspath(__file__))
 
 
 def _torchrun(args, cwd):
+    """Two ranks started by torchrun: multi-process DDP is what is tested."""
     torchrun = shutil.which('torchrun', path=osp.dirname(sys.executable))
     env = dict(os.environ, OMP_NUM_THREADS='1', PYTHONPATH=TESTS, PYTHONUNBUFFERED='1')
     return subprocess.run([torchrun, '--nproc_per_node=2', f'--master_port={free_port()}', *args], cwd=cwd, env=env,

@@ -182,6 +182,7 @@ def test_the_cycle_finder_finds_a_cycle_and_the_outside_check_refuses_a_root_mod
 
 
 def test_import_vlunet_basicsr_registers_every_class_whatever_the_program_is_called(tmp_path):
+    """A fresh interpreter: what its import registers is what is tested."""
     code = ('import sys; sys.argv[0] = "basicsr"; import vlunet_basicsr\n'
             'from basicsr.utils.registry import ARCH_REGISTRY, MODEL_REGISTRY\n'
             'print("REGISTERED", "VLUNet" in ARCH_REGISTRY, "VLUNetModel" in MODEL_REGISTRY)')
