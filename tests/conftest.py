@@ -266,11 +266,19 @@ def run_script(name, args):
 
 @pytest.fixture(scope='session')
 def exported_vlunet(tmp_path_factory):
-    """ONE ``basicsr export`` of the tiny VLUNet with its CLIP encoder (test_onnx's `_export`) for this test
-    process: the ONNX Runtime, OpenVINO and serve tests restore with it (read-only). Returns (option file, graph)."""
+    """ONE ``basicsr export`` of the tiny VLUNet with its CLIP encoder (test_onnx's `_export`) for the whole run: the
+    first pytest worker that needs it exports into the run's shared folder, the others wait for it and read it
+    (an export takes minutes). The ONNX Runtime, OpenVINO and serve tests restore with it (read-only).
+    Returns (option file, graph)."""
+    from filelock import FileLock
     from test_onnx import _export
     from test_vlunet_model import TINY_CLIP_NET, TINY_NET
-    return _export(tmp_path_factory.mktemp('exported_vlunet'), TINY_NET, dict(TINY_CLIP_NET))
+    shared = tmp_path_factory.getbasetemp().parent / 'exported_vlunet'  # the same for every xdist worker
+    shared.mkdir(exist_ok=True)
+    with FileLock(str(shared / '.lock')):
+        if not (shared / 'model.onnx').is_file():
+            _export(shared, TINY_NET, dict(TINY_CLIP_NET))
+    return str(shared / 'test.yml'), shared / 'model.onnx'
 
 
 @pytest.fixture
