@@ -1,14 +1,11 @@
 """The published PromptIR test vector reproduced through the converter (shared/reference: the default network's
 weights rebuilt from the key list, wrapped as its Lightning ``model.ckpt``), the layout's detection and option
 inference, and scripts/convert_official_checkpoint.py end to end."""
-import csv
-import math
-
 import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import reference_file, run_script
+from conftest import lightning_checkpoint, published_state_dict, reference_file, run_script
 from vlunet_basicsr.archs.promptir_arch import PromptIR
 from vlunet_basicsr.tools.convert.promptir_checkpoint import (PromptIRLightningCheckpoint, infer_promptir_options,
                                                         promptir_state_dict)
@@ -18,26 +15,10 @@ TINY = {'dim': 12, 'num_blocks': [1, 2, 1, 2], 'num_refinement_blocks': 1, 'head
         'prompt_len': 3, 'bias': True, 'LayerNorm_type': 'BiasFree', 'ffn_expansion_factor': 2.0}
 
 
-def published_state_dict():
-    """The published default network's state dict, from the key list and the weights rule (shared/reference)."""
-    state = {}
-    with open(reference_file('promptir_official_keys.tsv')) as f:
-        for row in csv.DictReader(f, delimiter='\t'):
-            shape = [int(n) for n in row['shape'].split('x')]
-            generator = torch.Generator().manual_seed(int(row['index']))
-            state[row['key']] = (torch.rand(shape, generator=generator) * 2 - 1) / math.sqrt(math.prod(shape[1:]))
-    return state
-
-
-def lightning(state):
-    """A checkpoint as the published training script (PyTorch Lightning) saves it."""
-    return {'epoch': 119, 'global_step': 1, 'state_dict': {'net.' + key: value for key, value in state.items()}}
-
-
 def test_published_vector_is_reproduced_through_the_converter():
     ref = torch.load(reference_file('promptir_official_default.pt'), weights_only=True)
     assert ref['config'] == {'decoder': True}
-    checkpoint = lightning(published_state_dict())
+    checkpoint = lightning_checkpoint(published_state_dict('promptir_official_keys.tsv'))
     assert PromptIRLightningCheckpoint.detect(checkpoint)
     conversion = PromptIRLightningCheckpoint.convert(checkpoint, 'model.ckpt', {})
     (part,) = conversion.parts
@@ -58,7 +39,7 @@ def test_published_vector_is_reproduced_through_the_converter():
 def test_options_are_read_from_the_shapes_of_a_non_default_network():
     torch.manual_seed(0)
     state = PromptIR(**TINY).state_dict()
-    options = infer_promptir_options(promptir_state_dict(lightning(state)))
+    options = infer_promptir_options(promptir_state_dict(lightning_checkpoint(state)))
     assert options == {'inp_channels': 3, 'out_channels': 3, **TINY}
     assert set(PromptIR(**options).state_dict()) == set(state)
 
@@ -74,7 +55,7 @@ def test_detection_tells_promptir_from_vlunet_and_other_files():
 
 def test_malformed_promptir_files_are_refused_naming_the_fault():
     state = PromptIR(**TINY).state_dict()
-    extra = lightning(state)
+    extra = lightning_checkpoint(state)
     extra['state_dict']['model_degradation.w'] = torch.zeros(1)
     with pytest.raises(CheckpointFormatError, match=r"model.ckpt: .*keys outside 'net.' .*model_degradation.w"):
         promptir_state_dict(extra, 'model.ckpt')
@@ -89,7 +70,7 @@ def test_malformed_promptir_files_are_refused_naming_the_fault():
 def test_converter_script_writes_a_network_that_loads_strictly_and_restores_as_the_original(tmp_path):
     torch.manual_seed(0)
     original = PromptIR(**TINY).eval()
-    torch.save(lightning(original.state_dict()), tmp_path / 'model.ckpt')
+    torch.save(lightning_checkpoint(original.state_dict()), tmp_path / 'model.ckpt')
     proc = run_script('convert_official_checkpoint', [tmp_path / 'model.ckpt', '--output-dir', tmp_path / 'out'])
     assert proc.returncode == 0, proc.stderr
     assert 'type: PromptIR' in proc.stdout and 'dim: 12' in proc.stdout and 'prompt_len: 3' in proc.stdout
