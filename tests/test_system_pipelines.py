@@ -161,3 +161,12 @@ def test_the_benchmark_measures_it_through_opt(trained, tmp_path):
     report = json.loads(out.read_text())
     assert report['system']['arch'] == system and report['system']['params'] > 0
     assert report['results']['train']['step_s'] > 0 and report['results']['inference_whole']['size'] == 19
+
+
+@pytest.mark.parametrize('system', sorted(SYSTEMS))
+def test_an_unpadded_input_is_refused_naming_the_arch_and_the_remedy(system):
+    from basicsr.archs import build_network
+    net = build_network({'type': system, **SYSTEMS[system]['tiny']}).eval()
+    with pytest.raises(ValueError, match=rf'{system} needs height and width multiples of 8, got \(9, 16\): pad the '
+                                         r'input \(val.size_multiple, or the arch protocol\)'):
+        net(torch.rand(1, 3, 9, 16))

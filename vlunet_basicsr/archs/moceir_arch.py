@@ -18,7 +18,7 @@ from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import (GDFN, LAYER_NORM_TYPES, MDTA, CrossMDTA, Downsample, LayerNorm,
-                                                   OverlapPatchEmbed, Upsample)
+                                                   OverlapPatchEmbed, Upsample, refuse_unpadded)
 from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 #: The published routing noise: ``randn * (1 / num_experts)``, in training and in evaluation.
@@ -330,10 +330,7 @@ class MoCEIR(nn.Module):
 
     def forward(self, lq):
         """Restore ``lq`` (B, C, H, W), H and W multiples of `size_multiple` (the callers pad)."""
-        multiple = self.size_multiple
-        if not torch.compiler.is_compiling() and (lq.shape[-2] % multiple or lq.shape[-1] % multiple):
-            raise ValueError(f'MoCEIR needs height and width multiples of {multiple}, got '
-                             f'{tuple(lq.shape[-2:])}: pad the input (val.size_multiple, or the arch protocol)')
+        refuse_unpadded(type(self).__name__, lq, self.size_multiple)
         feats = self.patch_embed(lq)
         skips = []
         for block, down in self.enc:

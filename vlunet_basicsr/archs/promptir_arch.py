@@ -14,7 +14,7 @@ from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import (Downsample, OverlapPatchEmbed, TransformerBlock, Upsample,
-                                                   restormer_argument_problems)
+                                                   refuse_unpadded, restormer_argument_problems)
 from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 #: The published network's prompt channels are 64, 128 and 320 at dim=48 (decoder levels 1, 2 and the latent):
@@ -167,10 +167,7 @@ class PromptIR(nn.Module):
 
     def forward(self, lq):
         """Restore ``lq`` (B, C, H, W), H and W multiples of `size_multiple` (the callers pad)."""
-        multiple = self.size_multiple
-        if not torch.compiler.is_compiling() and (lq.shape[-2] % multiple or lq.shape[-1] % multiple):
-            raise ValueError(f'PromptIR needs height and width multiples of {multiple}, got '
-                             f'{tuple(lq.shape[-2:])}: pad the input (val.size_multiple, or the arch protocol)')
+        refuse_unpadded(type(self).__name__, lq, self.size_multiple)
         image = lq.contiguous(memory_format=torch.channels_last) if self.channels_last else lq
         enc1 = self.encoder_level1(self.patch_embed(image))
         enc2 = self.encoder_level2(self.down1_2(enc1))

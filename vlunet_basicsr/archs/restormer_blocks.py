@@ -95,6 +95,14 @@ class MDTA(nn.Module):
                                                   fused_backward=self.fused_backward))
 
 
+def refuse_unpadded(arch, lq, multiple):
+    """Refuse ``lq`` unless its sides are multiples of ``multiple``: for archs that do not pad themselves but declare
+    ``size_multiple``, which the shared model, restore, export and serve pad to."""
+    if not torch.compiler.is_compiling() and (lq.shape[-2] % multiple or lq.shape[-1] % multiple):
+        raise ValueError(f'{arch} needs height and width multiples of {multiple}, got {tuple(lq.shape[-2:])}: pad '
+                         'the input (val.size_multiple, or the arch protocol)')
+
+
 class CrossMDTA(nn.Module):
     """MDTA's transposed attention with queries from ``first`` and keys and values from ``second`` (AdaIR's
     ``ChannelCrossAttention``, MoCE-IR's ``CrossAttention``: the published module names).
