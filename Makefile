@@ -7,7 +7,8 @@ demo:
 compare:
 	@venv=$$(bash scripts/setup_env.sh) && "$$venv/bin/python" scripts/run_compare.py
 
-# Two pytest workers (pytest-xdist), one file each at a time, each torch process on one thread: two threads per
+# Two pytest workers (pytest-xdist), one file each at a time, the longest files first (tests/conftest.py,
+# LONGEST_FIRST), each torch process on one thread: two threads per
 # process on two busy cores wait on each other (docs/demo.md#threads-and-the-demo-under-load). TEST_WORKERS=0 runs
 # the files one after the other in this process. The browser of the real-browser test is installed first, when it
 # is missing (scripts/install_browser.sh): the tests install nothing.
@@ -15,4 +16,4 @@ TEST_WORKERS ?= 2
 test:
 	@venv=$$(bash scripts/setup_env.sh) && bash scripts/install_browser.sh && \
 		OMP_NUM_THREADS=$${OMP_NUM_THREADS:-1} "$$venv/bin/python" -m pytest \
-		tests -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile
+		tests -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadfile --no-loadscope-reorder

@@ -16,6 +16,10 @@ import yaml
 REPO = osp.dirname(osp.dirname(osp.abspath(__file__)))
 REFERENCE = osp.join(osp.dirname(REPO), 'shared', 'reference')
 
+# `import openvino` sends usage telemetry unless declined, from a thread that forks the importing process and tries
+# the network; it declines itself where CI=true (tests/test_openvino.py, docs/onnx.md).
+os.environ['CI'] = 'true'
+
 
 def reference_file(name):
     path = osp.join(REFERENCE, name)
@@ -264,26 +268,134 @@ def run_script(name, args):
     return run_in_process(script_main(name), [str(a) for a in args], cwd=os.getcwd())
 
 
-@pytest.fixture(scope='session')
-def exported_vlunet(tmp_path_factory):
-    """ONE ``basicsr export`` of the tiny VLUNet with its CLIP encoder (test_onnx's `_export`) for the whole run: the
-    first pytest worker that needs it exports into the run's shared folder, the others wait for it and read it
-    (an export takes minutes). The ONNX Runtime, OpenVINO and serve tests restore with it (read-only).
+#: The verification sizes of the tests' exports (the first at batch 2), and the seed drawn before every load of an
+#: exported system's YAML: the tiny CLIP has random weights drawn when it is built, so the exported, the reference and
+#: the torch backend's encoders are one encoder (the benchmark seeds 0 before it builds, too).
+EXPORT_SIZES = ['24x24', '13x21']
+EXPORT_SEED = 0
+TINY_DGUNET = {'type': 'DGUNet', 'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'depth': 1}
+TINY_VLUR = {'type': 'VLURNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [1, 1, 1, 1], 'text_dim': 32}
+TINY_PROMPTIR = {'type': 'PromptIR', 'dim': 12, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1,
+                 'prompt_size': 16}
+
+
+def exportable_system(root, network_g, network_clip=None, prompts=None):
+    """A test YAML under ``root`` for ``network_g`` with random weights saved beside it (and ``network_clip``)."""
+    import torch
+    from basicsr.archs import build_network
+    root.mkdir(parents=True, exist_ok=True)
+    torch.manual_seed(0)
+    torch.save({'params': build_network(dict(network_g)).state_dict()}, root / 'net_g.pth')
+    opt = {'name': 'export', 'model_type': 'GuidedRestorationModel', 'network_g': dict(network_g),
+           'network_clip': network_clip, 'path': {'pretrain_network_g': str(root / 'net_g.pth')}}
+    if prompts is not None:
+        opt['prompts'] = prompts
+    return write_yaml(root / 'test.yml', opt)
+
+
+def export_command(opt, model, *flags):
+    """``basicsr export -opt OPT -o MODEL --verify-sizes EXPORT_SIZES FLAGS`` in this process, seeded as the tests
+    load the YAML; returns the exit code."""
+    import torch
+
+    from vlunet_basicsr_cli import main
+    torch.manual_seed(EXPORT_SEED)
+    return main(['export', '-opt', str(opt), '-o', str(model), '--verify-sizes', *EXPORT_SIZES, *flags])
+
+
+def _run_folder(tmp_path_factory):
+    """The folder of this pytest run that every xdist worker shares (a worker's base folder is inside it)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get('PYTEST_XDIST_WORKER') else base
+
+
+def export_once(tmp_path_factory, name, network_g, network_clip=None, prompts=None):
+    """ONE ``basicsr export`` of a tiny system for the whole run (an export takes a minute or more): the first
+    worker that needs it exports into the run's shared folder, the others wait for it and read it (read-only).
     Returns (option file, graph)."""
     from filelock import FileLock
-    from test_onnx import _export
-    from test_vlunet_model import TINY_CLIP_NET, TINY_NET
-    shared = tmp_path_factory.getbasetemp().parent / 'exported_vlunet'  # the same for every xdist worker
+    shared = _run_folder(tmp_path_factory) / f'exported_{name}'
     shared.mkdir(exist_ok=True)
     with FileLock(str(shared / '.lock')):
         if not (shared / 'model.onnx').is_file():
-            _export(shared, TINY_NET, dict(TINY_CLIP_NET))
+            opt = exportable_system(shared, network_g, network_clip, prompts)
+            assert export_command(opt, shared / 'model.onnx') == 0, f'the export of the tiny {name} failed'
     return str(shared / 'test.yml'), shared / 'model.onnx'
+
+
+@pytest.fixture(scope='session')
+def exported_vlunet(tmp_path_factory):
+    """The tiny VLUNet with its tiny CLIP encoder, exported once per run (`export_once`)."""
+    from test_vlunet_model import TINY_CLIP_NET, TINY_NET
+    return export_once(tmp_path_factory, 'vlunet', TINY_NET, dict(TINY_CLIP_NET))
+
+
+@pytest.fixture(scope='session')
+def exported_vlur(tmp_path_factory):
+    """The tiny VL-UR (text-guided, the CDD-11 prompts) with its tiny CLIP encoder, exported once per run."""
+    from test_vlunet_model import TINY_CLIP_NET
+    return export_once(tmp_path_factory, 'vlur', TINY_VLUR, dict(TINY_CLIP_NET), 'cdd11')
+
+
+@pytest.fixture(scope='session')
+def exported_dgunet(tmp_path_factory):
+    """The tiny DGUNet (unguided, three stages: the middle one inverts a Gram matrix), exported once per run."""
+    return export_once(tmp_path_factory, 'dgunet', TINY_DGUNET)
+
+
+@pytest.fixture(scope='session')
+def exported_promptir(tmp_path_factory):
+    """The tiny PromptIR (unguided, padded to 8 by the shared layer), exported once per run."""
+    return export_once(tmp_path_factory, 'promptir', TINY_PROMPTIR)
+
+
+def backend_images(folder):
+    """Three images the backends must restore alike: odd-sized colour, small gray, 16-bit."""
+    folder.mkdir(parents=True)
+    rng = np.random.default_rng(3)
+    cv2.imwrite(str(folder / 'odd.png'), rng.integers(0, 256, (19, 27, 3), dtype=np.uint8))
+    cv2.imwrite(str(folder / 'gray.png'), rng.integers(0, 256, (6, 9), dtype=np.uint8))  # below one multiple of 8
+    cv2.imwrite(str(folder / 'deep.png'), rng.integers(0, 65536, (16, 24, 3), dtype=np.uint16))
+    return folder
+
+
+def restore_with_both_backends(tmp_path, opt, model, extra=(), backend=('--backend', 'onnxruntime')):
+    """Restore `backend_images` with the torch backend and ``backend``; the files agree within rounding. Returns the
+    two output folders."""
+    import torch
+    images = backend_images(tmp_path / 'in')
+    torch_out, onnx_out = tmp_path / 'torch', tmp_path / 'onnx'
+    torch.manual_seed(EXPORT_SEED)
+    assert restore_main([str(images), '-o', str(torch_out), '-opt', opt, *extra]) == 0
+    assert restore_main([str(images), '-o', str(onnx_out), *backend, '--onnx', str(model), *extra]) == 0
+    for name in ('odd.png', 'gray.png', 'deep.png'):
+        a = cv2.imread(str(torch_out / name), cv2.IMREAD_UNCHANGED).astype(np.int64)
+        b = cv2.imread(str(onnx_out / name), cv2.IMREAD_UNCHANGED).astype(np.int64)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1, name  # the same file within rounding
+    return torch_out, onnx_out
+
+
+def degradation_readout(folder):
+    """The rows of a restore's degradations.csv."""
+    import csv
+    with open(folder / 'degradations.csv') as f:
+        return list(csv.DictReader(f))
 
 
 @pytest.fixture
 def image_pairs(tmp_path):
     return write_image_pairs(tmp_path / 'data')
+
+
+#: The files that take a minute or more, longest first. make test's workers (pytest-xdist, --dist loadfile
+#: --no-loadscope-reorder) take files in collection order: these first, so the two workers end together.
+LONGEST_FIRST = ('test_onnx_systems.py', 'test_onnx.py', 'test_distributed.py', 'test_promptir_training.py',
+                 'test_demo.py', 'test_serve.py')
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: the others keep their order
 
 
 def pytest_configure(config):

@@ -14,7 +14,7 @@ import torch
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
-from conftest import REPO, basicsr_command, run_basicsr, run_front_door, write_image_pairs, write_yaml
+from conftest import run_cli, run_front_door, run_script, write_image_pairs, write_yaml
 from test_vlunet_model import TINY_CLIP, TINY_NET
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr_cli import main as basicsr
@@ -237,7 +237,7 @@ def test_basicsr_test_names_a_corrupt_pretrain_network(weights, tmp_path):
                                    'dataroot_gt': gt, 'dataroot_lq': lq}},
            'network_g': dict(TINY_NET), 'network_clip': None,
            'path': {'pretrain_network_g': weights['random']}, 'val': {'save_img': False}}
-    proc = run_basicsr(['test', '-opt', write_yaml(tmp_path / 'test.yml', opt)], cwd=tmp_path)
+    proc = run_cli(['test', '-opt', write_yaml(tmp_path / 'test.yml', opt)], cwd=tmp_path)
     assert proc.returncode != 0
     verdict = [line for line in proc.stderr.splitlines() if line.startswith('vlunet_basicsr.')]
     assert verdict and verdict[-1].startswith('vlunet_basicsr.utils.checkpoint_util.CorruptCheckpointError: '
@@ -256,8 +256,7 @@ def test_clip_weights_and_adapters_name_a_corrupt_file(weights):
 def test_converter_names_a_text_file_as_not_a_checkpoint(tmp_path):
     text = tmp_path / 'notes.ckpt'
     text.write_text('a text file, not a checkpoint\n')
-    proc = subprocess.run([sys.executable, osp.join(REPO, 'scripts', 'convert_official_checkpoint.py'), str(text),
-                           '--output-dir', str(tmp_path / 'out')], capture_output=True, text=True, timeout=300)
+    proc = run_script('convert_official_checkpoint', [text, '--output-dir', tmp_path / 'out'])
     assert proc.returncode == 1
     assert proc.stderr.startswith(f'error: {text} is corrupt or truncated: neither a zip archive nor a legacy '
                                   'PyTorch pickle'), proc.stderr[-2000:]

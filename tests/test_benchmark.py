@@ -238,6 +238,21 @@ def test_opt_builds_the_networks_of_an_option_file_with_random_weights(tmp_path,
     assert (arch == 'VLURNet') == warned
 
 
+def test_onnx_goes_with_a_backend_and_the_option_file_it_was_exported_from(tmp_path, capsys):
+    from vlunet_basicsr.tools.benchmark import command
+    opt, graph = tmp_path / 'test.yml', tmp_path / 'model.onnx'
+    opt.write_text('network_g: {type: PromptIR}\n')
+    graph.write_bytes(b'')
+    for argv, message in ((['--backend', 'onnxruntime', '--onnx', str(graph)], '--onnx goes with --backend'),
+                          (['-opt', str(opt), '--onnx', str(graph)], '--onnx goes with --backend'),
+                          (['--backend', 'onnxruntime', '-opt', str(opt), '--onnx', str(tmp_path / 'no.onnx')],
+                           f"--onnx: no file {tmp_path / 'no.onnx'}"),
+                          (['--backend', 'onnxruntime', '--arch', 'DGUNet'], 'drop --compile, --amp, --arch')):
+        with pytest.raises(SystemExit):
+            command.main(argv)
+        assert message in capsys.readouterr().err
+
+
 def test_opt_with_an_override_restores_and_refuses_the_table_flags(tmp_path, capsys, monkeypatch):
     from vlunet_basicsr.tools.benchmark import command, systems
     import yaml

@@ -7,13 +7,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-import torch.multiprocessing as mp
 from torch.utils.data import DataLoader
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
-from basicsr.data.data_sampler import EnlargedSampler
-from conftest import free_port, write_image_pairs
+from conftest import write_image_pairs
 from vlunet_basicsr.data.dataset_writer import write_pairs
 
 
@@ -141,33 +139,3 @@ def test_clear_errors_for_bad_sources(tmp_path, two_backends):
         dataset[3]
 
 
-def _rank_indices(rank, world_size, port, opt, queue):
-    torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
-                                         world_size=world_size)
-    dataset = build_dataset(opt)
-    sampler = EnlargedSampler(dataset, world_size, rank, ratio=1)
-    sampler.set_epoch(0)
-    loader = DataLoader(dataset, batch_size=2, sampler=sampler, num_workers=2)  # each worker opens its own LMDB
-    seen = [(source, path) for batch in loader for source, path in zip(batch['source'], batch['gt_path'])]
-    queue.put((rank, list(sampler), seen))
-    torch.distributed.destroy_process_group()
-
-
-def test_two_ddp_ranks_get_disjoint_indices(two_backends):
-    gt, lq, io = two_backends['lmdb']
-    opt = _mixed_opt(gt, lq, io)
-    opt['sources'][1]['repeat'] = 2  # 20 samples: divisible by the world size, so the sampler adds no padding
-    context = mp.get_context('spawn')
-    queue = context.SimpleQueue()
-    port = free_port()
-    processes = [context.Process(target=_rank_indices, args=(r, 2, port, opt, queue)) for r in range(2)]
-    for p in processes:
-        p.start()
-    results = dict((rank, (indices, seen)) for rank, indices, seen in (queue.get() for _ in processes))
-    for p in processes:
-        p.join(timeout=120)
-        assert p.exitcode == 0
-    first, second = results[0][0], results[1][0]
-    assert not set(first) & set(second)
-    assert sorted(first + second) == list(range(20))
-    assert len(results[0][1]) == len(first) and len(results[1][1]) == len(second)

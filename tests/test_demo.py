@@ -9,8 +9,7 @@ from conftest import REPO
 
 
 def test_quick_demo_writes_the_report(tmp_path):
-    # A process of its own: the demo's DataLoader workers fork, and a fork inside a pytest-xdist worker breaks the
-    # worker's channel (the worker went down in this test when it ran in-process).
+    # The script as users run it (`make demo`): a process that runs its three stages as `basicsr` commands.
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     command = [sys.executable, os.path.join(REPO, 'scripts', 'run_demo.py'), '--quick', '--seed', '3']
     proc = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600, env=env)

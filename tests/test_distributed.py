@@ -1,5 +1,5 @@
-"""torch.distributed on CPU (gloo, 2 processes): torchrun training and auto-resume, DDP step equivalence,
-sharded validation."""
+"""torch.distributed on CPU (gloo, 2 processes): torchrun training and auto-resume; in one start of two ranks, DDP
+step equivalence, sharded validation and BasicSR's sampler on a mixed LMDB set."""
 import glob
 import os
 import os.path as osp
@@ -9,11 +9,14 @@ import sys
 
 import pytest
 import torch
+from torch.utils.data import DataLoader
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataloader, build_dataset
+from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.models import build_model
 from conftest import degradation_datasets, free_port, run_on_ranks, write_image_pairs, write_yaml
+from vlunet_basicsr.data.dataset_writer import write_pairs
 
 TINY_CLIP = {'type': 'DegradationCLIP', 'pretrained': None,
              'model_cfg': {'embed_dim': 32,
@@ -83,36 +86,78 @@ def _batch():
     return torch.rand(4, 3, 24, 24, generator=generator), torch.rand(4, 3, 24, 24, generator=generator)
 
 
-def _worker(rank, world_size, port, task, args, queue):
+def _step(rank, world_size, _):
+    """One DDP step on this rank's half of `_batch`: the weights after it."""
+    model = build_model(_model_opt(rank, world_size, True))
+    lq, gt = _batch()
+    half = slice(2 * rank, 2 * rank + 2)
+    model.feed_data({'lq': lq[half], 'gt': gt[half]})
+    model.optimize_parameters(1)
+    # numpy arrays travel by value (tensors would need this process alive to share their memory)
+    return {k: v.detach().numpy().copy() for k, v in model.get_bare_model(model.net_g).state_dict().items()}
+
+
+def _validate(rank, world_size, args):
+    """Sharded validation: the metrics (rank 0) and the number of images this rank restored."""
+    dataset_opt, folder = args
+    model = build_model(_model_opt(rank, world_size, True))
+    model.opt['path']['visualization'] = folder
+    loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=True)
+    model.validation(loader, 7, None, save_img=True)
+    return model.metric_results if rank == 0 else None, model.validated_images
+
+
+def _sample(rank, world_size, dataset_opt):
+    """BasicSR's sampler on a mixed LMDB set: this rank's indices and the samples its DataLoader workers read."""
+    dataset = build_dataset(dataset_opt)
+    sampler = EnlargedSampler(dataset, world_size, rank, ratio=1)
+    sampler.set_epoch(0)
+    loader = DataLoader(dataset, batch_size=2, sampler=sampler, num_workers=2)  # each worker opens its own LMDB
+    seen = [(source, path) for batch in loader for source, path in zip(batch['source'], batch['gt_path'])]
+    return list(sampler), seen
+
+
+TASKS = {'step': _step, 'validate': _validate, 'sample': _sample}
+
+
+def _worker(rank, world_size, port, tasks, queue):
+    """Every task of ``tasks`` ({name: arguments}) on this rank of one gloo group."""
     torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
                                          world_size=world_size)
-    torch.manual_seed(0)
-    model = build_model(_model_opt(rank, world_size, True))
-    if task == 'step':
-        lq, gt = _batch()
-        half = slice(2 * rank, 2 * rank + 2)
-        model.feed_data({'lq': lq[half], 'gt': gt[half]})
-        model.optimize_parameters(1)
-        # numpy arrays travel by value (tensors would need this process alive to share their memory)
-        result = {k: v.detach().numpy().copy() for k, v in model.get_bare_model(model.net_g).state_dict().items()}
-    else:
-        dataset_opt, folder = args
-        model.opt['path']['visualization'] = folder
-        loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=True)
-        model.validation(loader, 7, None, save_img=True)
-        result = (model.metric_results if rank == 0 else None, model.validated_images)
-    queue.put((rank, result))
+    results = {}
+    for name, args in tasks.items():
+        torch.manual_seed(0)
+        results[name] = TASKS[name](rank, world_size, args)
+    queue.put((rank, results))
     torch.distributed.barrier()
     torch.distributed.destroy_process_group()
 
 
-def _spawn(task, args=None):
-    """Run ``_worker`` on 2 gloo ranks; fail (not hang) if a rank dies before reporting."""
-    return run_on_ranks(_worker, task, args)
+@pytest.fixture(scope='module')
+def two_ranks(tmp_path_factory):
+    """One start of two gloo ranks (spawned: a rank is a fresh interpreter, seconds to start) for the in-process
+    DDP checks below. Returns ({rank: {task: result}}, the tasks' inputs)."""
+    root = tmp_path_factory.mktemp('ranks')
+    gt, lq = write_image_pairs(root / 'val', count=5, size=(24, 28))
+    validation = {'name': 'shard', 'type': 'PairedDegradationDataset', 'phase': 'val', 'label': 4,
+                  'dataroot_gt': gt, 'dataroot_lq': lq}
+    gt, lq = write_image_pairs(root / 'disk', count=5, size=(40, 36))
+    names = sorted(os.listdir(gt))
+    lmdb = write_pairs([(osp.splitext(n)[0], osp.join(gt, n), osp.join(lq, n)) for n in names], str(root / 'lmdb'),
+                       fmt='lmdb', progress=False)
+    io = {'type': 'lmdb'}
+    mixed = {'name': 'mix', 'type': 'MixedDegradationDataset', 'phase': 'train', 'gt_size': 16, 'sources': [
+        {'name': 'derain', 'label': 4, 'dataroot_gt': lmdb['gt'], 'dataroot_lq': lmdb['lq'], 'io_backend': io,
+         'repeat': 2},
+        # 20 samples in all: divisible by the world size, so the sampler adds no padding
+        {'name': 'denoise_25', 'label': 1, 'dataroot_gt': lmdb['gt'], 'noise_sigma': 25, 'io_backend': io,
+         'repeat': 2}]}
+    tasks = {'step': None, 'validate': (validation, str(root / 'dist')), 'sample': mixed}
+    return run_on_ranks(_worker, tasks), tasks
 
 
-def test_one_ddp_step_equals_one_step_on_the_concatenated_batch():
-    results = _spawn('step')
+def test_one_ddp_step_equals_one_step_on_the_concatenated_batch(two_ranks):
+    results = {rank: result['step'] for rank, result in two_ranks[0].items()}
     torch.manual_seed(0)
     single = build_model(_model_opt(0, 1, False))
     lq, gt = _batch()
@@ -124,11 +169,9 @@ def test_one_ddp_step_equals_one_step_on_the_concatenated_batch():
         assert worst < 1e-5, (rank, worst)
 
 
-def test_sharded_validation_equals_single_process(tmp_path):
-    gt, lq = write_image_pairs(tmp_path / 'data', count=5, size=(24, 28))
-    dataset_opt = {'name': 'shard', 'type': 'PairedDegradationDataset', 'phase': 'val', 'label': 4,
-                   'dataroot_gt': gt, 'dataroot_lq': lq}
-    results = _spawn('validate', (dataset_opt, str(tmp_path / 'dist')))
+def test_sharded_validation_equals_single_process(two_ranks, tmp_path):
+    results = {rank: result['validate'] for rank, result in two_ranks[0].items()}
+    dataset_opt, folder = two_ranks[1]['validate']
     torch.manual_seed(0)
     single = build_model(_model_opt(0, 1, False))
     single.opt['path']['visualization'] = str(tmp_path / 'single')
@@ -137,5 +180,12 @@ def test_sharded_validation_equals_single_process(tmp_path):
     assert count == results[1][1] == single.validated_images == 5
     for name, value in single.metric_results.items():
         assert metrics[name] == pytest.approx(value, abs=1e-6), name
-    saved = sorted(osp.basename(p) for p in glob.glob(str(tmp_path / 'dist' / '*' / '*.png')))
+    saved = sorted(osp.basename(p) for p in glob.glob(osp.join(folder, '*', '*.png')))
     assert saved == sorted(f'img{i:02d}_7.png' for i in range(5))  # every image restored once
+
+
+def test_two_ddp_ranks_get_disjoint_indices(two_ranks):
+    (first, first_seen), (second, second_seen) = (two_ranks[0][rank]['sample'] for rank in (0, 1))
+    assert not set(first) & set(second)
+    assert sorted(first + second) == list(range(20))
+    assert len(first_seen) == len(first) and len(second_seen) == len(second)

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, run_basicsr, run_front_door, write_image_pairs, write_yaml
+from conftest import REPO, run_cli, run_front_door, write_image_pairs, write_yaml
 from vlunet_basicsr.tools import options
 from vlunet_basicsr.tools.options.reference import declaring_classes, render_reference
 
@@ -159,7 +159,7 @@ def test_an_escaping_experiment_name_touches_no_user_folder(tmp_path):
     work = tmp_path / 'work' / 'deeper'
     work.mkdir(parents=True)
     opt_path = write_yaml(tmp_path / 'escape.yml', _train_opt(gt, lq, name='../../victim'))
-    proc = run_basicsr(['train', '-opt', opt_path], cwd=work)
+    proc = run_cli(['train', '-opt', opt_path], cwd=work)
     assert proc.returncode != 0 and "name: '../../victim' is not a plain name" in proc.stderr
     assert sorted(os.listdir(tmp_path)) == ['data', 'escape.yml', 'victim', 'work']
     assert os.listdir(victim) == ['thesis.tex'] and (victim / 'thesis.tex').read_text() == 'years of work'
@@ -167,7 +167,7 @@ def test_an_escaping_experiment_name_touches_no_user_folder(tmp_path):
     test_opt = _train_opt(gt, lq, name='../../victim')
     test_opt['datasets'] = {'test_1': {'name': 'set', 'type': 'PairedDegradationDataset', 'label': 4,
                                        'dataroot_gt': gt, 'dataroot_lq': lq}}
-    proc = run_basicsr(['test', '-opt', write_yaml(tmp_path / 'escape_test.yml', test_opt)], cwd=work)
+    proc = run_cli(['test', '-opt', write_yaml(tmp_path / 'escape_test.yml', test_opt)], cwd=work)
     assert proc.returncode != 0 and "name: '../../victim' is not a plain name" in proc.stderr
     assert os.listdir(victim) == ['thesis.tex'] and os.listdir(work) == []
 

@@ -13,11 +13,11 @@ import torch
 import yaml
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, run_cli, write_image_pairs, write_yaml
+from conftest import REPO, TINY_PROMPTIR, run_cli, write_image_pairs, write_yaml
 from vlunet_basicsr.utils.padding import pad_to_multiple
 
 ENV = {'OMP_NUM_THREADS': '1'}
-TINY = {'dim': 12, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'prompt_size': 16}
+TINY = {key: value for key, value in TINY_PROMPTIR.items() if key != 'type'}
 ODD = (27, 35)  # height, width: neither a multiple of 8
 
 
@@ -105,22 +105,11 @@ def test_restore_with_the_test_file_pads_to_the_multiple_and_crops_back(tmp_path
     assert cv2.imread(str(tmp_path / 'tiled' / 'photo.png')).shape == image.shape
 
 
-def test_promptir_export_matches_torch_at_odd_sizes(tmp_path, capsys):
-    from basicsr.archs import build_network
+def test_promptir_export_matches_torch_at_odd_sizes(exported_promptir):
     from vlunet_basicsr.tools.export.onnx_runtime import load_onnx_networks
     from vlunet_basicsr.tools.restore.restorer import load_networks
-    from vlunet_basicsr_cli import main as basicsr_main
 
-    torch.manual_seed(0)
-    network_g = {'type': 'PromptIR', **TINY}
-    torch.save({'params': build_network(dict(network_g)).state_dict()}, tmp_path / 'net_g.pth')
-    opt = write_yaml(tmp_path / 'test.yml', {'name': 'export', 'model_type': 'GuidedRestorationModel',
-                                             'network_g': network_g, 'network_clip': None,
-                                             'path': {'pretrain_network_g': str(tmp_path / 'net_g.pth')}})
-    model = tmp_path / 'model.onnx'
-    assert basicsr_main(['export', '-opt', opt, '-o', str(model), '--verify-sizes', '24x24', '13x21']) == 0
-    printed = capsys.readouterr().out
-    assert 'verify (2, 3, 24, 24)' in printed and 'verify (1, 3, 13, 21)' in printed and 'verified' in printed
+    opt, model = exported_promptir  # conftest.TINY_PROMPTIR, verified at 24x24 (batch 2) and 13x21 by the export
     assert not model.with_name('model.guidance.onnx').exists()  # unguided: one graph
     torch_net, onnx_net = load_networks(opt).net, load_onnx_networks(str(model), 'cpu').net
     lq, _ = pad_to_multiple(torch.rand(2, 3, 9, 35, generator=torch.Generator().manual_seed(2)), 8)  # a new size

@@ -1,7 +1,7 @@
 """Abuse of the newer surfaces (issue 33): image sizes read from headers before any decoding (serve refuses a
 decompression bomb by its --max-pixels, with its memory bounded), files that are not images beside good ones,
 argument errors of restore and serve before any work, a port in use, what serve leaves in TMPDIR, the overwrite
-policy of export, and VLU-Net's dim checked with the options."""
+policy of export (the replaced file: test_onnx_systems.py), and VLU-Net's dim checked with the options."""
 import io
 import os
 import resource
@@ -194,21 +194,6 @@ def test_export_refuses_an_existing_output_unless_overwrite(tmp_path, capsys):
     assert output.read_bytes() == b'a file the user keeps'
     assert main(['export', '-opt', str(tmp_path / 'missing.yml'), '-o', str(output), '--overwrite']) == 2
     assert 'missing.yml' in capsys.readouterr().err  # past the check: the YAML is the next problem
-
-
-def test_export_overwrite_replaces_the_output_and_no_other_file(tmp_path):
-    pytest.importorskip('onnxruntime')
-    from test_onnx import SIZES, TINY_DGUNET, _system
-    from vlunet_basicsr_cli import main
-    opt = _system(tmp_path, {**TINY_DGUNET, 'depth': 0})
-    output = tmp_path / 'model.onnx'
-    output.write_bytes(b'an earlier export')
-    kept = tmp_path / 'model.onnx.partial.onnx'  # the name export once wrote its unverified graph to
-    kept.write_bytes(b'a file the user keeps')
-    assert main(['export', '-opt', opt, '-o', str(output), '--verify-sizes', *SIZES, '--overwrite']) == 0
-    assert output.read_bytes() != b'an earlier export' and kept.read_bytes() == b'a file the user keeps'
-    assert sorted(path.name for path in tmp_path.iterdir()) == ['model.onnx', 'model.onnx.partial.onnx', 'net_g.pth',
-                                                                'test.yml']
 
 
 def test_vlunet_dim_is_checked_with_the_options():

@@ -10,6 +10,7 @@
     python scripts/benchmark.py --infer-size 1024 --tile 256 --skip-train
     python scripts/benchmark.py --device cuda --skip-train --infer-size 1024 --amp bf16 --compile reduce-overhead
     python scripts/benchmark.py --backend onnxruntime --json docs/benchmarks/cpu_onnxruntime.json
+    python scripts/benchmark.py --backend onnxruntime -opt test.yml --onnx model.onnx   # an exported system
 
 --compare-release measures the training step of VLUNet and of VLUNetReleasePort (the release's arithmetic),
 or with --arch DGUNet / DGUNetPlus of that network and DGUNetReleasePort / DGUNetPlusReleasePort (the published
@@ -37,7 +38,9 @@ while the product follows torch.backends.cuda.matmul.allow_tf32, off by default:
 
 --backend onnxruntime exports the network and its guidance encoder with basicsr export's code (verified against
 torch), then measures whole-image inference (CLIP vector + network) at each --infer-sizes size with torch eager
-and with ONNX Runtime in the same run, and the largest |ONNX Runtime - torch| of the restored images.
+and with ONNX Runtime in the same run, and the largest |ONNX Runtime - torch| of the restored images. With
+--onnx, nothing is exported: the given graph (and its guidance graph beside it) is measured against the system of
+-opt, the test YAML it was exported from, with that YAML's weights (an export takes minutes).
 """
 import argparse
 import os
@@ -60,8 +63,8 @@ def build_parser():
     parser = argparse.ArgumentParser(prog='scripts/benchmark.py', description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', '--opt', metavar='YAML',
-                        help='build network_g (and network_clip) of this train or test YAML, random weights, instead '
-                             'of --arch / --preset / --clip')
+                        help='build network_g (and network_clip) of this train or test YAML, random weights (with '
+                             "--onnx: the YAML's), instead of --arch / --preset / --clip")
     parser.add_argument('--network-override', nargs='+', metavar='KEY=VALUE',
                         help='with -opt: network_g options to replace (YAML values), e.g. dim=16 num_blocks=[1,1,1,1]')
     parser.add_argument('--arch', choices=ARCHS,
@@ -121,6 +124,9 @@ def build_parser():
     parser.add_argument('--infer-sizes', type=int, nargs='+', default=[256, 512], metavar='SIZE',
                         help='with --backend onnxruntime: the square image sizes (default: 256 512)')
     parser.add_argument('--onnx-dir', help='with --backend onnxruntime: keep the exported graphs in this folder')
+    parser.add_argument('--onnx', metavar='MODEL.onnx',
+                        help='with --backend and -opt: measure this graph (basicsr export of the -opt YAML) instead '
+                             "of exporting; the torch side loads the YAML's weights")
     return parser
 
 
@@ -170,10 +176,14 @@ def check_flags(parser, args):
         parser.error('--compile-regions goes with --compile')
     if args.gram_chunk is not None and args.gram_chunk < 0:
         parser.error('--gram-chunk must be 0 (no chunks) or a number of pixels')
-    if args.backend != 'torch' and (args.compile or args.amp != 'none' or args.arch != 'VLUNet'
-                                    or args.compare_release or args.opt):
-        parser.error(f'--backend {args.backend} compares float32 VLUNet in torch eager with ONNX Runtime: drop '
-                     '--compile, --amp, --arch, -opt and --compare-release')
+    if args.backend != 'torch' and (args.compile or args.amp != 'none' or args.arch not in (None, 'VLUNet')
+                                    or args.compare_release):
+        parser.error(f'--backend {args.backend} compares float32 VLUNet (or the system of -opt) in torch eager with '
+                     'the exported graph: drop --compile, --amp, --arch and --compare-release')
+    if args.onnx and (args.backend == 'torch' or not args.opt):
+        parser.error('--onnx goes with --backend onnxruntime (or openvino) and -opt (the YAML it was exported from)')
+    if args.onnx and not os.path.isfile(args.onnx):
+        parser.error(f'--onnx: no file {args.onnx}')
     if args.flop_rate and (args.skip_train or args.compile or args.backend != 'torch'):
         parser.error('--flop-rate counts the eager torch training step: drop --skip-train, --compile and '
                      '--backend onnxruntime')

@@ -26,38 +26,40 @@ def onnxruntime_comparison(args, system, device):
     OpenVINO: ``openvino_f32_s``, ``openvino_f32_speedup``, ``openvino_f32_max_abs_diff`` and the same for bf16)."""
     import tempfile
 
+    from vlunet_basicsr.models.guidance import Guidance
     from vlunet_basicsr.tools.export.onnx_export import export_system
     from vlunet_basicsr.tools.export.onnx_runtime import OnnxGuidance, OnnxNetwork, guidance_path
     from vlunet_basicsr.tools.restore.restorer import Networks
-    from vlunet_basicsr.utils.prompts import resolve_prompts
     from vlunet_basicsr.utils.restore_util import restore_image
     net, clip = system.net.eval(), system.clip
-    networks = Networks(net, system.inputs, clip, resolve_prompts(None), None, 1)
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
-        path = os.path.join(args.onnx_dir or tmp, 'model.onnx')
-        start = time.perf_counter()
-        export_system(networks, path)
-        results['export_s'] = time.perf_counter() - start
-        graphs = {name: (OnnxNetwork(path, runtime), OnnxGuidance(guidance_path(path), runtime) if clip else None)
+        path = args.onnx or os.path.join(args.onnx_dir or tmp, 'model.onnx')
+        if not args.onnx:
+            start = time.perf_counter()
+            export_system(Networks(net, system.inputs, clip, system.prompts, None, system.rule), path)
+            results['export_s'] = time.perf_counter() - start
+        graphs = {name: (OnnxNetwork(path, runtime),
+                         Guidance(system.inputs, OnnxGuidance(guidance_path(path), runtime) if clip else None,
+                                  system.prompts))
                   for name, runtime in exported_runtimes(args, device).items()}
-        onnx_net, onnx_clip = graphs.get('onnxruntime', (None, None))
+        onnx_net, onnx_guidance = graphs.get('onnxruntime', (None, None))
         for size in args.infer_sizes:
             image = torch.rand(1, 3, size, size, device=device)
 
-            def restored(graph, encoder):
+            def restored(graph, guidance):
                 with torch.no_grad():
-                    vector = None if encoder is None else encoder.degradation_vector(image)
-                    return restore_image(lambda x: graph(x, vector), image)
+                    final = system.inputs.final(graph, guidance(image, evaluating=True))
+                    return restore_image(final, image, size_rule=system.rule)
 
-            expected = restored(net, clip)
-            runs = {'torch': lambda: restored(net, clip)}
+            expected = restored(net, system.guidance)
+            runs = {'torch': lambda: restored(net, system.guidance)}
             runs.update({name: functools.partial(restored, *pair) for name, pair in graphs.items()})
             medians = alternating(runs, device, args.warmup, args.repeat)  # torch and each runtime in turn
             torch_s = medians['torch']
             row = results[f'inference_{size}'] = {'size': size, 'torch_eager_s': torch_s}
-            for name, (graph, encoder) in graphs.items():
-                difference = (restored(graph, encoder) - expected).abs().max().item()
+            for name, (graph, guidance) in graphs.items():
+                difference = (restored(graph, guidance) - expected).abs().max().item()
                 seconds = medians[name]
                 prefix = '' if name == 'onnxruntime' else f'{name}_'
                 row.update({f'{name}_s': seconds, f'{prefix}speedup': torch_s / seconds,
@@ -65,8 +67,7 @@ def onnxruntime_comparison(args, system, device):
                 print(f'{size}x{size}: torch eager {torch_s:.3f} s, {name} {seconds:.3f} s '
                       f'({torch_s / seconds:.2f}x), max |{name} - torch| {difference:.2e}', flush=True)
             if args.profile and onnx_net is not None:
-                vector = None if onnx_clip is None else onnx_clip.degradation_vector(image)
-                kernels = onnxruntime_profile(onnx_net, lambda graph: restore_image(lambda x: graph(x, vector), image), args.repeat)
+                kernels = onnxruntime_profile(onnx_net, lambda graph: restored(graph, onnx_guidance), args.repeat)
                 results[f'inference_{size}']['onnxruntime_kernel_ms'] = kernels
                 print_onnxruntime_profile(f'{size}x{size}', kernels, args.profile)
     results['providers'] = [graph.describe() for graph, _ in graphs.values()]

@@ -40,10 +40,10 @@ class System:
     """The measured network, its frozen guidance encoder (or None), its protocol (`NetworkInputs`), its
     `Guidance` and its size rule."""
 
-    def __init__(self, net, clip, prompts):
+    def __init__(self, net, clip, prompts, weights='random weights'):
         from vlunet_basicsr.models.guidance import Guidance
         from vlunet_basicsr.models.network_inputs import NetworkInputs, size_rule
-        self.net, self.clip = net, clip
+        self.net, self.clip, self.prompts, self.weights = net, clip, prompts, weights
         self.inputs = NetworkInputs.of(type(net))
         self.inputs.check_encoder(clip is not None)
         self.guidance = Guidance(self.inputs, clip, prompts)
@@ -67,20 +67,25 @@ class System:
     def describe(self):
         return {'arch': self.inputs.arch, 'guidance_input': self.inputs.guidance_input,
                 'multi_stage_output': self.inputs.multi_stage_output, 'size_multiple': self.rule.multiple,
-                'encoder': None if self.clip is None else type(self.clip).__name__, 'weights': 'random weights',
+                'encoder': None if self.clip is None else type(self.clip).__name__, 'weights': self.weights,
                 'params': count_parameters(self.net), 'guidance_params': count_parameters(self.clip)}
 
 
 def build(args, device):
     """The `System` that -opt's YAML, or --arch / --preset / --clip, describe, on ``device``."""
     from vlunet_basicsr.utils.prompts import resolve_prompts
-    if args.opt:
+    weights = 'random weights'
+    if args.onnx:  # the graph holds the YAML's weights: the torch side must too
+        from vlunet_basicsr.tools.restore.restorer import load_networks
+        net, _, clip, prompts, _, _ = load_networks(args.opt)
+        weights = f'the weights of {args.opt}'
+    elif args.opt:
         net, clip, prompts = build_from_options(args.opt, args.network_override)
     else:
         net, clip, prompts = *build_from_tables(args), None
     if clip is not None:
         clip = clip.to(device).eval().requires_grad_(False)
-    return System(net.to(device), clip, resolve_prompts(prompts))
+    return System(net.to(device), clip, resolve_prompts(prompts), weights)
 
 
 def parse_overrides(pairs):

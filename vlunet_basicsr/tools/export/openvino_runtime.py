@@ -45,12 +45,12 @@ class OpenVinoRuntime:
     """
 
     def __init__(self, precision='f32', device='auto', num_threads=None):
-        import openvino
         if precision not in PRECISIONS:
             raise ValueError(f"--ov-precision must be one of {', '.join(PRECISIONS)}; got {precision!r}")
         if device not in ('auto', 'cpu'):
             raise ValueError(f'--backend openvino runs on the CPU; --device {device} is for the torch and onnxruntime '
                              'backends')
+        import openvino
         self.core = openvino.Core()
         if precision == 'bf16' and 'BF16' not in self.core.get_property('CPU', 'OPTIMIZATION_CAPABILITIES'):
             warnings.warn('--ov-precision bf16: this CPU has no bf16 units; running f32', RuntimeWarning,
