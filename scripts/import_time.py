@@ -8,7 +8,6 @@ the plugin's line shows where its own time goes.
 """
 import argparse
 import json
-import platform
 import statistics
 import subprocess
 import sys
@@ -17,15 +16,6 @@ import time
 BASICSR = ('import sys, torchvision.transforms.functional as F; '
            "sys.modules['torchvision.transforms.functional_tensor'] = F; import basicsr")
 PLUGIN = 'import vlunet_basicsr'
-
-
-def cpu_model():
-    """The CPU model name (/proc/cpuinfo, as lscpu prints it), else the machine type."""
-    try:
-        with open('/proc/cpuinfo') as f:
-            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
-    except (OSError, StopIteration):
-        return platform.machine()
 
 
 def seconds(code):
@@ -45,6 +35,7 @@ def main(argv=None):
         times['basicsr'].append(seconds(BASICSR))
         times['vlunet_basicsr'].append(seconds(PLUGIN))
     medians = {name: statistics.median(values) for name, values in times.items()}
+    from vlunet_basicsr.utils.timing import cpu_model  # after the measured imports: this process's own is not timed
     result = {'cpu': cpu_model(), 'rounds': args.rounds, 'median_s': medians,
               'ratio': medians['vlunet_basicsr'] / medians['basicsr'], 'seconds': times}
     print(f"import basicsr {medians['basicsr']:.2f} s, import vlunet_basicsr {medians['vlunet_basicsr']:.2f} s "

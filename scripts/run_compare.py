@@ -65,8 +65,9 @@ def main(argv=None):
     report = osp.join(args.output, 'report.md')
     if osp.isfile(report):
         print('\n' + open(report).read().split('## Figures')[0])
-    print(f'make compare finished in {time.time() - start:.0f} s (exit code {code}): {args.output}/report.md, '
-          'report.json, psnr.png, grid_<set>.png')
+    from vlunet_basicsr.utils.timing import cpu_model
+    print(f'make compare finished in {time.time() - start:.0f} s on {cpu_model()} (exit code {code}): '
+          f'{args.output}/report.md, report.json, psnr.png, grid_<set>.png')
     return code
 
 

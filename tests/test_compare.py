@@ -117,6 +117,9 @@ def test_compare_reports_every_system_with_figures_from_its_runs(compared):
     assert compared['proc'].returncode == 1  # two of the four systems fail on purpose
     assert list(report['systems']) == ['tinyvlunet', 'tinydgunet', 'crashes', 'typo']
     assert report['test_sets'] == ['rain', 'noise25']
+    from vlunet_basicsr.utils.timing import cpu_model
+    assert report['machine']['device'] == cpu_model() and f'Device: {cpu_model()} (' in \
+        (compared['out'] / 'report.md').read_text()  # the CPU model beside the wall time
     for name in ('tinyvlunet', 'tinydgunet'):
         system = report['systems'][name]
         assert system['status'] == 'ok', system.get('error')

@@ -1,11 +1,21 @@
 """The one timing harness of ``basicsr compare`` and ``scripts/benchmark.py``: device sync, seconds of a call,
-the median of repeats, parameter and MAC counts, peak memory."""
+the median of repeats, parameter and MAC counts, peak memory, and the CPU's model name."""
+import platform
 import re
 import statistics
 import time
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+
+def cpu_model():
+    """The CPU's model name as lscpu prints it (/proc/cpuinfo), else the machine type: speed figures name it."""
+    try:
+        with open('/proc/cpuinfo') as f:
+            return next(line.split(':', 1)[1].strip() for line in f if line.startswith('model name'))
+    except (OSError, StopIteration):
+        return platform.machine()
 
 
 def sync(device):

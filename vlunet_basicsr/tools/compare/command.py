@@ -122,7 +122,8 @@ def run_system(system, compare_opt, root):
 
 def _machine():
     import torch
-    device = torch.cuda.get_device_name() if torch.cuda.is_available() else (platform.processor() or 'cpu')
+    from vlunet_basicsr.utils.timing import cpu_model
+    device = torch.cuda.get_device_name() if torch.cuda.is_available() else cpu_model()
     return {'device': device, 'cuda': torch.cuda.is_available(), 'cpu_count': os.cpu_count(),
             'torch_threads': torch.get_num_threads(), 'torch': torch.__version__, 'platform': platform.platform()}
 
