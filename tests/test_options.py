@@ -1,5 +1,4 @@
 """The option pipeline: declared keys and values, required keys, plain names, numbers, plugins, the torch-free CLI."""
-import inspect
 import os
 import os.path as osp
 import re

@@ -8,7 +8,6 @@ import os.path as osp
 
 import cv2
 import numpy as np
-import pytest
 import torch
 import yaml
 

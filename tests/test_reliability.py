@@ -8,7 +8,6 @@ import resource
 import signal
 import socket
 import struct
-import sys
 import zlib
 
 import cv2
