@@ -69,6 +69,15 @@ def write_image_pairs(root, count=4, size=(32, 32), seed=0):
     return osp.join(root, 'gt'), osp.join(root, 'lq')
 
 
+def lmdb_copy(gt_dir, lq_dir, out):
+    """The image pairs of ``gt_dir`` (and ``lq_dir``, same names) written as gt/lq LMDBs under ``out``; returns
+    {'gt': path, 'lq': path}."""
+    from vlunet_basicsr.data.dataset_writer import write_pairs
+    names = sorted(os.listdir(gt_dir))
+    pairs = [(osp.splitext(n)[0], osp.join(gt_dir, n), osp.join(lq_dir, n) if lq_dir else None) for n in names]
+    return write_pairs(pairs, str(out), fmt='lmdb', progress=False)
+
+
 def script_main(name):
     """The ``main`` function of ``scripts/<name>.py`` (scripts are not a package)."""
     import importlib.util
@@ -368,11 +377,16 @@ def restore_with_both_backends(tmp_path, opt, model, extra=(), backend=('--backe
     torch.manual_seed(EXPORT_SEED)
     assert restore_main([str(images), '-o', str(torch_out), '-opt', opt, *extra]) == 0
     assert restore_main([str(images), '-o', str(onnx_out), *backend, '--onnx', str(model), *extra]) == 0
-    for name in ('odd.png', 'gray.png', 'deep.png'):
-        a = cv2.imread(str(torch_out / name), cv2.IMREAD_UNCHANGED).astype(np.int64)
-        b = cv2.imread(str(onnx_out / name), cv2.IMREAD_UNCHANGED).astype(np.int64)
-        assert a.shape == b.shape and np.abs(a - b).max() <= 1, name  # the same file within rounding
+    assert_same_restored_images(torch_out, onnx_out)
     return torch_out, onnx_out
+
+
+def assert_same_restored_images(first, second):
+    """`backend_images` restored into two folders: the same files within rounding."""
+    for name in ('odd.png', 'gray.png', 'deep.png'):
+        a = cv2.imread(str(first / name), cv2.IMREAD_UNCHANGED).astype(np.int64)
+        b = cv2.imread(str(second / name), cv2.IMREAD_UNCHANGED).astype(np.int64)
+        assert a.shape == b.shape and np.abs(a - b).max() <= 1, name
 
 
 def degradation_readout(folder):

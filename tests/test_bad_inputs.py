@@ -14,7 +14,7 @@ import torch
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
-from conftest import run_cli, run_front_door, run_script, write_image_pairs, write_yaml
+from conftest import lmdb_copy, run_cli, run_front_door, run_script, write_image_pairs, write_yaml
 from test_vlunet_model import TINY_CLIP, TINY_NET
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr_cli import main as basicsr
@@ -165,10 +165,7 @@ def test_truncated_jpeg_is_refused_by_restore_and_by_datasets(weights, tmp_path,
 
 @pytest.mark.parametrize('kind', ['paired test set', 'training mix with skip_bad_samples'])
 def test_truncated_lmdb_is_named_instead_of_a_sigbus(tmp_path, kind):
-    from vlunet_basicsr.data.dataset_writer import write_pairs
-    gt, lq = write_image_pairs(tmp_path / 'd', count=3, size=(64, 64))
-    pairs = [(osp.splitext(n)[0], osp.join(gt, n), osp.join(lq, n)) for n in sorted(os.listdir(gt))]
-    roots = write_pairs(pairs, str(tmp_path / 'l'), progress=False)
+    roots = lmdb_copy(*write_image_pairs(tmp_path / 'd', count=3, size=(64, 64)), tmp_path / 'l')
     os.truncate(osp.join(roots['lq'], 'data.mdb'), 2 * 4096)  # the two meta pages survive, the data pages are gone
     lmdb_io = {'type': 'lmdb'}
     if kind == 'paired test set':

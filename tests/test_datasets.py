@@ -11,20 +11,13 @@ from torch.utils.data import DataLoader
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
-from conftest import write_image_pairs
-from vlunet_basicsr.data.dataset_writer import write_pairs
-
-
-def _lmdb_copy(gt_dir, lq_dir, out):
-    names = sorted(os.listdir(gt_dir))
-    pairs = [(osp.splitext(n)[0], osp.join(gt_dir, n), osp.join(lq_dir, n) if lq_dir else None) for n in names]
-    return write_pairs(pairs, str(out), fmt='lmdb', progress=False)
+from conftest import lmdb_copy, write_image_pairs
 
 
 @pytest.fixture
 def two_backends(tmp_path):
     gt, lq = write_image_pairs(tmp_path / 'disk', count=5, size=(40, 36))
-    lmdb = _lmdb_copy(gt, lq, tmp_path / 'lmdb')
+    lmdb = lmdb_copy(gt, lq, tmp_path / 'lmdb')
     return {'disk': (gt, lq, {'type': 'disk'}), 'lmdb': (lmdb['gt'], lmdb['lq'], {'type': 'lmdb'})}
 
 

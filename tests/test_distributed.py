@@ -15,8 +15,7 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.models import build_model
-from conftest import degradation_datasets, free_port, run_on_ranks, write_image_pairs, write_yaml
-from vlunet_basicsr.data.dataset_writer import write_pairs
+from conftest import degradation_datasets, free_port, lmdb_copy, run_on_ranks, write_image_pairs, write_yaml
 
 TINY_CLIP = {'type': 'DegradationCLIP', 'pretrained': None,
              'model_cfg': {'embed_dim': 32,
@@ -141,10 +140,7 @@ def two_ranks(tmp_path_factory):
     gt, lq = write_image_pairs(root / 'val', count=5, size=(24, 28))
     validation = {'name': 'shard', 'type': 'PairedDegradationDataset', 'phase': 'val', 'label': 4,
                   'dataroot_gt': gt, 'dataroot_lq': lq}
-    gt, lq = write_image_pairs(root / 'disk', count=5, size=(40, 36))
-    names = sorted(os.listdir(gt))
-    lmdb = write_pairs([(osp.splitext(n)[0], osp.join(gt, n), osp.join(lq, n)) for n in names], str(root / 'lmdb'),
-                       fmt='lmdb', progress=False)
+    lmdb = lmdb_copy(*write_image_pairs(root / 'disk', count=5, size=(40, 36)), root / 'lmdb')
     io = {'type': 'lmdb'}
     mixed = {'name': 'mix', 'type': 'MixedDegradationDataset', 'phase': 'train', 'gt_size': 16, 'sources': [
         {'name': 'derain', 'label': 4, 'dataroot_gt': lmdb['gt'], 'dataroot_lq': lmdb['lq'], 'io_backend': io,

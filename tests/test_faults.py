@@ -16,10 +16,9 @@ import torch
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
 from basicsr.models import build_model
-from conftest import basicsr_command, run_cli, write_image_pairs, write_yaml
+from conftest import basicsr_command, lmdb_copy, run_cli, write_image_pairs, write_yaml
 from vlunet_basicsr.tools import options
 from vlunet_basicsr.utils import resume
-from vlunet_basicsr.data.dataset_writer import write_pairs
 from vlunet_basicsr.data.image_source import decode_image
 from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError, atomic_torch_save
 
@@ -72,9 +71,7 @@ def test_corrupt_png_in_a_folder_is_named_or_skipped(tmp_path, basicsr_log):
 
 
 def test_corrupt_image_and_mismatched_keys_in_lmdb(tmp_path):
-    gt, lq = write_image_pairs(tmp_path / 'd', count=3)
-    pairs = [(osp.splitext(n)[0], osp.join(gt, n), osp.join(lq, n)) for n in sorted(os.listdir(gt))]
-    roots = write_pairs(pairs, str(tmp_path / 'l'), progress=False)
+    roots = lmdb_copy(*write_image_pairs(tmp_path / 'd', count=3), tmp_path / 'l')
     env = lmdb.open(roots['lq'], map_size=1 << 30)
     with env.begin(write=True) as txn:
         txn.put(b'img02', b'garbage, not a png')

@@ -7,7 +7,6 @@ import importlib.util
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
-import cv2
 import numpy as np
 import pytest
 import torch
@@ -15,8 +14,8 @@ import torch
 if importlib.util.find_spec('openvino') is None:
     pytest.skip('openvino is not installed (pip install -e .[openvino])', allow_module_level=True)
 
-from conftest import (EXPORT_SEED, backend_images, degradation_readout, restore_main,  # noqa: E402
-                      run_basicsr)
+from conftest import (EXPORT_SEED, assert_same_restored_images, backend_images, degradation_readout,  # noqa: E402
+                      restore_main, run_basicsr)
 from vlunet_basicsr.tools.export.onnx_runtime import load_onnx_networks  # noqa: E402
 from vlunet_basicsr_cli import main as basicsr_main  # noqa: E402
 
@@ -31,10 +30,7 @@ def test_openvino_f32_restores_the_torch_backends_files_and_readout(exported_vlu
                         '--onnx', str(model), *tiles], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'Backend openvino' in proc.stdout and 'inference precision f32' in proc.stdout, proc.stdout[-2000:]
-    for name in ('odd.png', 'gray.png', 'deep.png'):
-        a = cv2.imread(str(torch_out / name), cv2.IMREAD_UNCHANGED).astype(np.int64)
-        b = cv2.imread(str(ov_out / name), cv2.IMREAD_UNCHANGED).astype(np.int64)
-        assert a.shape == b.shape and np.abs(a - b).max() <= 1, name  # the same file within rounding
+    assert_same_restored_images(torch_out, ov_out)
     torch_rows, ov_rows = degradation_readout(torch_out), degradation_readout(ov_out)
     assert [row['predicted'] for row in torch_rows] == [row['predicted'] for row in ov_rows]
     assert np.allclose([float(row['probability']) for row in torch_rows],

@@ -2,7 +2,6 @@
 its data paths point at tiny fixtures and its weight paths are cleared (no option file can rot)."""
 import copy
 import glob
-import os
 import os.path as osp
 
 import pytest
@@ -11,9 +10,8 @@ import yaml
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.data import build_dataset
-from conftest import REPO, write_image_pairs, write_yaml
+from conftest import REPO, lmdb_copy, write_image_pairs, write_yaml
 from vlunet_basicsr.tools import options
-from vlunet_basicsr.data.dataset_writer import write_pairs
 
 OPTION_FILES = sorted(p for p in glob.glob(osp.join(REPO, 'options', '**', '*.yml'), recursive=True)
                       if 'systems' not in yaml.safe_load(open(p)))  # compare files: tests/test_compare.py
@@ -24,8 +22,7 @@ _built_clips = {}
 def fixtures(tmp_path_factory):
     root = tmp_path_factory.mktemp('fixtures')
     gt, lq = write_image_pairs(root / 'folders', count=2, size=(64, 64))
-    pairs = [(osp.splitext(n)[0], osp.join(gt, n), osp.join(lq, n)) for n in sorted(os.listdir(gt))]
-    lmdb = write_pairs(pairs, str(root / 'lmdb'), progress=False)
+    lmdb = lmdb_copy(gt, lq, root / 'lmdb')
     return {'disk': {'dataroot_gt': gt, 'dataroot_lq': lq}, 'lmdb': lmdb}
 
 

@@ -16,9 +16,8 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.metrics import calculate_metric
 from basicsr.models import build_model
 from basicsr.utils.registry import METRIC_REGISTRY
-from conftest import run_cli, write_image_pairs, write_yaml
+from conftest import lmdb_copy, run_cli, write_image_pairs, write_yaml
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
-from vlunet_basicsr.data.dataset_writer import write_pairs
 from vlunet_basicsr.models.lr_scheduler import LinearWarmupCosineLR
 from vlunet_basicsr.utils.restore_util import restore_image
 from vlunet_basicsr.utils.tiling import tile_layout, tiled_restore
@@ -165,9 +164,8 @@ def lmdb_sets(tmp_path):
     """Two tiny paired LMDB sets (rain-like and noise) with identical keys in gt/lq."""
     sets = {}
     for name, seed in (('rain', 0), ('clean', 1)):
-        gt, lq = write_image_pairs(tmp_path / name, count=4, size=(36, 40), seed=seed)
-        pairs = [(osp.splitext(n)[0], osp.join(gt, n), osp.join(lq, n)) for n in sorted(os.listdir(gt))]
-        sets[name] = write_pairs(pairs, str(tmp_path / f'{name}_lmdb'), progress=False)
+        sets[name] = lmdb_copy(*write_image_pairs(tmp_path / name, count=4, size=(36, 40), seed=seed),
+                               tmp_path / f'{name}_lmdb')
     return sets
 
 
