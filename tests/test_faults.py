@@ -209,6 +209,26 @@ def test_weights_that_need_unpickling_are_refused_unless_trusted(tmp_path, monke
     assert torch.equal(model.net_g.output.weight, net.output.weight)
 
 
+def test_a_training_state_that_needs_unpickling_resumes_only_when_trusted(tmp_path):
+    from argparse import Namespace
+    states, models = tmp_path / 'training_states', tmp_path / 'models'
+    states.mkdir()
+    models.mkdir()
+    torch.save({'epoch': 0, 'iter': 4, 'meta': Namespace(note='harmless')}, states / '4.state')
+    torch.save({'params': {}}, models / 'net_g_4.pth')
+    for auto_resume in (False, True):
+        opt = {'num_gpu': 0, 'auto_resume': auto_resume, 'network_g': {}, 'path': {
+            'resume_state': None if auto_resume else str(states / '4.state'), 'training_states': str(states),
+            'models': str(models)}}
+        if auto_resume:  # a state it cannot load is passed over (it says why), as a broken one is
+            assert resume.load_resume_state(opt) is None
+        else:
+            with pytest.raises(CheckpointFormatError, match='4.state needs arbitrary unpickling.*path.trust_checkpoint'):
+                resume.load_resume_state(opt)
+        opt['path']['trust_checkpoint'] = True
+        assert resume.load_resume_state(opt)['meta'].note == 'harmless'
+
+
 def test_yaml_typos_name_the_closest_key(tmp_path):
     gt, lq = write_image_pairs(tmp_path / 'data', count=2)
     opt = _train_opt(tmp_path, gt, lq, 'typo', 2)

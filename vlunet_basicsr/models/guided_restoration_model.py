@@ -24,6 +24,7 @@ from vlunet_basicsr.models.validation_report import ValidationReports
 from vlunet_basicsr.utils.option_values import REQUIRED, expect, option, problems_of, raise_problems
 from vlunet_basicsr.utils.precision import AMP_DTYPES, amp_dtype, precision_scope, supported_dtype, train_amp_dtype
 from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
+from vlunet_basicsr.utils.checkpoint_util import TRUST_CHECKPOINT_DEFAULT
 from vlunet_basicsr.utils.compile_util import compiled
 from vlunet_basicsr.utils.restore_util import restore_image
 
@@ -101,7 +102,7 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
 
     OPTION_DEFAULTS = {'network_g': REQUIRED, 'network_clip': None, 'prompts': None, 'train.optim_g': REQUIRED,
                        'train.amp': 'none', 'train.grad_clip_norm': None, 'train.max_nonfinite_steps': 10,
-                       'train.mixup': False, 'path.trust_checkpoint': False, 'val.amp': 'none', 'val.compile': False,
+                       'train.mixup': False, 'path.trust_checkpoint': TRUST_CHECKPOINT_DEFAULT, 'val.amp': 'none', 'val.compile': False,
                        'val.tile': None, 'val.tile_overlap': 32, 'val.self_ensemble': False, 'val.size_multiple': None,
                        'val.degradation_type': None}
 

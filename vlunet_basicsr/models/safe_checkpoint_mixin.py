@@ -3,7 +3,7 @@ import os.path as osp
 
 from basicsr.utils import get_root_logger
 from basicsr.utils.dist_util import master_only
-from vlunet_basicsr.utils.checkpoint_util import atomic_torch_save, load_weights
+from vlunet_basicsr.utils.checkpoint_util import HOW_TO_TRUST_IN_YAML, atomic_torch_save, load_weights, trusted_in
 
 
 class SafeCheckpointMixin:
@@ -40,8 +40,7 @@ class SafeCheckpointMixin:
         atomic_torch_save(state, osp.join(self.opt['path']['training_states'], f'{current_iter}.state'))
 
     def load_network(self, net, load_path, strict=True, param_key='params'):
-        trust = bool(self.opt['path'].get('trust_checkpoint', False))
-        checkpoint = load_weights(load_path, trust, how_to_trust="set path.trust_checkpoint: true in the YAML")
+        checkpoint = load_weights(load_path, trusted_in(self.opt), how_to_trust=HOW_TO_TRUST_IN_YAML)
         logger = get_root_logger()
         if param_key is not None:
             if param_key not in checkpoint and 'params' in checkpoint:

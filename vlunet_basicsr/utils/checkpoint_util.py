@@ -67,6 +67,17 @@ def checkpoint_error(path, error, how_to_trust):
         f'and unpickling it can run code. If you trust its source, {how_to_trust}. Detail: {_first_line(error)}')
 
 
+#: ``path.trust_checkpoint``'s default: a weight file that needs arbitrary unpickling is refused.
+TRUST_CHECKPOINT_DEFAULT = False
+#: How a YAML's user trusts a checkpoint (`load_weights`' ``how_to_trust``).
+HOW_TO_TRUST_IN_YAML = 'set path.trust_checkpoint: true in the YAML'
+
+
+def trusted_in(opt):
+    """``path.trust_checkpoint`` of a BasicSR option dict, or `TRUST_CHECKPOINT_DEFAULT`."""
+    return bool((opt.get('path') or {}).get('trust_checkpoint', TRUST_CHECKPOINT_DEFAULT))
+
+
 def load_weights(path, trust_checkpoint=False, how_to_trust='pass --trust-checkpoint (trust_checkpoint=True)',
                  map_location='cpu'):
     """``torch.load`` with ``weights_only=True``; a corrupt file or a pickle that needs more is refused by name.

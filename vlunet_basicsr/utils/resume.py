@@ -16,17 +16,17 @@ def model_device(opt):
     return torch.device('cpu')
 
 
-def _load_complete_state(path, models_dir, device):
+def _load_complete_state(path, models_dir, device, trust):
     """The state at ``path`` if it and the network files of its iteration load; else None (and why, on stderr)."""
     iteration = osp.basename(path)[:-len('.state')]
-    from vlunet_basicsr.utils.checkpoint_util import load_weights
+    from vlunet_basicsr.utils.checkpoint_util import HOW_TO_TRUST_IN_YAML, load_weights
     try:
-        state = load_weights(path, map_location=device)
+        state = load_weights(path, trust, HOW_TO_TRUST_IN_YAML, map_location=device)
         networks = glob.glob(osp.join(models_dir, f'net_*_{iteration}.pth'))
         if not networks:
             raise FileNotFoundError(f'no net_*_{iteration}.pth beside it in {models_dir}')
         for network in networks:
-            load_weights(network)
+            load_weights(network, trust, HOW_TO_TRUST_IN_YAML)
         return state
     except Exception as error:  # truncated, unreadable or incomplete: fall back to the previous state
         print(f'WARNING: cannot resume from {path}: {type(error).__name__}: {error}; trying the previous state',
@@ -47,12 +47,13 @@ def load_resume_state(opt):
         dict | None: The training state, or None when starting fresh.
     """
     from basicsr.utils import check_resume
-    from vlunet_basicsr.utils.checkpoint_util import load_weights, training_states_newest_first
+    from vlunet_basicsr.utils.checkpoint_util import (HOW_TO_TRUST_IN_YAML, load_weights, training_states_newest_first,
+                                                  trusted_in)
     device = model_device(opt)
     if opt['auto_resume']:
         state, path = None, None
         for candidate in training_states_newest_first(opt['path']['training_states']):
-            state = _load_complete_state(candidate, opt['path']['models'], device)
+            state = _load_complete_state(candidate, opt['path']['models'], device, trusted_in(opt))
             if state is not None:
                 path = opt['path']['resume_state'] = candidate
                 break
@@ -62,8 +63,7 @@ def load_resume_state(opt):
             return None
         if not osp.isfile(path):
             raise FileNotFoundError(f'path.resume_state: no training state at {path}')
-        state = load_weights(path, bool(opt['path'].get('trust_checkpoint', False)),
-                             'set path.trust_checkpoint: true in the YAML', map_location=device)
+        state = load_weights(path, trusted_in(opt), HOW_TO_TRUST_IN_YAML, map_location=device)
     if state is None:
         return None
     check_resume(opt, state['iter'])

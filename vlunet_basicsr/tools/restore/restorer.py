@@ -52,7 +52,7 @@ def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, 
     """
     from basicsr.archs import build_network
     from vlunet_basicsr.models.network_inputs import NetworkInputs, network_options_from_weights, size_rule
-    from vlunet_basicsr.utils.checkpoint_util import load_weights
+    from vlunet_basicsr.utils.checkpoint_util import load_weights, trusted_in
     from vlunet_basicsr.tools.options.loading import load_yaml
     from vlunet_basicsr.utils.prompts import prompt_label, resolve_prompts
 
@@ -61,7 +61,7 @@ def load_networks(opt_path=None, weights=None, clip_weights=None, adapter=None, 
     weights = weights or path_opt.get('pretrain_network_g')
     if weights is None:
         raise ValueError('give -opt (a test YAML with path.pretrain_network_g) or --weights net_g.pth')
-    trust = trust_checkpoint or bool(path_opt.get('trust_checkpoint', False))
+    trust = trust_checkpoint or trusted_in(opt)
     checkpoint = load_weights(weights, trust, how_to_trust='pass --trust-checkpoint')
     param_key = path_opt.get('param_key_g') or ('params_ema' if 'params_ema' in checkpoint else 'params')
     if param_key not in checkpoint:
