@@ -1,5 +1,7 @@
 """torch.distributed on CPU (gloo, 2 processes): torchrun training and auto-resume; in one start of two ranks, DDP
-step equivalence, sharded validation and BasicSR's sampler on a mixed LMDB set."""
+step equivalence, sharded validation, VL-UR's degradation-type report gathered from the ranks, and BasicSR's sampler
+on a mixed LMDB set."""
+import csv
 import glob
 import os
 import os.path as osp
@@ -15,7 +17,9 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.models import build_model
-from conftest import degradation_datasets, free_port, lmdb_copy, run_on_ranks, write_image_pairs, write_yaml
+from conftest import (TINY_VLUR, degradation_datasets, free_port, lmdb_copy, run_on_ranks, write_image_pairs,
+                      write_yaml)
+from vlunet_basicsr.models.degradation_report import CSV_COLUMNS
 
 TINY_CLIP = {'type': 'DegradationCLIP', 'pretrained': None,
              'model_cfg': {'embed_dim': 32,
@@ -116,7 +120,20 @@ def _sample(rank, world_size, dataset_opt):
     return list(sampler), seen
 
 
-TASKS = {'step': _step, 'validate': _validate, 'sample': _sample}
+def _degradation_types(rank, world_size, args):
+    """Test-mode validation of a tiny VL-UR with predicted types (sharded when ``world_size`` > 1): the summary of
+    the degradation types (rank 0's; None on the others)."""
+    dataset_opt, results = args
+    model = build_model({'model_type': 'GuidedRestorationModel', 'num_gpu': 0, 'is_train': False,
+                         'dist': world_size > 1, 'rank': rank, 'world_size': world_size, 'name': 'shards',
+                         'network_g': dict(TINY_VLUR), 'network_clip': dict(TINY_CLIP),
+                         'path': {'pretrain_network_g': None, 'results_root': results}, 'val': {}})
+    loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=world_size > 1)
+    model.validation(loader, 0, None, save_img=False)
+    return getattr(model, 'degradation_types', None)
+
+
+TASKS = {'step': _step, 'validate': _validate, 'degradation_types': _degradation_types, 'sample': _sample}
 
 
 def _worker(rank, world_size, port, tasks, queue):
@@ -148,7 +165,8 @@ def two_ranks(tmp_path_factory):
         # 20 samples in all: divisible by the world size, so the sampler adds no padding
         {'name': 'denoise_25', 'label': 1, 'dataroot_gt': lmdb['gt'], 'noise_sigma': 25, 'io_backend': io,
          'repeat': 2}]}
-    tasks = {'step': None, 'validate': (validation, str(root / 'dist')), 'sample': mixed}
+    tasks = {'step': None, 'validate': (validation, str(root / 'dist')),
+             'degradation_types': (validation, str(root / 'reports')), 'sample': mixed}
     return run_on_ranks(_worker, tasks), tasks
 
 
@@ -178,6 +196,29 @@ def test_sharded_validation_equals_single_process(two_ranks, tmp_path):
         assert metrics[name] == pytest.approx(value, abs=1e-6), name
     saved = sorted(osp.basename(p) for p in glob.glob(osp.join(folder, '*', '*.png')))
     assert saved == sorted(f'img{i:02d}_7.png' for i in range(5))  # every image restored once
+
+
+def _report_rows(folder):
+    with open(osp.join(folder, 'degradation_types_shard.csv'), newline='') as f:
+        reader = csv.DictReader(f)
+        assert tuple(reader.fieldnames) == CSV_COLUMNS
+        return list(reader)
+
+
+def test_sharded_degradation_type_reports_gather_every_rank_in_the_sets_order(two_ranks, tmp_path):
+    summaries = {rank: result['degradation_types'] for rank, result in two_ranks[0].items()}
+    dataset_opt, folder = two_ranks[1]['degradation_types']
+    torch.manual_seed(0)
+    expected = _degradation_types(0, 1, (dataset_opt, str(tmp_path / 'single')))
+    assert summaries[1] is None and summaries[0]['images'] == expected['images'] == 5  # rank 0 reports
+    assert summaries[0]['predicted'] == expected['predicted']
+    assert summaries[0]['mean_confidence'] == pytest.approx(expected['mean_confidence'], abs=1e-6)
+    rows, reference = _report_rows(folder), _report_rows(tmp_path / 'single')
+    assert [row['image'] for row in rows] == [f'img{i:02d}' for i in range(5)]  # the set's order, each image once
+    for row, expected_row in zip(rows, reference):
+        assert {k: v for k, v in row.items() if k != 'confidence'} == \
+            {k: v for k, v in expected_row.items() if k != 'confidence'}
+        assert float(row['confidence']) == pytest.approx(float(expected_row['confidence']), abs=1e-5)
 
 
 def test_two_ddp_ranks_get_disjoint_indices(two_ranks):

@@ -17,7 +17,7 @@ def test_basicsr_train_with_spawned_dataloader_workers(tmp_path):
     opt = {
         'name': 'spawned', 'model_type': 'VLUNetModel', 'num_gpu': 0, 'manual_seed': 0, 'plugins': ['spawn_start'],
         'datasets': {'train': {'name': 'mix', 'type': 'MixedDegradationDataset', 'gt_size': 16,
-                               'num_worker_per_gpu': 2, 'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 1,
+                               'num_worker_per_gpu': 1, 'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 1,
                                'sources': [{'name': 'derain', 'label': 4, 'dataroot_gt': gt, 'dataroot_lq': lq}]}},
         'network_g': {'type': 'VLUNet', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1,
                       'de_dim': 5},

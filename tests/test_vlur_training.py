@@ -5,7 +5,6 @@ import csv
 import glob
 import json
 import os.path as osp
-import queue as queue_module
 import re
 
 import pytest
@@ -16,7 +15,7 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.models import build_model
-from conftest import REPO, run_cli, run_on_ranks, write_image_pairs, write_yaml
+from conftest import REPO, TINY_VLUR, run_cli, write_image_pairs, write_yaml
 from test_prepare_layouts_extra import prepare, write_cdd11
 from test_vlunet_model import TINY_CLIP_NET
 from vlunet_basicsr.losses.msssim_loss import ms_ssim_min_side
@@ -24,7 +23,6 @@ from vlunet_basicsr.models.degradation_report import CSV_COLUMNS, DegradationTyp
 from vlunet_basicsr.utils.prompts import CDD11_PROMPTS, CDD11_TYPES
 
 ENV = {'OMP_NUM_THREADS': '1'}
-TINY_VLUR = {'type': 'VLURNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [1, 1, 1, 1], 'text_dim': 32}
 DATA = 'datasets/cdd11_train'  # relative to the working folder, as in the option files
 
 
@@ -219,44 +217,6 @@ def test_report_rows_summary_csv_and_shards(tmp_path):
                                             '\t # type_accuracy: - (no image has a label of the prompts)']
     with pytest.raises(ValueError, match='set: a batch of 2 images came with 1 predictions'):
         given.add(['x', 'y'], torch.tensor([0]), torch.tensor([0.5]), torch.tensor([1]))
-
-
-def _evaluate(rank, world_size, port, dataset_opt, results, queue):
-    """Test-mode validation of a tiny VLURNet with predicted types on ``world_size`` gloo ranks (one when 1)."""
-    if world_size > 1:
-        torch.distributed.init_process_group('gloo', init_method=f'tcp://127.0.0.1:{port}', rank=rank,
-                                             world_size=world_size)
-    torch.set_num_threads(1)
-    torch.manual_seed(0)  # the same random networks on every rank
-    model = build_model({'model_type': 'GuidedRestorationModel', 'num_gpu': 0, 'is_train': False,
-                         'dist': world_size > 1, 'rank': rank, 'world_size': world_size, 'name': 'shards',
-                         'network_g': dict(TINY_VLUR), 'network_clip': dict(TINY_CLIP_NET),
-                         'path': {'pretrain_network_g': None, 'results_root': results}, 'val': {}})
-    loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=world_size > 1)
-    model.validation(loader, 0, None, save_img=False)
-    queue.put((rank, getattr(model, 'degradation_types', None)))
-    if world_size > 1:
-        torch.distributed.barrier()
-        torch.distributed.destroy_process_group()
-
-
-def test_sharded_reports_gather_every_rank_in_the_sets_order(tmp_path):
-    gt, lq = write_image_pairs(tmp_path / 'data', count=5, size=(24, 28))
-    dataset_opt = {'name': 'shard', 'type': 'PairedDegradationDataset', 'phase': 'val', 'label': 4,
-                   'dataroot_gt': gt, 'dataroot_lq': lq}
-    summaries = run_on_ranks(_evaluate, dataset_opt, str(tmp_path / 'dist'))
-    single = queue_module.Queue()
-    _evaluate(0, 1, None, dataset_opt, str(tmp_path / 'single'), single)
-    expected = single.get_nowait()[1]
-    assert summaries[1] is None and summaries[0]['images'] == expected['images'] == 5  # rank 0 reports
-    assert summaries[0]['predicted'] == expected['predicted']
-    assert summaries[0]['mean_confidence'] == pytest.approx(expected['mean_confidence'], abs=1e-6)
-    rows, reference = (_csv(tmp_path / folder / 'degradation_types_shard.csv') for folder in ('dist', 'single'))
-    assert [row['image'] for row in rows] == [f'img{i:02d}' for i in range(5)]  # the set's order, each image once
-    for row, expected_row in zip(rows, reference):
-        assert {k: v for k, v in row.items() if k != 'confidence'} == \
-            {k: v for k, v in expected_row.items() if k != 'confidence'}
-        assert float(row['confidence']) == pytest.approx(float(expected_row['confidence']), abs=1e-5)
 
 
 def _option_file(name):
