@@ -132,7 +132,7 @@ def test_the_converter_tells_moceir_from_the_other_lightning_files_and_reads_oth
     (lambda s: s.pop('dec.1.2.layers.0.adapter.routing.complexity'), r'missing dec\.1\.2\.layers\.0\.adapter\.routing'),
     (lambda s: s.update({'dec.1.extra': torch.zeros(1)}), r'unexpected dec\.1\.extra'),
     (lambda s: s.update({'freq_embed.mlp.0.bias': torch.zeros(5)}), r'misshapen freq_embed\.mlp\.0\.bias \(5,\)'),
-    (lambda s: s.pop('output.weight'), r"lack 'output.weight': not a MoCE-IR state dict"),
+    (lambda s: s.pop('output.weight'), r"last.ckpt: its network weights lack 'output.weight': not MoCEIR's state dict"),
 ], ids=['missing', 'unexpected', 'misshapen', 'no-output'])
 def test_the_converter_refuses_a_faulty_file_by_name_and_writes_nothing(tmp_path, change, message):
     state = MoCEIR(**TINY).state_dict()

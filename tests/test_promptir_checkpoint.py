@@ -60,8 +60,9 @@ def test_malformed_promptir_files_are_refused_naming_the_fault():
     with pytest.raises(CheckpointFormatError, match=r"model.ckpt: .*keys outside 'net.' .*model_degradation.w"):
         promptir_state_dict(extra, 'model.ckpt')
     missing = {key: value for key, value in state.items() if key != 'output.weight'}
-    with pytest.raises(CheckpointFormatError, match="lack 'output.weight': not a PromptIR state dict"):
-        infer_promptir_options(missing)
+    with pytest.raises(CheckpointFormatError,
+                       match="model.ckpt: its network weights lack 'output.weight': not PromptIR's state dict"):
+        PromptIRLightningCheckpoint.convert(lightning_checkpoint(missing), 'model.ckpt', {})
     resized = dict(state, **{'prompt2.prompt_param': torch.zeros(1, 3, 40, 8, 8)})
     with pytest.raises(CheckpointFormatError, match=r'prompt channels \(16, 40, 80\) at dim 12'):
         infer_promptir_options(resized)

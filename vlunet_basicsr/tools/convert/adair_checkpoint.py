@@ -28,13 +28,11 @@ class AdaIRLightningCheckpoint(LightningNetCheckpoint):
         """The `AdaIR` keywords of ``state``, read from its shapes.
 
         Raises:
-            CheckpointFormatError: A key the network needs is missing.
+            KeyError: A key the network needs is missing.
+            CheckpointFormatError: The frequency modules' heads are not level 3's.
         """
-        try:
-            options = restormer_unet_options(state, LEVELS)
-            fre_heads = int(state['fre1.channel_cross_l.temperature'].shape[0])
-        except KeyError as error:
-            raise CheckpointFormatError(f'{source}: network weights lack {error}: not an AdaIR state dict') from error
+        options = restormer_unet_options(state, LEVELS)
+        fre_heads = int(state['fre1.channel_cross_l.temperature'].shape[0])
         if fre_heads != options['heads'][2]:
             raise CheckpointFormatError(f"{source}: the frequency modules have {fre_heads} heads; AdaIR uses level "
                                         f"3's ({options['heads'][2]})")

@@ -3,7 +3,8 @@ whose ``state_dict`` holds the network's keys prefixed ``net.`` (the Lightning m
 else, module names equal to this project's, and Restormer's U-Net shapes to read the constructor keywords from.
 
 A system's layout subclasses `LightningNetCheckpoint` with its ``arch``, the ``markers`` only its network has,
-and ``options_from_state``; registering it in its own ``<system>_checkpoint.py`` is all a new release needs.
+and ``options_from_state`` (which may simply index the state: a missing key is named by `convert`); registering it
+in its own ``<system>_checkpoint.py`` is all a new release needs.
 """
 from vlunet_basicsr.tools.convert.conversion import Conversion, ConvertedPart, network_yaml_block
 from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError, count_blocks
@@ -77,10 +78,17 @@ class LightningNetCheckpoint:
 
     @classmethod
     def options_from_state(cls, state, source):
+        """``arch``'s constructor keywords read from the shapes of ``state`` (KeyError for a missing key;
+        CheckpointFormatError naming ``source`` for shapes the arch cannot take)."""
         raise NotImplementedError
 
     @classmethod
     def convert(cls, checkpoint, source, options):
         state = cls.network_state(checkpoint, source)
-        arch = {'type': cls.arch.__name__, **cls.options_from_state(state, f'{source}: its network weights')}
+        where = f'{source}: its network weights'
+        try:
+            keywords = cls.options_from_state(state, where)
+        except KeyError as error:
+            raise CheckpointFormatError(f"{where} lack {error}: not {cls.arch.__name__}'s state dict") from error
+        arch = {'type': cls.arch.__name__, **keywords}
         return Conversion([ConvertedPart('network', 'net_g.pth', state, arch=arch)], network_yaml_block(arch))

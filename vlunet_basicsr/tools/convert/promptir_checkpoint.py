@@ -28,15 +28,13 @@ def infer_promptir_options(state, source='checkpoint'):
     """The `PromptIR` keywords that ``state`` (a converted state dict) needs, read from its shapes.
 
     Raises:
-        CheckpointFormatError: A key the network needs is missing, or prompt widths that do not follow ``dim``.
+        KeyError: A key the network needs is missing.
+        CheckpointFormatError: Prompt widths that do not follow ``dim``.
     """
-    try:
-        options = restormer_unet_options(state, LEVELS)
-        prompt = state['prompt1.prompt_param'].shape
-        options.update(prompt_len=int(prompt[1]), prompt_size=int(prompt[-1]))
-        widths = tuple(int(state[f'prompt{i}.prompt_param'].shape[2]) for i in (1, 2, 3))
-    except KeyError as error:
-        raise CheckpointFormatError(f'{source}: network weights lack {error}: not a PromptIR state dict') from error
+    options = restormer_unet_options(state, LEVELS)
+    prompt = state['prompt1.prompt_param'].shape
+    options.update(prompt_len=int(prompt[1]), prompt_size=int(prompt[-1]))
+    widths = tuple(int(state[f'prompt{i}.prompt_param'].shape[2]) for i in (1, 2, 3))
     dim = options['dim']
     if dim % 3 or widths != prompt_channels(dim):
         raise CheckpointFormatError(f'{source}: prompt channels {widths} at dim {dim}; PromptIR here sizes them '
