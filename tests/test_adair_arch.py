@@ -97,7 +97,8 @@ def test_the_converter_tells_adair_from_promptir_and_reads_other_widths():
     (lambda s: s.pop('fre2.conv1.weight'), r'missing fre2\.conv1\.weight'),
     (lambda s: s.update({'fre2.extra': torch.zeros(1)}), r'unexpected fre2\.extra'),
     (lambda s: s.update({'fre1.para1': torch.zeros(3, 1, 1)}), r'misshapen fre1\.para1 \(3, 1, 1\)'),
-    (lambda s: s.pop('output.weight'), r"adair5d.ckpt: its network weights lack 'output.weight': not AdaIR's state dict"),
+    (lambda s: s.pop('output.weight'),
+     r"adair5d.ckpt: its network weights lack 'output.weight': not AdaIR's state dict"),
 ], ids=['missing', 'unexpected', 'misshapen', 'no-output'])
 def test_the_converter_refuses_a_faulty_file_by_name_and_writes_nothing(tmp_path, change, message):
     state = AdaIR(**TINY).state_dict()
