@@ -13,9 +13,8 @@ import yaml
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
-from basicsr.data import build_dataloader, build_dataset
-from basicsr.models import build_model
-from conftest import REPO, TINY_VLUR, run_cli, write_image_pairs, write_yaml
+from basicsr.data import build_dataset
+from conftest import REPO, TINY_VLUR, run_cli, write_yaml
 from test_prepare_layouts_extra import prepare, write_cdd11
 from test_vlunet_model import TINY_CLIP_NET
 from vlunet_basicsr.losses.msssim_loss import ms_ssim_min_side
