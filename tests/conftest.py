@@ -282,6 +282,13 @@ def run_script(name, args):
 #: the torch backend's encoders are one encoder (the benchmark seeds 0 before it builds, too).
 EXPORT_SIZES = ['24x24', '13x21']
 EXPORT_SEED = 0
+#: A tiny open_clip ViT (random weights) with 32-d embeddings, and a VLUNet that takes 32-d vectors.
+TINY_CLIP = {'embed_dim': 32,
+             'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32, 'patch_size': 8, 'head_width': 16},
+             'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 32, 'heads': 2, 'layers': 1}}
+TINY_VLUNET = {'type': 'VLUNet', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'de_dim': 5,
+               'degradation_dim': 32}
+TINY_CLIP_NET = {'type': 'DegradationCLIP', 'model_name': 'ViT-B-32', 'pretrained': None, 'model_cfg': TINY_CLIP}
 TINY_DGUNET = {'type': 'DGUNet', 'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'depth': 1}
 TINY_VLUR = {'type': 'VLURNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [1, 1, 1, 1], 'text_dim': 32}
 TINY_PROMPTIR = {'type': 'PromptIR', 'dim': 12, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1,
@@ -335,14 +342,12 @@ def export_once(tmp_path_factory, name, network_g, network_clip=None, prompts=No
 @pytest.fixture(scope='session')
 def exported_vlunet(tmp_path_factory):
     """The tiny VLUNet with its tiny CLIP encoder, exported once per run (`export_once`)."""
-    from test_vlunet_model import TINY_CLIP_NET, TINY_NET
-    return export_once(tmp_path_factory, 'vlunet', TINY_NET, dict(TINY_CLIP_NET))
+    return export_once(tmp_path_factory, 'vlunet', TINY_VLUNET, dict(TINY_CLIP_NET))
 
 
 @pytest.fixture(scope='session')
 def exported_vlur(tmp_path_factory):
     """The tiny VL-UR (text-guided, the CDD-11 prompts) with its tiny CLIP encoder, exported once per run."""
-    from test_vlunet_model import TINY_CLIP_NET
     return export_once(tmp_path_factory, 'vlur', TINY_VLUR, dict(TINY_CLIP_NET), 'cdd11')
 
 

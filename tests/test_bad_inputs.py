@@ -14,14 +14,14 @@ import torch
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
-from conftest import lmdb_copy, run_cli, run_front_door, run_script, write_image_pairs, write_yaml
-from test_vlunet_model import TINY_CLIP, TINY_NET
+from conftest import (TINY_CLIP, TINY_VLUNET, lmdb_copy, run_cli, run_front_door, run_script, write_image_pairs,
+                      write_yaml)
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr_cli import main as basicsr
 from vlunet_basicsr.utils.checkpoint_util import CorruptCheckpointError, UnsafeCheckpointError, load_weights
 from vlunet_basicsr.utils.image_io import decode_image
 
-NET = {key: value for key, value in TINY_NET.items() if key != 'type'}
+NET = {key: value for key, value in TINY_VLUNET.items() if key != 'type'}
 
 
 class _Unsafe:
@@ -237,7 +237,7 @@ def test_basicsr_test_names_a_corrupt_pretrain_network(weights, tmp_path):
     opt = {'name': 'corrupt_weights', 'model_type': 'VLUNetModel', 'num_gpu': 0,
            'datasets': {'test_1': {'name': 'set', 'type': 'PairedDegradationDataset', 'label': 4,
                                    'dataroot_gt': gt, 'dataroot_lq': lq}},
-           'network_g': dict(TINY_NET), 'network_clip': None,
+           'network_g': dict(TINY_VLUNET), 'network_clip': None,
            'path': {'pretrain_network_g': weights['random']}, 'val': {'save_img': False}}
     proc = run_cli(['test', '-opt', write_yaml(tmp_path / 'test.yml', opt)], cwd=tmp_path)
     assert proc.returncode != 0

@@ -14,9 +14,8 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
-from conftest import REPO, run_cli, run_front_door, run_in_process, write_image_pairs, write_yaml
-from test_dgunet_training import TINY_DGUNET
-from test_vlunet_model import TINY_CLIP_NET, TINY_NET
+from conftest import (REPO, TINY_CLIP_NET, TINY_DGUNET, TINY_VLUNET, run_cli, run_front_door, run_in_process,
+                      write_image_pairs, write_yaml)
 from vlunet_basicsr.tools import pipelines
 from vlunet_basicsr.tools.compare import compare_file, plan, stages
 from vlunet_basicsr.tools.compare.command import prepare_output
@@ -24,7 +23,6 @@ from vlunet_basicsr.tools.options.checks import check_declared_options
 from vlunet_basicsr.tools.options.loading import load_yaml
 
 ENV = {'OMP_NUM_THREADS': '1'}
-DGUNET = {'type': 'DGUNet', **TINY_DGUNET}
 
 
 def _test_sets(gt, lq):
@@ -82,15 +80,15 @@ def compared(tmp_path_factory):
     dgunet_test = {'name': 'mine', 'model_type': 'GuidedRestorationModel', 'num_gpu': 0,
                    'datasets': {'test_1': {'name': 'mine', 'type': 'PairedDegradationDataset', 'dataroot_gt': gt,
                                            'dataroot_lq': lq}},
-                   'network_g': DGUNET, 'network_clip': None, 'path': {'pretrain_network_g': 'not/used.pth'},
+                   'network_g': TINY_DGUNET, 'network_clip': None, 'path': {'pretrain_network_g': 'not/used.pth'},
                    'val': {'save_img': False}}
-    typo_test = {**copy.deepcopy(dgunet_test), 'network_g': {**DGUNET, 'n_fet': 8}}
+    typo_test = {**copy.deepcopy(dgunet_test), 'network_g': {**TINY_DGUNET, 'n_fet': 8}}
     systems = [
-        {'name': 'tinyvlunet', 'train': write_yaml(tmp / 'vlunet.yml', _train_opt(gt, lq, TINY_NET, clip))},
-        {'name': 'tinydgunet', 'train': write_yaml(tmp / 'dgunet.yml', _train_opt(gt, lq, DGUNET)),
+        {'name': 'tinyvlunet', 'train': write_yaml(tmp / 'vlunet.yml', _train_opt(gt, lq, TINY_VLUNET, clip))},
+        {'name': 'tinydgunet', 'train': write_yaml(tmp / 'dgunet.yml', _train_opt(gt, lq, TINY_DGUNET)),
          'test': write_yaml(tmp / 'dgunet_test.yml', dgunet_test)},
         {'name': 'crashes', 'train': write_yaml(tmp / 'crashes.yml', _train_opt(  # a guidance of the wrong size
-            gt, lq, {**TINY_NET, 'degradation_dim': 16}, clip))},
+            gt, lq, {**TINY_VLUNET, 'degradation_dim': 16}, clip))},
         {'name': 'typo', 'test': write_yaml(tmp / 'typo_test.yml', typo_test),
          'weights': str(backbone)},
     ]
@@ -143,10 +141,10 @@ def test_compare_reports_every_system_with_figures_from_its_runs(compared):
         assert set(system['seconds']) == {'train', 'test', 'measure'}
     vlunet, dgunet = report['systems']['tinyvlunet'], report['systems']['tinydgunet']
     vector = build_network(dict(compared['clip'])).eval().degradation_vector(torch.rand(1, 3, 256, 256))
-    macs, params = _independent_macs(TINY_NET, vector)
+    macs, params = _independent_macs(TINY_VLUNET, vector)
     assert (vlunet['macs_256'], vlunet['params']) == (macs, params)
     assert vlunet['guidance_params'] > 0 and vlunet['guidance_macs_256'] > 0
-    macs, params = _independent_macs(DGUNET)
+    macs, params = _independent_macs(TINY_DGUNET)
     assert (dgunet['macs_256'], dgunet['params']) == (macs, params)
     assert dgunet['guidance_params'] is None and dgunet['guidance_macs_256'] is None
     # the guided system's predicted degradation, over the 2 labelled images of each set
@@ -226,7 +224,7 @@ def test_compare_file_problems_name_the_file_and_key(tmp_path, image_pairs):
     sets = _test_sets(gt, lq)
     sets['test_2'].pop('noise_seed')
     sets['test_3'] = {'name': 'rain', 'type': 'PairedDegradationDataset', 'dataroot_gt': str(tmp_path / 'missing')}
-    train = write_yaml(tmp_path / 'train.yml', _train_opt(gt, lq, DGUNET))
+    train = write_yaml(tmp_path / 'train.yml', _train_opt(gt, lq, TINY_DGUNET))
     opt = {'name': 'bad', 'datasets': sets, 'systemz': [],
            'systems': [{'name': 'a', 'weights': train, 'experiment': str(tmp_path)},
                        {'name': 'a', 'test': 'nowhere.yml'},
@@ -256,9 +254,9 @@ def test_compare_file_problems_name_the_file_and_key(tmp_path, image_pairs):
 
 def test_a_train_yaml_with_finished_weights_is_not_trained_but_gives_the_networks(tmp_path, image_pairs):
     gt, lq = image_pairs
-    train = write_yaml(tmp_path / 'train.yml', _train_opt(gt, lq, TINY_NET, dict(TINY_CLIP_NET)))
+    train = write_yaml(tmp_path / 'train.yml', _train_opt(gt, lq, TINY_VLUNET, dict(TINY_CLIP_NET)))
     test = write_yaml(tmp_path / 'test.yml', {'name': 't', 'model_type': 'VLUNetModel', 'datasets': {},
-                                              'network_g': {**TINY_NET, 'dim': 24}, 'network_clip': None,
+                                              'network_g': {**TINY_VLUNET, 'dim': 24}, 'network_clip': None,
                                               'val': {'tile': 16, 'metrics': {}}})
     compare_opt = {'datasets': _test_sets(gt, lq), 'total_iter': 7}
     trained = plan.plan_system({'name': 's', 'train': train, 'test': test}, compare_opt, str(tmp_path / 'out'))
@@ -268,7 +266,8 @@ def test_a_train_yaml_with_finished_weights_is_not_trained_but_gives_the_network
     assert not finished.train_here and finished.train_opt['train']['total_iter'] == 50  # timed, not run
     assert finished.test_opt['path']['pretrain_network_g'] == osp.abspath('w.pth')
     for system_plan in (trained, finished):  # the networks trained (or timed) are the ones tested
-        assert system_plan.test_opt['network_g'] == TINY_NET and system_plan.test_opt['network_clip'] == TINY_CLIP_NET
+        assert system_plan.test_opt['network_g'] == TINY_VLUNET
+        assert system_plan.test_opt['network_clip'] == TINY_CLIP_NET
         assert system_plan.test_opt['val'] == {'tile': 16, 'metrics': compare_file.METRICS, 'save_img': True,
                                                'suffix': None}
         assert system_plan.test_opt['datasets'] == compare_opt['datasets'] and system_plan.test_opt['name'] == 's'

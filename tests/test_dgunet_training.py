@@ -16,13 +16,11 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
 from basicsr.models import build_model
 from basicsr.utils.registry import LOSS_REGISTRY
-from conftest import REPO, run_cli, write_image_pairs, write_yaml
+from conftest import REPO, TINY_CLIP_NET, TINY_DGUNET, TINY_VLUNET, run_cli, write_image_pairs, write_yaml
 import toy_protocol_plugin  # noqa: F401  (registers ToyStagesNet, ToyTextGuidedNet and ToyReferenceLoss)
-from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.models.guided_restoration_model import GuidedRestorationModel
 from vlunet_basicsr.models.mixup import PairMixUp, mix_pairs, mixup_problems
 
-TINY_DGUNET = {'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'depth': 1}
 TOY_STAGES = {'type': 'ToyStagesNet', 'channels': 4, 'stages': 2}
 
 
@@ -141,7 +139,7 @@ def test_mixup_mixes_the_training_step_only_and_the_loss_sees_the_mixed_pairs(tm
 
 def test_image_feature_guidance_is_computed_from_the_mixed_images():
     torch.manual_seed(0)
-    model = _model(True, network_g=TINY_NET, network_clip=dict(TINY_CLIP_NET))
+    model = _model(True, network_g=TINY_VLUNET, network_clip=dict(TINY_CLIP_NET))
     batch = _batch(size=2, side=32)
     model.feed_data(batch)
     unmixed = model.guidance_features.clone()

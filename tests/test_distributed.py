@@ -17,18 +17,10 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.models import build_model
-from conftest import (TINY_VLUR, degradation_datasets, free_port, lmdb_copy, run_on_ranks, write_image_pairs,
-                      write_yaml)
+from conftest import (TINY_CLIP_NET, TINY_VLUNET, TINY_VLUR, degradation_datasets, free_port, lmdb_copy,
+                      run_on_ranks, write_image_pairs, write_yaml)
 from vlunet_basicsr.models.degradation_report import CSV_COLUMNS
 
-TINY_CLIP = {'type': 'DegradationCLIP', 'pretrained': None,
-             'model_cfg': {'embed_dim': 32,
-                           'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32, 'patch_size': 8,
-                                          'head_width': 16},
-                           'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 32, 'heads': 2,
-                                        'layers': 1}}}
-TINY_NET = {'type': 'VLUNet', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'de_dim': 5,
-            'degradation_dim': 32}
 TESTS = osp.dirname(osp.abspath(__file__))
 
 
@@ -44,7 +36,7 @@ def test_torchrun_training_keeps_ranks_identical_and_resumes(tmp_path):
     gt, lq = write_image_pairs(tmp_path / 'data', count=5)
     opt = {'name': 'ddp', 'model_type': 'RankWeightsVLUNetModel', 'plugins': ['rank_weights_plugin'],
            'num_gpu': 0, 'manual_seed': 0, 'datasets': degradation_datasets(gt, lq, workers=1),
-           'network_g': dict(TINY_NET), 'network_clip': dict(TINY_CLIP), 'path': {},
+           'network_g': dict(TINY_VLUNET), 'network_clip': dict(TINY_CLIP_NET), 'path': {},
            'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3}, 'total_iter': 4,
                      'scheduler': {'type': 'LinearWarmupCosineLR', 'warmup_iter': 1, 'total_iter': 6},
                      'pixel_opt': {'type': 'L1Loss'}},
@@ -75,7 +67,7 @@ def test_torchrun_training_keeps_ranks_identical_and_resumes(tmp_path):
 
 def _model_opt(rank, world_size, dist):
     return {'model_type': 'VLUNetModel', 'num_gpu': 0, 'is_train': True, 'dist': dist, 'rank': rank,
-            'world_size': world_size, 'name': 'x', 'network_g': dict(TINY_NET), 'network_clip': dict(TINY_CLIP),
+            'world_size': world_size, 'name': 'x', 'network_g': dict(TINY_VLUNET), 'network_clip': dict(TINY_CLIP_NET),
             'path': {'pretrain_network_g': None, 'visualization': None},
             'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3},
                       'scheduler': {'type': 'MultiStepLR', 'milestones': [100], 'gamma': 0.5},
@@ -111,11 +103,14 @@ def _validate(rank, world_size, args):
 
 
 def _sample(rank, world_size, dataset_opt):
-    """BasicSR's sampler on a mixed LMDB set: this rank's indices and the samples its DataLoader workers read."""
+    """BasicSR's sampler on a mixed LMDB set: this rank's indices and the samples its DataLoader workers read.
+
+    The workers are forked, as torchrun's ranks fork theirs on Linux (a spawned rank would spawn them: a fresh
+    interpreter each); each opens its own LMDB. Spawned workers on LMDB: `test_spawn_workers.py`."""
     dataset = build_dataset(dataset_opt)
     sampler = EnlargedSampler(dataset, world_size, rank, ratio=1)
     sampler.set_epoch(0)
-    loader = DataLoader(dataset, batch_size=2, sampler=sampler, num_workers=2)  # each worker opens its own LMDB
+    loader = DataLoader(dataset, batch_size=2, sampler=sampler, num_workers=2, multiprocessing_context='fork')
     seen = [(source, path) for batch in loader for source, path in zip(batch['source'], batch['gt_path'])]
     return list(sampler), seen
 
@@ -126,7 +121,7 @@ def _degradation_types(rank, world_size, args):
     dataset_opt, results = args
     model = build_model({'model_type': 'GuidedRestorationModel', 'num_gpu': 0, 'is_train': False,
                          'dist': world_size > 1, 'rank': rank, 'world_size': world_size, 'name': 'shards',
-                         'network_g': dict(TINY_VLUR), 'network_clip': dict(TINY_CLIP),
+                         'network_g': dict(TINY_VLUR), 'network_clip': dict(TINY_CLIP_NET),
                          'path': {'pretrain_network_g': None, 'results_root': results}, 'val': {}})
     loader = build_dataloader(build_dataset(dataset_opt), dataset_opt, num_gpu=0, dist=world_size > 1)
     model.validation(loader, 0, None, save_img=False)

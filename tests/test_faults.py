@@ -16,7 +16,7 @@ import torch
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
 from basicsr.models import build_model
-from conftest import basicsr_command, lmdb_copy, run_cli, write_image_pairs, write_yaml
+from conftest import TINY_VLUNET, basicsr_command, lmdb_copy, run_cli, write_image_pairs, write_yaml
 from vlunet_basicsr.tools import options
 from vlunet_basicsr.utils import resume
 from vlunet_basicsr.data.image_source import decode_image
@@ -43,9 +43,6 @@ def basicsr_log():
     yield handler.records
     logger.removeHandler(handler)
     logger.setLevel(old_level)
-
-
-TINY_NET = {'type': 'VLUNet', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'de_dim': 5}
 
 
 def _mixed(gt, lq, io=None, **extra):
@@ -133,7 +130,7 @@ def test_truncated_state_is_reported_and_the_previous_one_used(tmp_path, capsys)
 def _train_opt(tmp_path, gt, lq, name, total_iter, **train):
     return {'name': name, 'model_type': 'VLUNetModel', 'num_gpu': 0, 'manual_seed': 0,
             'datasets': {'train': {**_mixed(gt, lq), 'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2}},
-            'network_g': dict(TINY_NET), 'network_clip': None, 'path': {},
+            'network_g': dict(TINY_VLUNET), 'network_clip': None, 'path': {},
             'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3}, 'total_iter': total_iter,
                       'scheduler': {'type': 'MultiStepLR', 'milestones': [1000], 'gamma': 0.5},
                       'pixel_opt': {'type': 'L1Loss'}, **train},
@@ -195,14 +192,14 @@ class _RunsCode:
 def test_weights_that_need_unpickling_are_refused_unless_trusted(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     torch.save({'params': _RunsCode()}, tmp_path / 'evil.pth')
-    opt = {'model_type': 'VLUNetModel', 'num_gpu': 0, 'is_train': False, 'dist': False, 'network_g': dict(TINY_NET),
+    opt = {'model_type': 'VLUNetModel', 'num_gpu': 0, 'is_train': False, 'dist': False, 'network_g': dict(TINY_VLUNET),
            'network_clip': None, 'path': {'pretrain_network_g': str(tmp_path / 'evil.pth')}}
     with pytest.raises(CheckpointFormatError, match='evil.pth needs arbitrary unpickling.*path.trust_checkpoint'):
         build_model(opt)
     assert not (tmp_path / 'pwned_marker').exists()
     from argparse import Namespace
     from vlunet_basicsr.archs.vlunet_arch import VLUNet
-    net = VLUNet(**{k: v for k, v in TINY_NET.items() if k != 'type'})
+    net = VLUNet(**{k: v for k, v in TINY_VLUNET.items() if k != 'type'})
     torch.save({'params': net.state_dict(), 'meta': Namespace(note='harmless')}, tmp_path / 'trusted.pth')
     opt['path'] = {'pretrain_network_g': str(tmp_path / 'trusted.pth'), 'trust_checkpoint': True}
     model = build_model(opt)
@@ -223,7 +220,8 @@ def test_a_training_state_that_needs_unpickling_resumes_only_when_trusted(tmp_pa
         if auto_resume:  # a state it cannot load is passed over (it says why), as a broken one is
             assert resume.load_resume_state(opt) is None
         else:
-            with pytest.raises(CheckpointFormatError, match='4.state needs arbitrary unpickling.*path.trust_checkpoint'):
+            needs_trust = '4.state needs arbitrary unpickling.*path.trust_checkpoint'
+            with pytest.raises(CheckpointFormatError, match=needs_trust):
                 resume.load_resume_state(opt)
         opt['path']['trust_checkpoint'] = True
         assert resume.load_resume_state(opt)['meta'].note == 'harmless'

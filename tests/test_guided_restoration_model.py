@@ -17,9 +17,8 @@ from basicsr.archs import build_network
 from basicsr.metrics import calculate_metric
 from basicsr.models import build_model
 from basicsr.utils.registry import ARCH_REGISTRY
-from conftest import degradation_datasets, run_cli, write_image_pairs, write_yaml
+from conftest import TINY_CLIP_NET, TINY_VLUNET, degradation_datasets, run_cli, write_image_pairs, write_yaml
 import toy_protocol_plugin  # noqa: F401  (registers ToyStagesNet and ToyTextGuidedNet here too)
-from test_vlunet_model import TINY_CLIP_NET, TINY_NET
 from vlunet_basicsr.archs.vlunet_arch import DGDM
 from vlunet_basicsr.models.network_inputs import NetworkInputs
 from vlunet_basicsr.utils.prompts import DEGRADATION_PROMPTS
@@ -84,8 +83,8 @@ def test_vlunet_model_runs_a_single_input_basicsr_arch():
 
 
 def test_vlunet_without_clip_freezes_only_its_guidance_layers():
-    unguided = build_model({**_model_opt(TINY_NET), 'model_type': 'VLUNetModel'})
-    guided = build_model({**_model_opt(TINY_NET, dict(TINY_CLIP_NET)), 'model_type': 'VLUNetModel'})
+    unguided = build_model({**_model_opt(TINY_VLUNET), 'model_type': 'VLUNetModel'})
+    guided = build_model({**_model_opt(TINY_VLUNET, dict(TINY_CLIP_NET)), 'model_type': 'VLUNetModel'})
     for model, frozen in ((unguided, True), (guided, False)):
         linears = [m.linear for m in model.net_g.modules() if isinstance(m, DGDM)]
         assert len(linears) == 8
@@ -242,7 +241,7 @@ def test_diverging_training_stops_with_the_last_good_weights_and_resumes_with_a_
     work = tmp_path / 'work'
     work.mkdir()
     datasets = {'train': _datasets(tmp_path / 'data')['train']}
-    opt = _train_opt('diverge', TINY_NET, datasets, total_iter=20, max_nonfinite_steps=3, ema_decay=0.5)
+    opt = _train_opt('diverge', TINY_VLUNET, datasets, total_iter=20, max_nonfinite_steps=3, ema_decay=0.5)
     opt['network_clip'] = None
     opt['train']['optim_g']['lr'] = 1e6
     opt['logger']['save_checkpoint_freq'] = 1
@@ -257,7 +256,7 @@ def test_diverging_training_stops_with_the_last_good_weights_and_resumes_with_a_
     first, stop, good, finite, saved = map(int, found.groups())
     assert stop == saved and finite == good + 1 and first == finite + 1
     exp = work / 'experiments' / 'diverge'
-    net = build_network(dict(TINY_NET)).eval()
+    net = build_network(dict(TINY_VLUNET)).eval()
     image = torch.rand(1, 3, 32, 32)
     checkpoint = torch.load(exp / 'models' / f'net_g_{stop}.pth', weights_only=True)
     for key in ('params', 'params_ema'):

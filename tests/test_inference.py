@@ -8,11 +8,10 @@ import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import restore_main, run_cli, write_yaml
-from test_vlunet_model import TINY_CLIP_NET, TINY_NET
+from conftest import TINY_CLIP_NET, TINY_VLUNET, TINY_VLUR, restore_main, run_cli, write_yaml
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 
-NET = {key: value for key, value in TINY_NET.items() if key != 'type'}
+NET = {key: value for key, value in TINY_VLUNET.items() if key != 'type'}
 
 
 @pytest.fixture(scope='module')
@@ -20,7 +19,7 @@ def setup(tmp_path_factory):
     root = tmp_path_factory.mktemp('restore')
     torch.manual_seed(0)
     torch.save({'params': VLUNet(**NET).state_dict()}, root / 'net_g.pth')
-    opt = {'name': 'restore', 'model_type': 'VLUNetModel', 'network_g': dict(TINY_NET),
+    opt = {'name': 'restore', 'model_type': 'VLUNetModel', 'network_g': dict(TINY_VLUNET),
            'network_clip': dict(TINY_CLIP_NET),
            'path': {'pretrain_network_g': str(root / 'net_g.pth')}}
     images = root / 'images'
@@ -106,7 +105,6 @@ def test_restore_subcommand(setup, tmp_path):
 
 SWINIR = {'type': 'SwinIR', 'upscale': 1, 'img_size': 16, 'window_size': 4, 'img_range': 1., 'depths': [1],
           'embed_dim': 12, 'num_heads': [2], 'mlp_ratio': 2, 'upsampler': ''}
-TINY_VLUR = {'type': 'VLURNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [1, 1, 1, 1], 'text_dim': 32}
 
 
 def _restore_with(tmp_path, network_g, network_clip=None, prompts=None, extra=(), val=None):

@@ -65,8 +65,9 @@ def test_backend_and_export_errors_name_the_option_or_file(exported_vlunet, tmp_
     assert 'expected HEIGHTxWIDTH' in capsys.readouterr().err
 
 
-@pytest.mark.parametrize('argv', [['export', '--help'], ['restore', 'x.png', '--backend', 'onnxruntime'],
-                                  ['restore', 'x.png', '--backend', 'onnxruntime', '--onnx', 'm.onnx', '--amp', 'bf16']])
+@pytest.mark.parametrize('argv', [
+    ['export', '--help'], ['restore', 'x.png', '--backend', 'onnxruntime'],
+    ['restore', 'x.png', '--backend', 'onnxruntime', '--onnx', 'm.onnx', '--amp', 'bf16']])
 def test_export_help_and_backend_errors_answer_without_importing_torch(tmp_path, argv):
     proc, imported = run_front_door(argv, tmp_path)
     assert proc.returncode == (0 if '--help' in argv else 2) and 'torch' not in imported, proc.stdout + proc.stderr

@@ -8,12 +8,9 @@ import sys
 import pytest
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, run_cli, run_front_door, write_image_pairs, write_yaml
+from conftest import REPO, TINY_VLUNET, run_cli, run_front_door, write_image_pairs, write_yaml
 from vlunet_basicsr.tools import options
 from vlunet_basicsr.tools.options.reference import declaring_classes, render_reference
-
-TINY_NET = {'type': 'VLUNet', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'de_dim': 5}
-
 
 def _train_opt(gt, lq, name='opts'):
     return {'name': name, 'model_type': 'VLUNetModel', 'num_gpu': 0, 'manual_seed': 0,
@@ -21,7 +18,7 @@ def _train_opt(gt, lq, name='opts'):
                                    'num_worker_per_gpu': 0, 'batch_size_per_gpu': 2,
                                    'sources': [{'name': 'derain', 'label': 4, 'dataroot_gt': gt, 'dataroot_lq': lq},
                                                {'name': 'noise', 'label': 0, 'dataroot_gt': gt, 'noise_sigma': 15}]}},
-            'network_g': dict(TINY_NET), 'network_clip': None, 'path': {},
+            'network_g': dict(TINY_VLUNET), 'network_clip': None, 'path': {},
             'train': {'optim_g': {'type': 'AdamW', 'lr': 1e-3}, 'total_iter': 2,
                       'scheduler': {'type': 'MultiStepLR', 'milestones': [1000], 'gamma': 0.5},
                       'pixel_opt': {'type': 'L1Loss'}},
@@ -258,8 +255,9 @@ def test_the_option_reference_page_is_generated_from_the_declarations():
     assert committed == render_reference(), 'docs/option_reference.md is stale: run python scripts/option_reference.py'
 
 
-@pytest.mark.parametrize('section, key, closest', [('val', 'tiles', 'tile'), ('train', 'grad_clip_nrom', 'grad_clip_norm'),
-                                                   ('path', 'trust_checkpiont', 'trust_checkpoint')])
+@pytest.mark.parametrize('section, key, closest', [
+    ('val', 'tiles', 'tile'), ('train', 'grad_clip_nrom', 'grad_clip_norm'),
+    ('path', 'trust_checkpiont', 'trust_checkpoint')])
 def test_a_misspelled_model_key_names_the_closest_declared_key(tmp_path, section, key, closest):
     gt, lq = write_image_pairs(tmp_path / 'data', count=2)
     opt = _train_opt(gt, lq)

@@ -7,20 +7,19 @@ import torch
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.models import build_model
-from conftest import restore_main, write_image_pairs, write_yaml
-from test_vlunet_model import TINY_CLIP_NET, TINY_NET
+from conftest import TINY_CLIP_NET, TINY_VLUNET, restore_main, write_image_pairs, write_yaml
 from vlunet_basicsr.tools import options
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.utils.precision import bf16_supported
 
-NET = {key: value for key, value in TINY_NET.items() if key != 'type'}
+NET = {key: value for key, value in TINY_VLUNET.items() if key != 'type'}
 needs_bf16 = pytest.mark.skipif(not bf16_supported('cpu'),
                                 reason='this CPU has no native bf16 arithmetic: bf16 runs float32')
 
 
 def _opt(tmp_path, is_train, train_amp=None, val_amp=None):
     opt = {'name': 'amp', 'model_type': 'VLUNetModel', 'num_gpu': 0, 'is_train': is_train, 'dist': False,
-           'rank': 0, 'world_size': 1, 'network_g': dict(TINY_NET), 'network_clip': dict(TINY_CLIP_NET),
+           'rank': 0, 'world_size': 1, 'network_g': dict(TINY_VLUNET), 'network_clip': dict(TINY_CLIP_NET),
            'path': {'models': str(tmp_path / 'models'), 'training_states': str(tmp_path / 'states')},
            'val': {'amp': val_amp or 'none'}}
     if is_train:
@@ -113,7 +112,7 @@ def test_bad_speed_options_name_the_yaml_file_and_the_key(tmp_path, section, key
     opt = {'name': 'bad', 'model_type': 'VLUNetModel', 'num_gpu': 0,
            'datasets': {'train': {'name': 't', 'type': 'PairedDegradationDataset', 'dataroot_gt': gt,
                                   'dataroot_lq': lq, 'io_backend': {'type': 'disk'}}},
-           'network_g': dict(TINY_NET), 'path': {}, 'train': {}, 'val': {}}
+           'network_g': dict(TINY_VLUNET), 'path': {}, 'train': {}, 'val': {}}
     opt[section][key] = value
     path = write_yaml(tmp_path / 'bad_speed.yml', opt)
     with pytest.raises(ValueError) as info:

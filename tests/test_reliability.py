@@ -89,9 +89,9 @@ def server(tmp_path_factory):
     (the pytest process's torch set TORCHINDUCTOR_CACHE_DIR for itself: a user's shell has none)."""
     pytest.importorskip('gradio_client')
     from test_serve import TILE, _clip_files, _system_yaml, start_server, stop_server
-    from test_vlunet_model import TINY_NET
+    from conftest import TINY_VLUNET
     root = tmp_path_factory.mktemp('serve')
-    opt = _system_yaml(root, 'tiny_vlunet', TINY_NET, _clip_files(root))
+    opt = _system_yaml(root, 'tiny_vlunet', TINY_VLUNET, _clip_files(root))
     env = {key: value for key, value in os.environ.items() if key != 'TORCHINDUCTOR_CACHE_DIR'}
     server = start_server(root, ['-opt', opt, '--device', 'cpu', *TILE], env)
     good = root / 'good.png'

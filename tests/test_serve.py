@@ -13,9 +13,8 @@ import pytest
 import torch
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, basicsr_command, free_port, restore_main, run_cli, run_front_door, write_yaml
-from test_inference import TINY_VLUR
-from test_vlunet_model import TINY_CLIP_NET, TINY_NET
+from conftest import (REPO, TINY_CLIP_NET, TINY_VLUNET, TINY_VLUR, basicsr_command, free_port, restore_main, run_cli,
+                      run_front_door, write_yaml)
 from vlunet_basicsr.tools.serve.jobs import check_degradation_type, restore_files
 from vlunet_basicsr.tools.serve.systems import load_systems
 from vlunet_basicsr.tools.serve.workspace import Workspace
@@ -65,7 +64,7 @@ def systems(tmp_path_factory):
     (images / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n not really a png')
     cv2.imwrite(str(images / 'heavy.png'), rng.integers(0, 256, (200, 300, 3), dtype=np.uint8))  # 180 KB > 150kb
     clip = _clip_files(root)
-    return {'root': root, 'images': images, 'vlunet': _system_yaml(root, 'tiny_vlunet', TINY_NET, clip),
+    return {'root': root, 'images': images, 'vlunet': _system_yaml(root, 'tiny_vlunet', TINY_VLUNET, clip),
             'vlur': _system_yaml(root, 'tiny_vlur', TINY_VLUR, clip, 'cdd11')}
 
 
@@ -196,7 +195,6 @@ def test_bad_and_oversized_files_are_named(systems, client):
     assert f'big.png: 200x150 pixels is more than this server takes ({MAX_PIXELS} pixels)' in status
     with pytest.raises(gradio_client.exceptions.AppError, match='broken.png'):
         _restore(client, [systems['images'] / 'broken.png'], ['tiny_vlunet'])
-
 
 
 def test_uploads_over_the_size_limit_are_refused_by_the_server(systems, server):

@@ -8,8 +8,7 @@ import torch
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
-from conftest import degradation_datasets, run_cli, write_image_pairs, write_yaml
-from test_vlunet_model import TINY_NET
+from conftest import TINY_DGUNET, TINY_VLUNET, TINY_VLUR, degradation_datasets, run_cli, write_image_pairs, write_yaml
 from vlunet_basicsr.archs.dgunet_arch import pad_for_dgunet
 from vlunet_basicsr.models.network_inputs import size_rule
 from vlunet_basicsr.utils.padding import SizeRule, pad_to_multiple
@@ -18,8 +17,6 @@ from vlunet_basicsr.utils.restore_util import restore_image
 SWINIR = {'type': 'SwinIR', 'upscale': 1, 'img_size': 16, 'window_size': 4, 'img_range': 1.0, 'depths': [1],
           'embed_dim': 12, 'num_heads': [1], 'mlp_ratio': 2, 'upsampler': ''}
 RRDB = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'num_grow_ch': 4}
-TINY_DGUNET = {'type': 'DGUNet', 'n_feat': 8, 'scale_unetfeats': 4, 'scale_orsnetfeats': 4, 'depth': 1}
-TINY_VLUR = {'type': 'VLURNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [1, 1, 1, 1], 'text_dim': 32}
 
 
 @pytest.mark.parametrize('network_g, rule', [
@@ -28,7 +25,7 @@ TINY_VLUR = {'type': 'VLURNet', 'dim': 8, 'num_blocks': [1, 1, 1, 1], 'heads': [
     ({**RRDB, 'scale': 1}, SizeRule(4)),
     ({**RRDB, 'scale': 2}, SizeRule(2)),
     ({**RRDB, 'scale': 4}, SizeRule(1)),
-    (TINY_NET, SizeRule(1)),  # VLUNet, VLURNet and DGUNet pad themselves: nothing pads them again
+    (TINY_VLUNET, SizeRule(1)),  # VLUNet, VLURNet and DGUNet pad themselves: nothing pads them again
     (TINY_DGUNET, SizeRule(1)),
     (TINY_VLUR, SizeRule(1)),
     ({'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}, SizeRule(1)),
@@ -121,7 +118,7 @@ def test_an_override_that_breaks_the_arch_rule_is_warned_about():
     assert "val.size_multiple 6 is not a multiple of SwinIR's own size multiple, 4" in [r.getMessage() for r in records]
 
 
-@pytest.mark.parametrize('network_g', [TINY_NET, TINY_DGUNET, SWINIR, {'type': 'PromptIR', 'dim': 12,
+@pytest.mark.parametrize('network_g', [TINY_VLUNET, TINY_DGUNET, SWINIR, {'type': 'PromptIR', 'dim': 12,
                                                                       'num_blocks': [1, 1, 1, 1],
                                                                       'num_refinement_blocks': 1, 'prompt_size': 16}],
                          ids=['VLUNet', 'DGUNet', 'SwinIR', 'PromptIR'])

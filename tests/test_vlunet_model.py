@@ -16,19 +16,11 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.metrics import calculate_metric
 from basicsr.models import build_model
 from basicsr.utils.registry import METRIC_REGISTRY
-from conftest import lmdb_copy, run_cli, write_image_pairs, write_yaml
+from conftest import TINY_CLIP_NET, TINY_VLUNET, lmdb_copy, run_cli, write_image_pairs, write_yaml
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.models.lr_scheduler import LinearWarmupCosineLR
 from vlunet_basicsr.utils.restore_util import restore_image
 from vlunet_basicsr.utils.tiling import tile_layout, tiled_restore
-
-#: A tiny open_clip ViT (random weights) with 32-d embeddings, and a VLUNet that takes 32-d vectors.
-TINY_CLIP = {'embed_dim': 32,
-             'vision_cfg': {'image_size': 32, 'layers': 1, 'width': 32, 'patch_size': 8, 'head_width': 16},
-             'text_cfg': {'context_length': 77, 'vocab_size': 49408, 'width': 32, 'heads': 2, 'layers': 1}}
-TINY_NET = {'type': 'VLUNet', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'de_dim': 5,
-            'degradation_dim': 32}
-TINY_CLIP_NET = {'type': 'DegradationCLIP', 'model_name': 'ViT-B-32', 'pretrained': None, 'model_cfg': TINY_CLIP}
 
 
 def test_float_metrics_equal_skimage_on_known_arrays():
@@ -73,7 +65,7 @@ def test_tiling_weights_sum_to_one_and_one_tile_equals_whole_image():
     assert len(layout) > 4 and torch.allclose(total, torch.ones(70, 45))
 
     torch.manual_seed(0)
-    net = VLUNet(**{k: v for k, v in TINY_NET.items() if k != 'type'}).eval()
+    net = VLUNet(**{k: v for k, v in TINY_VLUNET.items() if k != 'type'}).eval()
     lq, vector = torch.rand(1, 3, 40, 36), torch.rand(1, 32)
     with torch.no_grad():
         whole = net(lq, vector)
@@ -123,7 +115,7 @@ def test_tiling_lowers_peak_memory():
 
 def _model_opt(network_clip, **val):
     return {'model_type': 'VLUNetModel', 'num_gpu': 0, 'is_train': False, 'dist': False, 'name': 'm',
-            'network_g': dict(TINY_NET), 'network_clip': network_clip,
+            'network_g': dict(TINY_VLUNET), 'network_clip': network_clip,
             'path': {'pretrain_network_g': None, 'strict_load_g': True}, 'val': val}
 
 
@@ -210,7 +202,7 @@ def test_stage1_stage2_and_test_end_to_end(tmp_path, lmdb_sets):
     stage2 = {
         'name': 'stage2', 'model_type': 'VLUNetModel', 'num_gpu': 0, 'manual_seed': 0,
         'datasets': {'train': train_set, **_val_sets(lmdb_sets)},
-        'network_g': dict(TINY_NET), 'network_clip': clip_net, 'path': {'pretrain_network_g': None},
+        'network_g': dict(TINY_VLUNET), 'network_clip': clip_net, 'path': {'pretrain_network_g': None},
         'train': {'optim_g': {'type': 'AdamW', 'lr': 2e-4, 'betas': [0.9, 0.999]},
                   'scheduler': {'type': 'LinearWarmupCosineLR', 'warmup_iter': 2, 'total_iter': 6},
                   'total_iter': 4, 'warmup_iter': -1, 'ema_decay': 0.9, 'grad_clip_norm': 0.5,
@@ -230,14 +222,14 @@ def test_stage1_stage2_and_test_end_to_end(tmp_path, lmdb_sets):
     assert 'Average over 2 sets (rain_val, noise_val)' in log and '# psnr_8bit:' in log
     saved = torch.load(exp / 'models' / 'net_g_4.pth', weights_only=True)
     assert set(saved) == {'params', 'params_ema'}
-    assert set(saved['params']) == set(VLUNet(**{k: v for k, v in TINY_NET.items() if k != 'type'}).state_dict())
+    assert set(saved['params']) == set(VLUNet(**{k: v for k, v in TINY_VLUNET.items() if k != 'type'}).state_dict())
 
     proc = run_cli(['train', '-opt', stage2_path, '--auto_resume', '--force_yml', 'train:total_iter=6'], cwd=work)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'Resuming training from epoch' in _log(exp) and (exp / 'models' / 'net_g_6.pth').is_file()
 
     test_opt = {'name': 'stage2_test', 'model_type': 'VLUNetModel', 'num_gpu': 0,
-                'datasets': _val_sets(lmdb_sets, 'test'), 'network_g': dict(TINY_NET), 'network_clip': clip_net,
+                'datasets': _val_sets(lmdb_sets, 'test'), 'network_g': dict(TINY_VLUNET), 'network_clip': clip_net,
                 'path': {'pretrain_network_g': str(exp / 'models' / 'net_g_latest.pth'), 'param_key_g': 'params_ema'},
                 'val': {'save_img': True, 'metrics': {'psnr': {'type': 'calculate_psnr_float'}}}}
     proc = run_cli(['test', '-opt', write_yaml(tmp_path / 't.yml', test_opt)], cwd=work)

@@ -14,9 +14,8 @@ import yaml
 import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.data import build_dataset
-from conftest import REPO, TINY_VLUR, run_cli, write_yaml
+from conftest import REPO, TINY_CLIP_NET, TINY_VLUR, run_cli, write_yaml
 from test_prepare_layouts_extra import prepare, write_cdd11
-from test_vlunet_model import TINY_CLIP_NET
 from vlunet_basicsr.losses.msssim_loss import ms_ssim_min_side
 from vlunet_basicsr.models.degradation_report import CSV_COLUMNS, DegradationTypeReport, write_csv
 from vlunet_basicsr.utils.prompts import CDD11_PROMPTS, CDD11_TYPES
