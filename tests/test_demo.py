@@ -32,6 +32,9 @@ def test_quick_demo_writes_the_report(tmp_path, monkeypatch, capsys):
         assert set(task) == {'input_psnr', 'output_psnr', 'input_ssim', 'output_ssim'}
         assert all(isinstance(v, float) for v in task.values())
     assert 0 <= report['clip_accuracy'] <= 1 and report['seconds'] > 0
+    assert list(report['stage_seconds']) == ['data', 'stage 1', 'stage 2', 'test']  # what a budget is made of
+    assert sum(report['stage_seconds'].values()) <= report['seconds'] + 0.5
+    assert report['cpu'] and f"s on {report['cpu']}" in stdout
     assert report['manual_seed'] == 3 and stdout.count('--force_yml manual_seed=3') == 3  # every stage
     assert len(report['confusion_matrix']) == 7
     for name in ('report.md', 'grid.png', 'similarity.png'):
@@ -51,3 +54,11 @@ def test_stage2_amp_reaches_stage_two_only(monkeypatch):
     assert not any(v.startswith('train:amp') for stage in ('stage1', 'test')
                    for v in run_demo.overrides(settings, None, stage, 10, 'bf16'))
     assert not any(v.startswith('train:amp') for v in run_demo.overrides(settings, None, 'stage2', 10))
+
+
+def test_the_full_run_trains_for_the_iterations_its_yamls_state(monkeypatch):
+    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
+    import run_demo
+    for stage in ('stage1', 'stage2'):
+        assert not any('total_iter' in v for v in run_demo.overrides(run_demo.FULL, None, stage, 10))
+        assert any('total_iter' in v for v in run_demo.overrides(run_demo.QUICK, None, stage, 10))
