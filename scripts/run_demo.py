@@ -235,7 +235,8 @@ def main(argv=None):
     report = write_report(time.time() - start, args.clip_weights, args.seed, args.stage2_amp,
                           stage_seconds=stage_seconds)
     print('\n' + open(osp.join('demo_output', 'report.md')).read().split('![grid]')[0])
-    print(f"Demo finished in {report['seconds']:.0f} s on {report['cpu']}: demo_output/report.md, report.json, grid.png, similarity.png")
+    print(f"Demo finished in {report['seconds']:.0f} s on {report['cpu']}: demo_output/report.md, report.json, "
+          'grid.png, similarity.png')
     return 0
 
 

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 import vlunet_basicsr  # noqa: F401
-from conftest import REPO, run_cli, run_front_door
+from conftest import REPO, TINY_VLUNET, run_cli, run_front_door
 from vlunet_basicsr.utils.image_io import header_size
 
 LIMIT = 40_000_000  # basicsr serve's default --max-pixels
@@ -89,7 +89,6 @@ def server(tmp_path_factory):
     (the pytest process's torch set TORCHINDUCTOR_CACHE_DIR for itself: a user's shell has none)."""
     pytest.importorskip('gradio_client')
     from test_serve import TILE, _clip_files, _system_yaml, start_server, stop_server
-    from conftest import TINY_VLUNET
     root = tmp_path_factory.mktemp('serve')
     opt = _system_yaml(root, 'tiny_vlunet', TINY_VLUNET, _clip_files(root))
     env = {key: value for key, value in os.environ.items() if key != 'TORCHINDUCTOR_CACHE_DIR'}

@@ -1,8 +1,8 @@
 """Every workaround that basicsr 1.4.2 needs on torch 2.x / torchvision >= 0.17, in one place.
 
-`apply()` runs when ``vlunet_basicsr`` is imported, before anything of the plugin imports basicsr. Each fix names the failure it
-prevents; ``tests/test_compat.py`` has one test per fix that fails without it. Features that basicsr lacks live in
-their own modules, and `apply` only puts them where basicsr calls its own versions.
+`apply()` runs when ``vlunet_basicsr`` is imported, before anything of the plugin imports basicsr. Each fix names
+the failure it prevents; ``tests/test_compat.py`` has one test per fix that fails without it. Features that basicsr
+lacks live in their own modules, and `apply` only puts them where basicsr calls its own versions.
 
 1. ``import basicsr`` fails: ``torchvision.transforms.functional_tensor`` was removed (alias it).
 2. ``--launcher pytorch`` hard-codes nccl and divides by ``torch.cuda.device_count()`` (0 on CPU):
@@ -21,8 +21,8 @@ Fixes 2, 7 and 8 concern basicsr's option parsing, which this plugin's commands 
 parse the command line once and the options with `vlunet_basicsr.tools.options.pipeline.parse_options` (which calls
 `init_dist`), and hand them to basicsr's pipeline (`vlunet_basicsr.tools.pipelines`); those fixes live there, in
 the tools, not here. Fixes 4 and 5 take effect through ``train_pipeline``'s ``load_resume_state``, replaced as a
-module attribute of ``basicsr.train`` (its only caller). Fixes 3 and 6 are methods of ``BaseModel`` and are patched there, because users also run basicsr's
-own ``SRModel`` with our archs.
+module attribute of ``basicsr.train`` (its only caller). Fixes 3 and 6 are methods of ``BaseModel`` and are patched
+there, because users also run basicsr's own ``SRModel`` with our archs.
 """
 import importlib
 import sys

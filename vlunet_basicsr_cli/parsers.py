@@ -5,7 +5,8 @@
 """
 import argparse
 
-from vlunet_basicsr_cli.help_texts import COMPARE_DESCRIPTION, EXPORT_DESCRIPTION, RESTORE_DESCRIPTION, SERVE_DESCRIPTION
+from vlunet_basicsr_cli.help_texts import (COMPARE_DESCRIPTION, EXPORT_DESCRIPTION, RESTORE_DESCRIPTION,
+                                           SERVE_DESCRIPTION)
 
 
 def pipeline_parser(prog='basicsr train'):

@@ -51,7 +51,8 @@ import torch
 
 from vlunet_basicsr.tools.benchmark.eager import Policy, measure_inference, measure_training
 from vlunet_basicsr.tools.benchmark.report import machine_facts, print_results, write_json
-from vlunet_basicsr.tools.benchmark.systems import ARCHS, CLIPS, PRESETS, RELEASE_PORTS, build, is_dgunet, parse_overrides
+from vlunet_basicsr.tools.benchmark.systems import (ARCHS, CLIPS, PRESETS, RELEASE_PORTS, build, is_dgunet,
+                                                    parse_overrides)
 from vlunet_basicsr.utils import cpu_allocator, precision
 from vlunet_basicsr.utils.precision import AMP_DTYPES
 

@@ -30,8 +30,8 @@ import sys
 import torch
 
 from vlunet_basicsr.models.guidance import Guidance
-from vlunet_basicsr.tools.export.onnx_runtime import (CLIP_IMAGE, FORMAT, GUIDANCE, IMAGE_FEATURES, LQ, OUTPUT, OnnxGuidance,
-                                         OnnxNetwork, encode_array, guidance_path)
+from vlunet_basicsr.tools.export.onnx_runtime import (CLIP_IMAGE, FORMAT, GUIDANCE, IMAGE_FEATURES, LQ, OUTPUT,
+                                                      OnnxGuidance, OnnxNetwork, encode_array, guidance_path)
 from vlunet_basicsr.utils.padding import SizeRule
 from vlunet_basicsr.utils.restore_util import padded
 

@@ -1,11 +1,11 @@
-"""The exported-graph backends of `vlunet_basicsr.tools.restore.restorer.Restorer`: run the graphs ``basicsr export`` writes, in
-ONNX Runtime (`OnnxRuntime`) or OpenVINO (`vlunet_basicsr.tools.export.openvino_runtime.OpenVinoRuntime`).
+"""The exported-graph backends of `vlunet_basicsr.tools.restore.restorer.Restorer`: run the graphs ``basicsr export``
+writes, in ONNX Runtime (`OnnxRuntime`) or OpenVINO (`vlunet_basicsr.tools.export.openvino_runtime.OpenVinoRuntime`).
 
-A runtime opens a graph file as a session (``session.run([output], feed)`` -> arrays) with its metadata; the
-rest is runtime-neutral. `load_onnx_networks` reads the restoration graph (``model.onnx``) and, for a guided system, its guidance graph
-(``model.guidance.onnx``, named in the first graph's metadata) and returns a `Networks` whose ``net`` is an
-`OnnxNetwork` and whose ``clip`` is an `OnnxGuidance`. Both take and return torch tensors the way the torch
-modules do, so `Restorer` pads, tiles, reads out the degradation and restores exactly as with the torch backend.
+A runtime opens a graph file as a session (``session.run([output], feed)`` -> arrays) with its metadata; the rest is
+runtime-neutral. `load_onnx_networks` reads the restoration graph (``model.onnx``) and, for a guided system, its
+guidance graph (``model.guidance.onnx``, named in the first graph's metadata) and returns a `Networks` whose ``net`` is
+an `OnnxNetwork` and whose ``clip`` is an `OnnxGuidance`. Both take and return torch tensors the way the torch modules
+do, so `Restorer` pads, tiles, reads out the degradation and restores exactly as with the torch backend.
 
 The guidance graph holds the CLIP image branch and its adapter (preprocessed 224x224 images -> adapted image
 features); CLIP preprocessing stays the project's one torch function (`vlunet_basicsr.utils.clip_preprocess`),

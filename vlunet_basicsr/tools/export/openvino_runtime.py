@@ -1,5 +1,6 @@
-"""OpenVINO as a runtime of `vlunet_basicsr.tools.export.onnx_runtime`: ``basicsr restore --backend openvino`` runs the graphs
-``basicsr export`` writes (the verified ONNX files) on the CPU, in the inference precision ``--ov-precision``.
+"""OpenVINO as a runtime of `vlunet_basicsr.tools.export.onnx_runtime`: ``basicsr restore --backend openvino`` runs
+the graphs ``basicsr export`` writes (the verified ONNX files) on the CPU, in the inference precision
+``--ov-precision``.
 
 ``f32`` (the default) asks OpenVINO for float32 arithmetic (``INFERENCE_PRECISION_HINT``), which OpenVINO would
 otherwise lower to bf16 on CPUs with bf16 units; ``bf16`` lets it run in bf16 there. The graph's metadata (the

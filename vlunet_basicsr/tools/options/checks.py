@@ -124,7 +124,8 @@ def plain_name_problem(value):
 def _check_names(opt):
     problems = []
     candidates = [('name', opt.get('name'))]
-    candidates += [(f'datasets.{phase}.name', entry.get('name')) for phase, entry in _mapping(opt.get('datasets')).items()
+    candidates += [(f'datasets.{phase}.name', entry.get('name'))
+                   for phase, entry in _mapping(opt.get('datasets')).items()
                    if isinstance(entry, dict) and entry.get('name') is not None]
     if _mapping(opt.get('val')).get('suffix') is not None:
         candidates.append(('val.suffix', opt['val']['suffix']))

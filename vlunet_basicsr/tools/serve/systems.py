@@ -38,7 +38,8 @@ def load_systems(opt_paths, device, amp='none', tile=None, tile_overlap=32, trus
             the host's CPU, where tensors meet the runtime).
             Default: None (the torch networks of the YAMLs or ``weights``).
         **sources: ``weights`` (one system without a YAML, named by the file), ``clip_weights``, ``adapter`` and
-            ``clip_model``, as `vlunet_basicsr.tools.restore.restorer.load_networks` takes them (``basicsr restore``'s flags).
+            ``clip_model``, as `vlunet_basicsr.tools.restore.restorer.load_networks` takes them (``basicsr restore``'s
+            flags).
 
     Returns:
         list[System]: The loaded systems.
