@@ -18,19 +18,19 @@ from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.archs.vlur_arch import VLURNet
 from vlunet_basicsr.utils import precision
 
-from test_dgunet_arch import TINY as TINY_DGUNET
-from test_precision import NET as TINY_VLUNET
-from test_vlur_arch import TINY as TINY_VLUR
+from test_dgunet_arch import TINY as DGUNET_KWARGS
+from test_precision import NET as VLUNET_KWARGS
+from test_vlur_arch import TINY as VLUR_KWARGS
 
 needs_bf16 = pytest.mark.skipif(not precision.bf16_supported('cpu'),
                                 reason='this CPU has no native bf16 arithmetic (avx512_bf16 or AMX)')
 
 #: (network, its guidance input or None). Random weights.
 NETWORKS = {
-    'VLUNet': (lambda: VLUNet(**TINY_VLUNET), lambda b: torch.randn(b, TINY_VLUNET['degradation_dim'])),
-    'DGUNet': (lambda: DGUNet(**TINY_DGUNET), None),
-    'DGUNetPlus': (lambda: DGUNetPlus(**TINY_DGUNET), None),
-    'VLURNet': (lambda: VLURNet(**TINY_VLUR), lambda b: torch.randn(b, TINY_VLUR['text_dim'])),
+    'VLUNet': (lambda: VLUNet(**VLUNET_KWARGS), lambda b: torch.randn(b, VLUNET_KWARGS['degradation_dim'])),
+    'DGUNet': (lambda: DGUNet(**DGUNET_KWARGS), None),
+    'DGUNetPlus': (lambda: DGUNetPlus(**DGUNET_KWARGS), None),
+    'VLURNet': (lambda: VLURNet(**VLUR_KWARGS), lambda b: torch.randn(b, VLUR_KWARGS['text_dim'])),
 }
 
 
@@ -147,7 +147,7 @@ def test_restore_amp_bf16_without_bf16_arithmetic_says_so_and_restores_in_float3
     monkeypatch.setattr(precision, 'bf16_supported', lambda device: False)
     monkeypatch.setattr(precision, '_WARNED', set())
     torch.manual_seed(0)
-    torch.save({'params': VLUNet(**TINY_VLUNET).state_dict()}, tmp_path / 'net_g.pth')
+    torch.save({'params': VLUNet(**VLUNET_KWARGS).state_dict()}, tmp_path / 'net_g.pth')
     cv2.imwrite(str(tmp_path / 'in.png'), np.random.default_rng(0).integers(0, 256, (20, 28, 3), dtype=np.uint8))
     for amp in ('none', 'bf16'):
         with warnings.catch_warnings(record=True) as caught:
