@@ -152,3 +152,24 @@ def test_the_forms_traced_for_export_compute_the_eager_numbers(norm_type, monkey
         monkeypatch.setattr(torch.compiler, 'is_exporting', lambda: True)
         for (module, args), expected in zip(calls, eager):
             assert (module(*args) - expected).abs().max() <= 1e-5 * expected.abs().max(), type(module).__name__
+
+
+def test_the_export_optimizes_without_the_quadratic_slices_rule(monkeypatch):
+    """`onnx_export._optimize`: onnxscript's default optimizer with `SKIPPED_REWRITE_RULES` left out while it runs
+    (their matcher tries every node beside each node; torch's Slices, which carry steps, never match them), and
+    the default rules back afterwards."""
+    from onnxscript import rewriter
+
+    from vlunet_basicsr.tools.export import onnx_export
+    default = rewriter._DEFAULT_REWRITE_RULES
+    assert set(onnx_export.SKIPPED_REWRITE_RULES) <= {getattr(rule, 'name', None) for rule in default}
+    seen = []
+
+    class Program:
+        def optimize(self):
+            seen.append(rewriter._DEFAULT_REWRITE_RULES)
+
+    onnx_export._optimize(Program())
+    names = [getattr(rule, 'name', None) for rule in seen[0]]
+    assert 'SlicesSplit' not in names and len(names) == len(default) - 1
+    assert rewriter._DEFAULT_REWRITE_RULES is default
