@@ -114,13 +114,15 @@ def step_then_test(model, size=(24, 20)):
 
 
 def run_on_ranks(target, *args, world_size=2, timeout=300):
-    """Run ``target(rank, world_size, port, *args, queue)`` in ``world_size`` spawned processes; each puts
-    ``(rank, result)`` on the queue. Returns {rank: result}; fails (not hangs) when a rank dies or times out."""
+    """Run ``target(rank, world_size, port, *args, queue)`` in ``world_size`` processes forked from this one (as
+    torchrun's ranks are started on Linux, without the seconds of a fresh interpreter's imports: the processes under
+    test are `test_distributed.py`'s torchrun and `test_spawn_workers.py`); each puts ``(rank, result)`` on the queue.
+    Returns {rank: result}; fails (not hangs) when a rank dies or times out."""
     import queue as queue_module
     import time
 
     import torch.multiprocessing as mp
-    context = mp.get_context('spawn')
+    context = mp.get_context('fork')
     queue, port = context.Queue(), free_port()
     processes = [context.Process(target=target, args=(rank, world_size, port, *args, queue))
                  for rank in range(world_size)]

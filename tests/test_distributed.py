@@ -1,6 +1,6 @@
-"""torch.distributed on CPU (gloo, 2 processes): torchrun training and auto-resume; in one start of two ranks, DDP
-step equivalence, sharded validation, VL-UR's degradation-type report gathered from the ranks, and BasicSR's sampler
-on a mixed LMDB set."""
+"""torch.distributed on CPU (gloo, 2 processes): ``basicsr train --launcher pytorch`` on two ranks and its
+auto-resume under torchrun; in one start of two ranks, DDP step equivalence, sharded validation, VL-UR's
+degradation-type report gathered from the ranks, and BasicSR's sampler on a mixed LMDB set."""
 import csv
 import glob
 import os
@@ -18,7 +18,7 @@ from basicsr.data import build_dataloader, build_dataset
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.models import build_model
 from conftest import (TINY_CLIP_NET, TINY_VLUNET, TINY_VLUR, degradation_datasets, free_port, lmdb_copy,
-                      run_on_ranks, write_image_pairs, write_yaml)
+                      run_cli, run_on_ranks, write_image_pairs, write_yaml)
 from vlunet_basicsr.models.degradation_report import CSV_COLUMNS
 
 TESTS = osp.dirname(osp.abspath(__file__))
@@ -32,7 +32,15 @@ def _torchrun(args, cwd):
                           capture_output=True, text=True, timeout=600)
 
 
-def test_torchrun_training_keeps_ranks_identical_and_resumes(tmp_path):
+def _train_as_torchrun_starts_it(rank, world_size, port, args, cwd, queue):
+    """``basicsr train ARGS`` on one rank, with the environment torchrun gives its ranks."""
+    env = {'RANK': rank, 'LOCAL_RANK': rank, 'WORLD_SIZE': world_size, 'LOCAL_WORLD_SIZE': world_size,
+           'MASTER_ADDR': '127.0.0.1', 'MASTER_PORT': port}
+    queue.put((rank, run_cli(['train', *args], cwd, env_extra=env)))
+
+
+def test_ddp_training_keeps_ranks_identical_then_torchrun_resumes_it(tmp_path):
+    """The training runs on two ranks forked from this process; its auto-resume under the real torchrun."""
     gt, lq = write_image_pairs(tmp_path / 'data', count=5)
     opt = {'name': 'ddp', 'model_type': 'RankWeightsVLUNetModel', 'plugins': ['rank_weights_plugin'],
            'num_gpu': 0, 'manual_seed': 0, 'datasets': degradation_datasets(gt, lq, workers=1),
@@ -44,8 +52,8 @@ def test_torchrun_training_keeps_ranks_identical_and_resumes(tmp_path):
            'logger': {'print_freq': 1, 'save_checkpoint_freq': 2, 'use_tb_logger': True},
            'dist_params': {'backend': 'gloo'}}
     opt_path = write_yaml(tmp_path / 'ddp.yml', opt)
-    proc = _torchrun(['-m', 'vlunet_basicsr.train', '-opt', opt_path, '--launcher', 'pytorch'], tmp_path)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = run_on_ranks(_train_as_torchrun_starts_it, ['-opt', opt_path, '--launcher', 'pytorch'], str(tmp_path))
+    assert all(proc.returncode == 0 for proc in results.values()), [p.stderr[-3000:] for p in results.values()]
     exp = tmp_path / 'experiments' / 'ddp'
     first, second = (torch.load(exp / f'rank{r}_final.pth', weights_only=True) for r in (0, 1))
     assert all(torch.equal(first[k], second[k]) for k in first)

@@ -19,6 +19,7 @@ def test_basicsr_train_with_spawned_dataloader_workers(tmp_path):
         'name': 'spawned', 'model_type': 'VLUNetModel', 'num_gpu': 0, 'manual_seed': 0, 'plugins': ['spawn_start'],
         'datasets': {'train': {'name': 'mix', 'type': 'MixedDegradationDataset', 'gt_size': 16,
                                'num_worker_per_gpu': 1, 'batch_size_per_gpu': 2, 'dataset_enlarge_ratio': 1,
+                               'persistent_workers': True,  # one spawned worker, not one per epoch
                                'sources': [{'name': 'derain', 'label': 4, 'dataroot_gt': lmdb['gt'],
                                             'dataroot_lq': lmdb['lq'], 'io_backend': {'type': 'lmdb'}}]}},
         'network_g': dict(TINY_VLUNET),
