@@ -104,7 +104,8 @@ def test_nchw_path_and_training_mode_match_the_published_outputs_and_each_other(
 @pytest.mark.parametrize('variant', ['DGUNet', 'DGUNetPlus'])
 def test_release_port_reproduces_the_published_outputs_and_the_fast_path_in_float64(variant):
     """The release port (the published arithmetic) on the published test vector; then, in float64 on shared
-    weights, the fast path (channels_last and NCHW) against it: every stage image and every gradient."""
+    weights and a corner of the vector's input, the fast path (channels_last and NCHW) against it: every stage image
+    and every gradient."""
     ref = _reference(variant)
     release = RELEASE_PORTS[variant](**ref['config']).eval()
     release.load_state_dict(dgunet_state_dict(ref['checkpoint']), strict=True)
@@ -112,7 +113,7 @@ def test_release_port_reproduces_the_published_outputs_and_the_fast_path_in_floa
         for stage, expected in zip(release(ref['input'], return_stages=True), ref['outputs']):
             assert (stage - expected).abs().max().item() < 1e-5
     release.double()
-    lq = ref['input'].double()
+    lq = ref['input'][:, :, :32, :48].double()  # a corner of the vector's input: the agreement of any input
     results = {}
     for name, net in (('release', release), ('channels_last', build_network({'type': variant, **ref['config']})),
                       ('nchw', build_network({'type': variant, **ref['config'], 'channels_last': False}))):

@@ -1,8 +1,9 @@
 """basicsr restore --backend openvino: the exported tiny VLUNet (with its CLIP encoder) in OpenVINO, f32 against
 the torch backend's files (tiled), bf16 close to them, and the errors of the backend's options.
 
-OpenVINO runs in processes of its own here: a pytest-xdist worker that had run OpenVINO in-process went down soon
-after, with no Python fault and no signal handler run, in four full test runs of five (docs/onnx.md)."""
+OpenVINO runs in processes of its own here, forked from the test's (`_in_a_fork`): a pytest-xdist worker that had
+run OpenVINO in-process went down soon after, with no Python fault and no signal handler run, in four full test runs
+of five (docs/onnx.md)."""
 import importlib.util
 import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
@@ -15,9 +16,15 @@ if importlib.util.find_spec('openvino') is None:
     pytest.skip('openvino is not installed (pip install -e .[openvino])', allow_module_level=True)
 
 from conftest import (EXPORT_SEED, assert_same_restored_images, backend_images, degradation_readout,  # noqa: E402
-                      restore_main, run_basicsr)
+                      restore_main, run_cli)
 from vlunet_basicsr.tools.export.onnx_runtime import load_onnx_networks  # noqa: E402
 from vlunet_basicsr_cli import main as basicsr_main  # noqa: E402
+
+
+def _in_a_fork(function, *args):
+    """``function(*args)`` in a process forked from this one, which has torch and the plugin imported already."""
+    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('fork')) as pool:
+        return pool.submit(function, *args).result(timeout=300)
 
 
 def test_openvino_f32_restores_the_torch_backends_files_and_readout(exported_vlunet, tmp_path):
@@ -26,8 +33,8 @@ def test_openvino_f32_restores_the_torch_backends_files_and_readout(exported_vlu
     tiles = ['--tile', '16', '--tile-overlap', '4']
     torch.manual_seed(EXPORT_SEED)
     assert restore_main([images, '-o', torch_out, '-opt', opt, *tiles]) == 0
-    proc = run_basicsr(['restore', str(images), '-o', str(ov_out), '--backend', 'openvino', '--ov-precision', 'f32',
-                        '--onnx', str(model), *tiles], tmp_path)
+    proc = _in_a_fork(run_cli, ['restore', str(images), '-o', str(ov_out), '--backend', 'openvino', '--ov-precision',
+                                'f32', '--onnx', str(model), *tiles], tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert 'Backend openvino' in proc.stdout and 'inference precision f32' in proc.stdout, proc.stdout[-2000:]
     assert_same_restored_images(torch_out, ov_out)
@@ -38,7 +45,7 @@ def test_openvino_f32_restores_the_torch_backends_files_and_readout(exported_vlu
 
 
 def _openvino_outputs(model, lq, vector):
-    """In a fresh process: OpenVINO's image features and restored images at each precision, and the precision run."""
+    """In a process of its own: OpenVINO's image features and restored images at each precision, and the precision run."""
     from vlunet_basicsr.tools.export.onnx_runtime import load_exported_networks
     outputs = {}
     for precision in ('f32', 'bf16'):
@@ -55,8 +62,7 @@ def test_openvino_precisions_against_onnxruntime_on_the_graphs(exported_vlunet):
     lq = torch.rand(2, 3, 21, 27, generator=torch.Generator().manual_seed(1))
     vector = reference.clip.degradation_vector(lq)
     expected = reference.net(lq, vector).numpy()
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('spawn')) as pool:
-        outputs = pool.submit(_openvino_outputs, str(model), lq, vector).result(timeout=300)
+    outputs = _in_a_fork(_openvino_outputs, str(model), lq, vector)
     for precision, bound in (('f32', 1e-4), ('bf16', 0.05)):
         features, restored, ran = outputs[precision]
         assert np.abs(features - vector.numpy()).max() <= bound
