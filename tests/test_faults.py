@@ -1,10 +1,10 @@
 """Fault injection: bad data, interrupted saves, truncated states, non-finite losses, unsafe pickles, YAML typos."""
 import glob
 import logging
+import multiprocessing
 import os
 import os.path as osp
 import signal
-import subprocess
 import time
 
 import cv2
@@ -16,7 +16,7 @@ import torch
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
 from basicsr.models import build_model
-from conftest import TINY_VLUNET, basicsr_command, lmdb_copy, run_cli, write_image_pairs, write_yaml
+from conftest import TINY_VLUNET, lmdb_copy, run_cli, write_image_pairs, write_yaml
 from vlunet_basicsr.tools import options
 from vlunet_basicsr.utils import resume
 from vlunet_basicsr.data.image_source import decode_image
@@ -138,23 +138,24 @@ def _train_opt(tmp_path, gt, lq, name, total_iter, **train):
 
 
 def test_sigkill_during_training_then_auto_resume_finishes(tmp_path):
-    """The run to kill is a process (SIGKILL is what is tested); the resumed run is in this one."""
+    """The run to kill is a process (SIGKILL is what is tested), forked from this one; the resumed run is in this
+    one."""
     gt, lq = write_image_pairs(tmp_path / 'data', count=4)
     opt_path = write_yaml(tmp_path / 'kill.yml', _train_opt(tmp_path, gt, lq, 'kill', 16))
     exp = tmp_path / 'experiments' / 'kill'
-    proc = subprocess.Popen([basicsr_command(), 'train', '-opt', opt_path], cwd=tmp_path,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = multiprocessing.get_context('fork').Process(target=run_cli, args=(['train', '-opt', opt_path], tmp_path))
+    proc.start()
     deadline, killed_during_save = time.time() + 120, False
-    while time.time() < deadline and proc.poll() is None:
+    while time.time() < deadline and proc.is_alive():
         temporaries = glob.glob(str(exp / '*' / '*.tmp*'))
         states = glob.glob(str(exp / 'training_states' / '*.state'))
         if temporaries or len(states) >= 5:
             killed_during_save = bool(temporaries)
-            proc.send_signal(signal.SIGKILL)
+            os.kill(proc.pid, signal.SIGKILL)
             break
         time.sleep(0.001)
-    proc.wait(timeout=60)
-    assert proc.returncode == -signal.SIGKILL, 'the run ended before it could be killed'
+    proc.join(timeout=60)
+    assert proc.exitcode == -signal.SIGKILL, 'the run ended before it could be killed'
     resumed = run_cli(['train', '-opt', opt_path, '--auto_resume'], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert (exp / 'training_states' / '16.state').is_file() and (exp / 'models' / 'net_g_16.pth').is_file()
