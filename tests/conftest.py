@@ -113,18 +113,35 @@ def step_then_test(model, size=(24, 20)):
     assert model.output.shape == batch['lq'].shape
 
 
+def fresh_fork_context():
+    """multiprocessing's forkserver context, its server (one per test process, started at first use) with the plugin
+    imported: a process forked from it starts in a fraction of a second where a fresh interpreter spends seconds on
+    its imports, and it carries none of the test process's state, as a fork of that would (autograd refuses backward
+    passes in a fork of a process that ran one; OpenMP's threads)."""
+    import multiprocessing
+    context = multiprocessing.get_context('forkserver')
+    context.set_forkserver_preload(['vlunet_basicsr'])
+    return context
+
+
+def _with_fork_by_default(target, *args):
+    """``target(*args)`` with fork as the default start method, as in a rank torchrun starts on Linux (a forkserver's
+    child inherits forkserver, so its DataLoader workers would each start a fresh interpreter)."""
+    import multiprocessing
+    multiprocessing.set_start_method('fork', force=True)
+    return target(*args)
+
+
 def run_on_ranks(target, *args, world_size=2, timeout=300):
-    """Run ``target(rank, world_size, port, *args, queue)`` in ``world_size`` processes forked from this one (as
-    torchrun's ranks are started on Linux, without the seconds of a fresh interpreter's imports: the processes under
-    test are `test_distributed.py`'s torchrun and `test_spawn_workers.py`); each puts ``(rank, result)`` on the queue.
-    Returns {rank: result}; fails (not hangs) when a rank dies or times out."""
+    """Run ``target(rank, world_size, port, *args, queue)`` in ``world_size`` processes of `fresh_fork_context`;
+    each puts ``(rank, result)`` on the queue. Returns {rank: result}; fails (not hangs) when a rank dies or times
+    out."""
     import queue as queue_module
     import time
 
-    import torch.multiprocessing as mp
-    context = mp.get_context('fork')
+    context = fresh_fork_context()
     queue, port = context.Queue(), free_port()
-    processes = [context.Process(target=target, args=(rank, world_size, port, *args, queue))
+    processes = [context.Process(target=_with_fork_by_default, args=(target, rank, world_size, port, *args, queue))
                  for rank in range(world_size)]
     for process in processes:
         process.start()

@@ -40,7 +40,8 @@ def _train_as_torchrun_starts_it(rank, world_size, port, args, cwd, queue):
 
 
 def test_ddp_training_keeps_ranks_identical_then_torchrun_resumes_it(tmp_path):
-    """The training runs on two ranks forked from this process; its auto-resume under the real torchrun."""
+    """The training runs on two ranks of `run_on_ranks`, with the environment torchrun gives them; its auto-resume
+    under the real torchrun."""
     gt, lq = write_image_pairs(tmp_path / 'data', count=5)
     opt = {'name': 'ddp', 'model_type': 'RankWeightsVLUNetModel', 'plugins': ['rank_weights_plugin'],
            'num_gpu': 0, 'manual_seed': 0, 'datasets': degradation_datasets(gt, lq, workers=1),
@@ -113,8 +114,8 @@ def _validate(rank, world_size, args):
 def _sample(rank, world_size, dataset_opt):
     """BasicSR's sampler on a mixed LMDB set: this rank's indices and the samples its DataLoader workers read.
 
-    The workers are forked, as torchrun's ranks fork theirs on Linux (a spawned rank would spawn them: a fresh
-    interpreter each); each opens its own LMDB. Spawned workers on LMDB: `test_spawn_workers.py`."""
+    The workers are forked, as torchrun's ranks fork theirs on Linux; each opens its own LMDB. Spawned workers on
+    LMDB: `test_spawn_workers.py`."""
     dataset = build_dataset(dataset_opt)
     sampler = EnlargedSampler(dataset, world_size, rank, ratio=1)
     sampler.set_epoch(0)
@@ -154,8 +155,8 @@ def _worker(rank, world_size, port, tasks, queue):
 
 @pytest.fixture(scope='module')
 def two_ranks(tmp_path_factory):
-    """One start of two gloo ranks (spawned: a rank is a fresh interpreter, seconds to start) for the in-process
-    DDP checks below. Returns ({rank: {task: result}}, the tasks' inputs)."""
+    """One start of two gloo ranks (`run_on_ranks`) for the in-process DDP checks below. Returns ({rank: {task:
+    result}}, the tasks' inputs)."""
     root = tmp_path_factory.mktemp('ranks')
     gt, lq = write_image_pairs(root / 'val', count=5, size=(24, 28))
     validation = {'name': 'shard', 'type': 'PairedDegradationDataset', 'phase': 'val', 'label': 4,

@@ -1,10 +1,10 @@
 """Fault injection: bad data, interrupted saves, truncated states, non-finite losses, unsafe pickles, YAML typos."""
 import glob
 import logging
-import multiprocessing
 import os
 import os.path as osp
 import signal
+import sys
 import time
 
 import cv2
@@ -16,7 +16,7 @@ import torch
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
 from basicsr.models import build_model
-from conftest import TINY_VLUNET, lmdb_copy, run_cli, write_image_pairs, write_yaml
+from conftest import TINY_VLUNET, fresh_fork_context, lmdb_copy, run_cli, write_image_pairs, write_yaml
 from vlunet_basicsr.tools import options
 from vlunet_basicsr.utils import resume
 from vlunet_basicsr.data.image_source import decode_image
@@ -137,13 +137,20 @@ def _train_opt(tmp_path, gt, lq, name, total_iter, **train):
             'logger': {'print_freq': 1, 'save_checkpoint_freq': 1, 'use_tb_logger': False}}
 
 
+def _train_and_exit(opt_path, cwd):
+    """``basicsr train -opt OPT_PATH`` in ``cwd``: its output in killed_run.log there, its exit code the process's."""
+    proc = run_cli(['train', '-opt', opt_path], cwd)
+    (cwd / 'killed_run.log').write_text(proc.stdout + proc.stderr)
+    sys.exit(proc.returncode)
+
+
 def test_sigkill_during_training_then_auto_resume_finishes(tmp_path):
-    """The run to kill is a process (SIGKILL is what is tested), forked from this one; the resumed run is in this
+    """The run to kill is a process (SIGKILL is what is tested), of `fresh_fork_context`; the resumed run is in this
     one."""
     gt, lq = write_image_pairs(tmp_path / 'data', count=4)
     opt_path = write_yaml(tmp_path / 'kill.yml', _train_opt(tmp_path, gt, lq, 'kill', 16))
     exp = tmp_path / 'experiments' / 'kill'
-    proc = multiprocessing.get_context('fork').Process(target=run_cli, args=(['train', '-opt', opt_path], tmp_path))
+    proc = fresh_fork_context().Process(target=_train_and_exit, args=(opt_path, tmp_path))
     proc.start()
     deadline, killed_during_save = time.time() + 120, False
     while time.time() < deadline and proc.is_alive():
@@ -155,7 +162,8 @@ def test_sigkill_during_training_then_auto_resume_finishes(tmp_path):
             break
         time.sleep(0.001)
     proc.join(timeout=60)
-    assert proc.exitcode == -signal.SIGKILL, 'the run ended before it could be killed'
+    assert proc.exitcode == -signal.SIGKILL, ('the run ended before it could be killed:\n' +
+                                              (tmp_path / 'killed_run.log').read_text()[-3000:])
     resumed = run_cli(['train', '-opt', opt_path, '--auto_resume'], cwd=tmp_path)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert (exp / 'training_states' / '16.state').is_file() and (exp / 'models' / 'net_g_16.pth').is_file()

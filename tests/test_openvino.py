@@ -1,11 +1,10 @@
 """basicsr restore --backend openvino: the exported tiny VLUNet (with its CLIP encoder) in OpenVINO, f32 against
 the torch backend's files (tiled), bf16 close to them, and the errors of the backend's options.
 
-OpenVINO runs in processes of its own here, forked from the test's (`_in_a_fork`): a pytest-xdist worker that had
-run OpenVINO in-process went down soon after, with no Python fault and no signal handler run, in four full test runs
-of five (docs/onnx.md)."""
+OpenVINO runs in processes of its own here (`conftest.fresh_fork_context`): a pytest-xdist worker that had run
+OpenVINO in-process went down soon after, with no Python fault and no signal handler run, in four full test runs of
+five (docs/onnx.md)."""
 import importlib.util
-import multiprocessing
 from concurrent.futures import ProcessPoolExecutor
 
 import numpy as np
@@ -16,14 +15,14 @@ if importlib.util.find_spec('openvino') is None:
     pytest.skip('openvino is not installed (pip install -e .[openvino])', allow_module_level=True)
 
 from conftest import (EXPORT_SEED, assert_same_restored_images, backend_images, degradation_readout,  # noqa: E402
-                      restore_main, run_cli)
+                      fresh_fork_context, restore_main, run_cli)
 from vlunet_basicsr.tools.export.onnx_runtime import load_onnx_networks  # noqa: E402
 from vlunet_basicsr_cli import main as basicsr_main  # noqa: E402
 
 
 def _in_a_fork(function, *args):
-    """``function(*args)`` in a process forked from this one, which has torch and the plugin imported already."""
-    with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context('fork')) as pool:
+    """``function(*args)`` in a process of `fresh_fork_context`."""
+    with ProcessPoolExecutor(1, mp_context=fresh_fork_context()) as pool:
         return pool.submit(function, *args).result(timeout=300)
 
 
