@@ -44,7 +44,8 @@ def test_openvino_f32_restores_the_torch_backends_files_and_readout(exported_vlu
 
 
 def _openvino_outputs(model, lq, vector):
-    """In a process of its own: OpenVINO's image features and restored images at each precision, and the precision run."""
+    """In a process of its own: OpenVINO's image features and restored images at each precision, and the precision
+    run."""
     from vlunet_basicsr.tools.export.onnx_runtime import load_exported_networks
     outputs = {}
     for precision in ('f32', 'bf16'):

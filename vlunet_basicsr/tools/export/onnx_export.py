@@ -101,8 +101,9 @@ def _translations(opset):
 
 
 #: onnxscript rewrite rules the export's optimizer leaves out. ``SlicesSplit`` (two Slices of one tensor -> one
-#: Split) tries every node of the graph beside each node; it took three quarters of the optimizer's time on the
-#: tiny test networks (VLU-Net 19.1 s -> 4.3 s, the same graph), and these graphs avoid channel splits anyway.
+#: Split) tries every node of the graph beside each node, and it never matches the Slices torch writes (they carry
+#: ``steps``, its pattern does not): half to three quarters of the optimizer's time on the tiny test networks for
+#: the same graphs (VLU-Net 19.1 s -> 4.3 s; docs/benchmarks/house.md).
 SKIPPED_REWRITE_RULES = ('SlicesSplit',)
 
 
