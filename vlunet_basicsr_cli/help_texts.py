@@ -24,13 +24,12 @@ RESTORE_DESCRIPTION = 'Restore your own images with a trained or released VLU-Ne
     "Results are PNG files in the output folder, named <stem>.png (<stem>_<ext>.png when inputs share a stem; "
     "<name>_2.png, ... when that name is already another input's result). No result ever replaces an input file: "
     "an input whose result would is refused by name. Images are read by the datasets' decoder: an empty, truncated "
-    "(JPEG without its end marker, PNG "
-    "without IEND) or corrupt file is named, the others are still restored, and the exit code is 1; a folder without "
-    "images, or network weights that are missing, corrupt or unsafe, stop it with exit code 2. The predicted "
-    "degradation of each image (zero-shot over the prompts with the tuned adapters) is printed and written to "
-    "degradations.csv; --explain also saves, per image, the key-mixture weights of every stage and the gradient-step "
-    "residual maps phi(x, keys) - y (the paper's degradation maps). Progress (images, and tiles with --tile) is "
-    "shown on stderr.", width=112) + '\n'
+    "(JPEG without its end marker, PNG without IEND) or corrupt file is named, the others are still restored, and "
+    "the exit code is 1; a folder without images, or network weights that are missing, corrupt or unsafe, stop it "
+    "with exit code 2. The predicted degradation of each image (zero-shot over the prompts with the tuned adapters) "
+    "is printed and written to degradations.csv; --explain also saves, per image, the key-mixture weights of every "
+    "stage and the gradient-step residual maps phi(x, keys) - y (the paper's degradation maps). Progress (images, "
+    "and tiles with --tile) is shown on stderr.", width=112) + '\n'
 
 EXPORT_DESCRIPTION = """Write the restoration network of a test YAML (or of --weights) as an ONNX graph with dynamic
 batch, height and width, and for a guided system (VLU-Net, VL-UR) the guidance encoder as a second graph beside it

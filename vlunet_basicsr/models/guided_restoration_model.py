@@ -84,10 +84,9 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
     Training steps: resuming keeps the YAML's learning rate when it differs from the state's
     (`ConfiguredLearningRateMixin`). Evaluation is sharded over the ranks (`ShardedEvaluation`) and reported by
     `vlunet_basicsr.models.validation_report`; metrics (`ImageMetrics`) are logged per set with the number of images
-    each averaged, then averaged over the sets
-    (``metrics/average/<metric>`` in tensorboard); in test mode every set also goes to
-    ``results/<name>/metrics.json``. For a 'text_features' arch every set also reports its degradation types
-    (`vlunet_basicsr.models.degradation_report`): the accuracy of the predicted type against the set's
+    each averaged, then averaged over the sets (``metrics/average/<metric>`` in tensorboard); in test mode every set
+    also goes to ``results/<name>/metrics.json``. For a 'text_features' arch every set also reports its degradation
+    types (`vlunet_basicsr.models.degradation_report`): the accuracy of the predicted type against the set's
     ``label`` and the mean confidence in the log (and tensorboard), and in test mode per image the predicted
     type, its probability and the type used in ``results/<name>/degradation_types_<set>.csv``.
 
@@ -104,9 +103,8 @@ class GuidedRestorationModel(ConfiguredLearningRateMixin, SafeCheckpointMixin, R
     OPTION_DEFAULTS = {'network_g': REQUIRED, 'network_clip': None, 'prompts': None, 'train.optim_g': REQUIRED,
                        'train.amp': 'none', 'train.grad_clip_norm': None, 'train.max_nonfinite_steps': 10,
                        'train.mixup': False, 'path.trust_checkpoint': TRUST_CHECKPOINT_DEFAULT, 'val.amp': 'none',
-                       'val.compile': False,
-                       'val.tile': None, 'val.tile_overlap': 32, 'val.self_ensemble': False, 'val.size_multiple': None,
-                       'val.degradation_type': None}
+                       'val.compile': False, 'val.tile': None, 'val.tile_overlap': 32, 'val.self_ensemble': False,
+                       'val.size_multiple': None, 'val.degradation_type': None}
 
     @classmethod
     def option_problems(cls, opt, is_train):

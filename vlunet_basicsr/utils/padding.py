@@ -49,10 +49,12 @@ def padding_of(size, multiple, min_size=1):
     # same integer, but while exporting the symbolic sides below it simplify (8k // 2 = 4k), where the modulo form
     # nests in every shape and slowed torch.export down by a third. Non-negative operands only: ONNX's integer Div
     # truncates where Python's // floors, so -(-size // multiple) would pad wrongly in an exported graph.
-    padded = (size + multiple - 1) // multiple * multiple
+    def round_up(n):
+        return (n + multiple - 1) // multiple * multiple
+
     if min_size <= 1:
-        return padded - size
-    return torch.sym_max(padded, -(-min_size // multiple) * multiple) - size
+        return round_up(size) - size
+    return torch.sym_max(round_up(size), round_up(min_size)) - size
 
 
 def pad_to_multiple(x, multiple=SIZE_MULTIPLE, min_size=1):
