@@ -4,9 +4,11 @@ import os
 import os.path as osp
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
+import zlib
 
 import cv2
 import numpy as np
@@ -159,6 +161,77 @@ def run_on_ranks(target, *args, world_size=2, timeout=300):
     return results
 
 
+def _exec_with_output_in(code, env_extra, output):
+    """`run_code_in_a_fork`'s child: file descriptors 1 and 2 go to ``output``.{out,err}, then ``code`` runs as
+    ``python -c`` would run it (an exception: its traceback and exit code 1)."""
+    import traceback
+    os.environ.update(env_extra)
+    for fd, suffix in ((1, 'out'), (2, 'err')):
+        with open(f'{output}.{suffix}', 'w') as f:
+            os.dup2(f.fileno(), fd)
+    sys.stdout, sys.stderr = (open(fd, 'w', buffering=1, closefd=False) for fd in (1, 2))
+    try:
+        exec(compile(code, '<string>', 'exec'), {'__name__': '__main__'})
+    except SystemExit:
+        raise
+    except BaseException:  # noqa: BLE001 -- as the interpreter does
+        traceback.print_exc()
+        sys.exit(1)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def run_code_in_a_fork(code, env_extra=None, timeout=300):
+    """``python -c CODE`` (``env_extra`` added to its environment before CODE runs) in a process of
+    `fresh_fork_context`: for the tests that need a process of their own (a signal that kills it, a setting for the
+    whole process, a module that reads its environment when it is imported) but not a fresh interpreter.
+
+    Returns:
+        subprocess.CompletedProcess: its exit code (negative: the signal that killed it), its output and its errors.
+    """
+    with tempfile.TemporaryDirectory() as folder:
+        output = osp.join(folder, 'output')
+        for suffix in ('out', 'err'):  # there when the child dies before it opens them
+            open(f'{output}.{suffix}', 'w').close()
+        process = fresh_fork_context().Process(target=_exec_with_output_in,
+                                               args=(code, {k: str(v) for k, v in (env_extra or {}).items()}, output))
+        process.start()
+        process.join(timeout)
+        if process.exitcode is None:
+            process.kill()
+            process.join()
+            pytest.fail(f'the forked process did not end within {timeout} s:\n{code}')
+        with open(f'{output}.out') as out, open(f'{output}.err') as err:
+            return subprocess.CompletedProcess(['python', '-c', code], process.exitcode, out.read(), err.read())
+
+
+def png_bomb(width, height, header_only=False):
+    """A complete 1-bit PNG of ``width`` x ``height`` black pixels (kilobytes, whatever its size), written chunk by
+    chunk so that no image of that size is ever held; ``header_only``: IHDR and IEND, no pixel data."""
+    def chunk(kind, data):
+        return struct.pack('>I', len(data)) + kind + data + struct.pack('>I', zlib.crc32(kind + data))
+
+    header = chunk(b'IHDR', struct.pack('>IIBBBBB', width, height, 1, 0, 0, 0, 0))
+    pixels = b''
+    if not header_only:
+        compressor, row = zlib.compressobj(9), bytes(1 + (width + 7) // 8)  # filter byte + packed bits per row
+        pixels = chunk(b'IDAT', b''.join(compressor.compress(row) for _ in range(height)) + compressor.flush())
+    return b'\x89PNG\r\n\x1a\n' + header + pixels + chunk(b'IEND', b'')
+
+
+@pytest.fixture(scope='session')
+def bombs(tmp_path_factory):
+    """Decompression bombs (issue 33's files): a 14000x14000 1-bit PNG made by Pillow, a 20000x20000 header, a
+    40000x40000 bomb."""
+    from PIL import Image
+    root = tmp_path_factory.mktemp('bombs')
+    Image.new('1', (14000, 14000)).save(root / 'bomb14000.png', optimize=True)
+    (root / 'header20000.png').write_bytes(png_bomb(20000, 20000, header_only=True))
+    (root / 'bomb40000.png').write_bytes(png_bomb(40000, 40000))
+    return {name: root / f'{name}.png' for name in ('bomb14000', 'header20000', 'bomb40000')}
+
+
 def write_yaml(path, opt):
     with open(path, 'w') as f:
         yaml.safe_dump(opt, f, sort_keys=False)
@@ -204,7 +277,36 @@ def restore_main(argv):
         return exit_.code
 
 
-_last_run_second = [0]
+#: The latest second a run's `get_time_str` gave (`_names_in_a_new_second`).
+_last_named_second = [0]
+
+
+@contextlib.contextmanager
+def _names_in_a_new_second():
+    """basicsr names a run's log file and the folders it archives after the second (`get_time_str`): two commands
+    cannot start in one second, but two runs in this process can. Within this context the second of those names is
+    never earlier than the second after the previous run's last name (the clock of a run that follows another at
+    once runs up to a second ahead), instead of a wait for the next second."""
+    import time
+
+    from basicsr.utils import misc
+    original = misc.get_time_str
+    start = max(int(time.time()), _last_named_second[0] + 1)
+
+    def get_time_str():
+        second = max(int(time.time()), start)
+        _last_named_second[0] = max(_last_named_second[0], second)
+        return time.strftime('%Y%m%d_%H%M%S', time.localtime(second))
+
+    bound = [module for name, module in list(sys.modules.items())
+             if name.split('.')[0] == 'basicsr' and getattr(module, 'get_time_str', None) is original]
+    for module in bound:
+        module.get_time_str = get_time_str
+    try:
+        yield
+    finally:
+        for module in bound:
+            module.get_time_str = original
 
 
 @contextlib.contextmanager
@@ -238,19 +340,16 @@ def run_in_process(function, *args, cwd, env_extra=None, **kwargs):
     """``function(*args, **kwargs)`` as a process would run it, in this one: in ``cwd``, with ``env_extra`` in the
     environment (a ``PYTHONPATH`` there also goes on ``sys.path``, a ``TMPDIR`` is `tempfile`'s folder) and a fresh
     basicsr logger (set up by the run, so it writes its own log file, and closed after it). The environment, the
-    folder and ``sys.path`` are given back after the run. A run starts in a new second, so its timestamped log and
-    archive names differ from the previous run's.
+    folder and ``sys.path`` are given back after the run. Its timestamped log and archive names differ from the
+    previous run's (`_names_in_a_new_second`).
 
     Returns:
         subprocess.CompletedProcess: The exit code (the function's return value, 0 for None; a `SystemExit`'s code;
         1 with the traceback in stderr for an exception), the printed output and basicsr's log lines (stderr).
     """
     import io
-    import time
     import traceback
 
-    while int(time.time()) == _last_run_second[0]:
-        time.sleep(0.05)
     env_extra = {k: str(v) for k, v in (env_extra or {}).items()}
     saved_env, saved_path, saved_cwd, saved_tempdir = dict(os.environ), list(sys.path), os.getcwd(), tempfile.tempdir
     stdout, stderr = io.StringIO(), io.StringIO()
@@ -260,7 +359,8 @@ def run_in_process(function, *args, cwd, env_extra=None, **kwargs):
         if env_extra.get('PYTHONPATH'):
             sys.path[:0] = env_extra['PYTHONPATH'].split(os.pathsep)
         os.chdir(cwd)
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), _fresh_basicsr_logger():
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr), _fresh_basicsr_logger(), \
+                _names_in_a_new_second():
             try:
                 code = function(*args, **kwargs)
             except SystemExit as exit_:
@@ -278,7 +378,6 @@ def run_in_process(function, *args, cwd, env_extra=None, **kwargs):
             os.environ.clear()
             os.environ.update(saved_env)
         tempfile.tempdir = saved_tempdir
-        _last_run_second[0] = int(time.time())
     return subprocess.CompletedProcess(args, code or 0, stdout.getvalue(), stderr.getvalue())
 
 
@@ -437,8 +536,10 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_configure(config):
-    import vlunet_basicsr
-    installed = osp.dirname(osp.dirname(osp.abspath(vlunet_basicsr.__file__)))
+    # Where the package would be imported from, without importing it: pytest-xdist's controller runs this hook
+    # before it starts the workers, and it runs no test.
+    import importlib.util
+    installed = osp.dirname(osp.dirname(osp.abspath(importlib.util.find_spec('vlunet_basicsr').origin)))
     if installed != REPO:
         raise pytest.UsageError(f'vlunet_basicsr is imported from {installed}, not from this checkout ({REPO}); '
                                 'run `make test` (it re-points the editable install) or `pip install -e .`')

@@ -3,8 +3,6 @@ unsafe checkpoints, non-checkpoint files for the converter; and ``basicsr restor
 import logging
 import os
 import os.path as osp
-import subprocess
-import sys
 import textwrap
 
 import cv2
@@ -14,8 +12,8 @@ import torch
 
 import vlunet_basicsr  # noqa: F401
 from basicsr.data import build_dataset
-from conftest import (TINY_CLIP, TINY_VLUNET, lmdb_copy, run_cli, run_front_door, run_script, write_image_pairs,
-                      write_yaml)
+from conftest import (TINY_CLIP, TINY_VLUNET, lmdb_copy, run_cli, run_code_in_a_fork, run_front_door, run_script,
+                      write_image_pairs, write_yaml)
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr_cli import main as basicsr
 from vlunet_basicsr.utils.checkpoint_util import CorruptCheckpointError, UnsafeCheckpointError, load_weights
@@ -185,7 +183,7 @@ def test_truncated_lmdb_is_named_instead_of_a_sigbus(tmp_path):
             except Exception as error:
                 print(opt['type'], type(error).__name__, error)
     ''')
-    proc = subprocess.run([sys.executable, '-c', script], capture_output=True, text=True, timeout=300)
+    proc = run_code_in_a_fork(script)
     assert proc.returncode == 0, f'exit {proc.returncode} (negative: killed by a signal)\n{proc.stderr[-2000:]}'
     named = f"TruncatedLMDBError LMDB {roots['lq']} is truncated: its data.mdb holds 8192 bytes but its header says"
     for dataset in ('PairedDegradationDataset', 'MixedDegradationDataset'):

@@ -1,16 +1,16 @@
 """The tuned CPU allocator reuses freed memory: re-allocating large tensors faults in far fewer new pages."""
-import subprocess
 import sys
 
 import pytest
 
 import vlunet_basicsr  # noqa: F401
+from conftest import run_code_in_a_fork
 from vlunet_basicsr.tools import options
 from vlunet_basicsr.utils.cpu_allocator import tune_cpu_allocator
 
 FAULTS = '''
-import resource, sys, torch
-if sys.argv[1] == 'tuned':
+import resource, torch
+if MODE == 'tuned':
     from vlunet_basicsr.utils.cpu_allocator import tune_cpu_allocator
     assert tune_cpu_allocator('tuned')
 torch.ones(64 << 20, dtype=torch.uint8)  # 64 MiB, freed at once
@@ -24,8 +24,9 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
 def _faults(mode):
     """Page faults of re-allocating 64 MiB, in a process of its own: the tuning is for the process and cannot be
     undone ('system' is glibc's defaults, torch alone)."""
-    out = subprocess.run([sys.executable, '-c', FAULTS, mode], capture_output=True, text=True, check=True).stdout
-    return int(out)
+    proc = run_code_in_a_fork(f'MODE = {mode!r}\n{FAULTS}')
+    assert proc.returncode == 0, proc.stderr
+    return int(proc.stdout)
 
 
 @pytest.mark.skipif(not sys.platform.startswith('linux'), reason='glibc tuning')

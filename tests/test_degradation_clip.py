@@ -3,8 +3,6 @@ import glob
 import math
 import os
 import re
-import subprocess
-import sys
 import textwrap
 
 import pytest
@@ -14,7 +12,7 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.archs import build_network
 from basicsr.losses import build_loss
 from basicsr.models import build_model
-from conftest import reference_file, run_cli, script_main, write_yaml
+from conftest import reference_file, run_cli, run_code_in_a_fork, script_main, write_yaml
 from vlunet_basicsr.utils.clip_preprocess import clip_input
 
 #: A tiny open_clip configuration (random weights) whose embedding is 512-d like ViT-B-32's.
@@ -111,8 +109,7 @@ def test_uncached_tag_offline_names_the_file_to_get(tmp_path):
         from vlunet_basicsr.archs.degradation_clip_arch import create_clip_backbone
         create_clip_backbone('ViT-B-32', 'laion2b_s34b_b79k')
     """)
-    env = dict(os.environ, HF_HUB_OFFLINE='1', HF_HOME=str(tmp_path / 'hf'))
-    proc = subprocess.run([sys.executable, '-c', code], env=env, capture_output=True, text=True, timeout=300)
+    proc = run_code_in_a_fork(code, {'HF_HUB_OFFLINE': '1', 'HF_HOME': tmp_path / 'hf'})
     assert proc.returncode != 0
     assert "the ViT-B-32 weights 'laion2b_s34b_b79k' are not cached" in proc.stderr
     assert 'huggingface.co/laion/CLIP-ViT-B-32-laion2B-s34B-b79K' in proc.stderr

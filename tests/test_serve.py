@@ -62,7 +62,8 @@ def systems(tmp_path_factory):
     cv2.imwrite(str(images / 'deep.png'), rng.integers(0, 65536, (24, 16, 3), dtype=np.uint16))
     cv2.imwrite(str(images / 'big.png'), rng.integers(0, 256, (150, 200, 3), dtype=np.uint8))  # > MAX_PIXELS
     (images / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n not really a png')
-    cv2.imwrite(str(images / 'heavy.png'), rng.integers(0, 256, (200, 300, 3), dtype=np.uint8))  # 180 KB > 150kb
+    cv2.imwrite(str(images / 'heavy.png'), rng.integers(0, 256, (300, 400, 3), dtype=np.uint8))  # 360 KB > 250kb
+    (images / 'notes.txt').write_text('not an image\n')
     clip = _clip_files(root)
     return {'root': root, 'images': images, 'vlunet': _system_yaml(root, 'tiny_vlunet', TINY_VLUNET, clip),
             'vlur': _system_yaml(root, 'tiny_vlur', TINY_VLUR, clip, 'cdd11')}
@@ -113,9 +114,11 @@ def stop_server(server):
 
 @pytest.fixture(scope='module')
 def server(systems):
+    """``basicsr serve`` of both tiny systems, whose environment does not name torch's cache folder (the pytest
+    process's torch set TORCHINDUCTOR_CACHE_DIR for itself: a user's shell has none)."""
+    env = {key: value for key, value in os.environ.items() if key != 'TORCHINDUCTOR_CACHE_DIR'}
     server = start_server(systems['root'], ['-opt', systems['vlunet'], '-opt', systems['vlur'], '--device', 'cpu',
-                                            '--max-pixels', str(MAX_PIXELS), '--max-file-size', '150kb', *TILE],
-                          os.environ)
+                                            '--max-pixels', str(MAX_PIXELS), '--max-file-size', '250kb', *TILE], env)
     yield server
     stop_server(server)  # when the last test did not run: stop it the same way, so it cleans up
 
@@ -197,9 +200,34 @@ def test_bad_and_oversized_files_are_named(systems, client):
         _restore(client, [systems['images'] / 'broken.png'], ['tiny_vlunet'])
 
 
+def _peak_rss_kb(pid):
+    with open(f'/proc/{pid}/status') as f:
+        return int(next(line for line in f if line.startswith('VmHWM:')).split()[1])
+
+
+def test_decompression_bombs_are_refused_by_the_limit_with_the_memory_bounded(systems, server, client, bombs):
+    """The bombs' headers are read before any decoding: the server's peak memory hardly moves."""
+    before = _peak_rss_kb(server['proc'].pid)
+    status, *_, everything = _restore(client, [bombs['bomb14000'], bombs['header20000'], bombs['bomb40000'],
+                                               systems['images'] / 'deep.png'], ['tiny_vlunet'])
+    assert [os.path.basename(p) for p in everything] == ['deep_tiny_vlunet.png']
+    for name, size in (('bomb14000', '14000x14000'), ('header20000', '20000x20000'), ('bomb40000', '40000x40000')):
+        assert f'{name}.png: {size} pixels is more than this server takes ({MAX_PIXELS} pixels)' in status, status
+    assert 'corrupt' not in status
+    growth = _peak_rss_kb(server['proc'].pid) - before
+    assert growth < 200_000, f'the server peak RSS grew by {growth} kB'  # the 14000x14000 bomb alone: ~4 GB
+
+
+def test_a_text_file_is_named_and_the_images_beside_it_restored(systems, client):
+    status, *_, everything = _restore(client, [systems['images'] / 'notes.txt', systems['images'] / 'deep.png'],
+                                      ['tiny_vlunet'])
+    assert [os.path.basename(p) for p in everything] == ['deep_tiny_vlunet.png']
+    assert 'notes.txt: not an image file (accepted: .png, .jpg, .jpeg, .bmp, .tif, .tiff, .webp)' in status
+
+
 def test_uploads_over_the_size_limit_are_refused_by_the_server(systems, server):
     heavy = (systems['images'] / 'heavy.png').read_bytes()
-    assert len(heavy) > 150 * 1024
+    assert len(heavy) > 250 * 1024
     response = httpx.post(server['url'] + 'gradio_api/upload', files={'files': ('heavy.png', heavy, 'image/png')},
                           timeout=30)
     assert response.status_code == 413
@@ -400,7 +428,8 @@ def test_the_page_in_headless_chromium(systems, server, tmp_path):
 
 
 def test_stopping_the_server_removes_its_temporary_folder(server):
-    """Runs last: SIGTERM ends the server cleanly and nothing it was given stays on disk."""
+    """Runs last: SIGTERM ends the server cleanly and nothing it was given stays on disk; TMPDIR is left empty
+    (torch's cache folder, made there when the server imported torch, went with the server's own)."""
     assert os.path.isdir(server['root'])
     server['proc'].send_signal(signal.SIGTERM)
     assert server['proc'].wait(60) == 0
