@@ -524,10 +524,12 @@ def image_pairs(tmp_path):
     return write_image_pairs(tmp_path / 'data')
 
 
-#: The files that take a minute or more, longest first. make test's workers (pytest-xdist, --dist loadfile
-#: --no-loadscope-reorder) take files in collection order: these first, so the two workers end together.
-LONGEST_FIRST = ('test_onnx_systems.py', 'test_onnx.py', 'test_distributed.py', 'test_promptir_training.py',
-                 'test_demo.py', 'test_serve.py')
+#: The files that take 20 seconds or more, longest first. make test's workers (pytest-xdist, --dist loadfile
+#: --no-loadscope-reorder) take files in collection order: these first, so that the last ones are short and the two
+#: workers end together.
+LONGEST_FIRST = ('test_onnx_systems.py', 'test_onnx.py', 'test_serve.py', 'test_promptir_training.py',
+                 'test_distributed.py', 'test_benchmark.py', 'test_vlunet_model.py', 'test_compare.py',
+                 'test_dgunet_arch.py', 'test_spawn_workers.py')
 
 
 def pytest_collection_modifyitems(items):
