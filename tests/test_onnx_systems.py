@@ -1,6 +1,6 @@
 """basicsr export and basicsr restore --backend onnxruntime for the systems other than VLU-Net: VL-UR (text-guided),
 DGUNet (multi-stage, its Gram inverse), BasicSR's SwinIR (a size rule), exported through the command; a failed
-verification; and the benchmark exporting the system of an option file itself."""
+verification; and the benchmark exporting the system of an option file itself (BasicSR's RRDBNet)."""
 import json
 import shutil
 
@@ -15,6 +15,9 @@ from vlunet_basicsr.tools.restore.restorer import load_networks
 
 SWINIR = {'type': 'SwinIR', 'upscale': 1, 'img_size': 16, 'window_size': 4, 'img_range': 1.0, 'depths': [1],
           'embed_dim': 12, 'num_heads': [1], 'mlp_ratio': 2, 'upsampler': ''}
+#: BasicSR's RRDBNet at scale 1 (a size rule of 4, its pixel-unshuffle): convolutions only, a quick export.
+RRDBNET = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'scale': 1, 'num_feat': 4, 'num_block': 1,
+           'num_grow_ch': 4}
 
 
 def test_vlur_restores_with_the_predicted_or_the_given_type_like_the_torch_backend(exported_vlur, tmp_path):
@@ -87,13 +90,13 @@ def test_export_overwrite_replaces_the_output_and_no_other_file(exported_dgunet,
 
 
 def test_benchmark_exports_the_system_of_an_option_file_and_compares_it(tmp_path):
-    opt = exportable_system(tmp_path / 'swinir', SWINIR)
+    opt = exportable_system(tmp_path / 'rrdbnet', RRDBNET)
     report = tmp_path / 'onnx.json'
     assert script_main('benchmark')(['--backend', 'onnxruntime', '-opt', opt, '--infer-sizes', '13', '20',
                                      '--warmup', '0', '--repeat', '1', '--json', str(report)]) == 0
     written = json.loads(report.read_text())
     results = written['results']['onnxruntime']
     assert results['export_s'] > 0 and written['system']['weights'] == 'random weights'
-    for size in (13, 20):  # 13: padded to SwinIR's window by the size rule, on both sides
+    for size in (13, 20):  # 13: padded to RRDBNet's pixel-unshuffle (4 at scale 1) by the size rule, on both sides
         row = results[f'inference_{size}']
         assert row['torch_eager_s'] > 0 and row['onnxruntime_s'] > 0 and row['max_abs_diff'] <= 1e-4
