@@ -285,8 +285,8 @@ _last_named_second = [0]
 def _names_in_a_new_second():
     """basicsr names a run's log file and the folders it archives after the second (`get_time_str`): two commands
     cannot start in one second, but two runs in this process can. Within this context the second of those names is
-    never earlier than the second after the previous run's last name (the clock of a run that follows another at
-    once runs up to a second ahead), instead of a wait for the next second."""
+    never earlier than the second after the previous run's last name, instead of a wait for the next second: the
+    names of runs that follow each other within a second run ahead of the clock, a second per run."""
     import time
 
     from basicsr.utils import misc
@@ -541,7 +541,11 @@ def pytest_configure(config):
     # Where the package would be imported from, without importing it: pytest-xdist's controller runs this hook
     # before it starts the workers, and it runs no test.
     import importlib.util
-    installed = osp.dirname(osp.dirname(osp.abspath(importlib.util.find_spec('vlunet_basicsr').origin)))
+    spec = importlib.util.find_spec('vlunet_basicsr')
+    if spec is None:
+        raise pytest.UsageError('vlunet_basicsr is not installed: run `make test` (it installs it) or '
+                                '`pip install -e .`')
+    installed = osp.dirname(osp.dirname(osp.abspath(spec.origin)))
     if installed != REPO:
         raise pytest.UsageError(f'vlunet_basicsr is imported from {installed}, not from this checkout ({REPO}); '
                                 'run `make test` (it re-points the editable install) or `pip install -e .`')
