@@ -322,7 +322,8 @@ def test_a_bad_option_file_stops_the_server_naming_it(tmp_path):
 
 def test_serve_help_and_defaults_without_torch_or_gradio(tmp_path):
     args = serve_parser().parse_args(['-opt', 'a.yml'])
-    assert (args.host, args.port, args.max_file_size, args.tile) == ('127.0.0.1', 7860, '25mb', 512)
+    assert (args.host, args.port, args.max_file_size, args.max_pixels, args.tile) == ('127.0.0.1', 7860, '25mb',
+                                                                                      40_000_000, 512)
     proc, imported = run_front_door(['serve', '--help'], tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert 'usage: basicsr serve' in proc.stdout and not imported & {'torch', 'gradio'}, sorted(imported)
