@@ -116,14 +116,73 @@ def step_then_test(model, size=(24, 20)):
 
 
 def fresh_fork_context():
-    """multiprocessing's forkserver context, its server (one per test process, started at first use) with the plugin
-    imported: a process forked from it starts in a fraction of a second where a fresh interpreter spends seconds on
-    its imports, and it carries none of the test process's state, as a fork of that would (autograd refuses backward
+    """multiprocessing's forkserver context, its server with the plugin imported (`_start_the_forkserver_as_a_fork`):
+    a process forked from it starts in a fraction of a second where a fresh interpreter spends seconds on its
+    imports, and it carries none of the test process's state, as a fork of that would (autograd refuses backward
     passes in a fork of a process that ran one; OpenMP's threads)."""
     import multiprocessing
     context = multiprocessing.get_context('forkserver')
-    context.set_forkserver_preload(['vlunet_basicsr'])
+    context.set_forkserver_preload(['vlunet_basicsr'])  # for a server started the usual way
     return context
+
+
+def _start_the_forkserver_as_a_fork():
+    """Start this test process's forkserver (multiprocessing's) as a fork of this process, made after the plugin is
+    imported and before any test runs: the server then holds the plugin without importing it again, which a server
+    started the usual way (a new interpreter) does for 8 to 10 s of CPU in each pytest worker.
+
+    multiprocessing starts a forkserver only as a new interpreter; this sets what its ``ensure_running`` sets once
+    it has started one (Python 3.11's ``multiprocessing.forkserver``), so that it uses this one. Its other
+    descriptors become /dev/null, pytest-xdist's channel and the standard streams among them: the tests that read
+    a child's output give it files of its own (`run_code_in_a_fork`) or return it (`run_on_ranks`).
+    """
+    import socket as socket_module
+    import traceback
+    from multiprocessing import connection, forkserver, resource_tracker, util
+
+    import vlunet_basicsr  # noqa: F401
+    server = forkserver._forkserver
+    if server._forkserver_pid is not None:
+        return
+    resource_tracker.ensure_running()
+    address = connection.arbitrary_address('AF_UNIX')
+    listener = socket_module.socket(socket_module.AF_UNIX)
+    listener.bind(address)
+    if not util.is_abstract_socket_namespace(address):
+        os.chmod(address, 0o600)
+    listener.listen()
+    alive_r, alive_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            # /dev/null in place of every other descriptor, not closed: objects of this process's memory (pytest's
+            # log file handler, say) still name them, and a closed number is reused by the next descriptor opened.
+            null = os.open(os.devnull, os.O_RDWR)
+            for fd in map(int, os.listdir('/proc/self/fd')):
+                if fd not in (null, listener.fileno(), alive_r):
+                    with contextlib.suppress(OSError):
+                        os.dup2(null, fd)
+            forkserver.main(listener.fileno(), alive_r, [])
+        except SystemExit:  # the server's way out: every holder of the alive pipe has ended
+            pass
+        except BaseException:  # noqa: BLE001 -- the server must never return into pytest
+            traceback.print_exc()
+            code = 1
+        finally:
+            os._exit(code)
+    listener.close()
+    os.close(alive_r)
+    server._forkserver_address, server._forkserver_alive_fd, server._forkserver_pid = address, alive_w, pid
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection(session):
+    # Before the test files are imported (they import huggingface_hub, which a test needs unimported in its child),
+    # within pytest's capture of warnings; every process that runs tests, not pytest-xdist's controller (it runs
+    # none and imports no torch).
+    if not (session.config.getoption('numprocesses', None) and not hasattr(session.config, 'workerinput')):
+        _start_the_forkserver_as_a_fork()
 
 
 def _with_fork_by_default(target, *args):

@@ -1,10 +1,7 @@
 """VLUNetModel, the float-protocol metrics, the warm-up + cosine schedule and tiled restoration."""
 import glob
-import os
 import os.path as osp
 import re
-import subprocess
-import sys
 import textwrap
 
 import numpy as np
@@ -16,7 +13,8 @@ import vlunet_basicsr  # noqa: F401
 from basicsr.metrics import calculate_metric
 from basicsr.models import build_model
 from basicsr.utils.registry import METRIC_REGISTRY
-from conftest import TINY_CLIP_NET, TINY_VLUNET, lmdb_copy, run_cli, write_image_pairs, write_yaml
+from conftest import (TINY_CLIP_NET, TINY_VLUNET, lmdb_copy, run_cli, run_code_in_a_fork, write_image_pairs,
+                      write_yaml)
 from vlunet_basicsr.archs.vlunet_arch import VLUNet
 from vlunet_basicsr.models.lr_scheduler import LinearWarmupCosineLR
 from vlunet_basicsr.utils.restore_util import restore_image
@@ -106,8 +104,7 @@ print('GROWTH_KB', peak_kb() - before, tiled_kb)
 
 
 def test_tiling_lowers_peak_memory():
-    proc = subprocess.run([sys.executable, '-c', textwrap.dedent(_PEAK)], capture_output=True, text=True,
-                          timeout=300, env=dict(os.environ, OMP_NUM_THREADS='1'))
+    proc = run_code_in_a_fork(textwrap.dedent(_PEAK))  # the peak RSS is for the whole process
     assert proc.returncode == 0, proc.stderr
     whole, tiled = map(int, re.search(r'GROWTH_KB (\d+) (\d+)', proc.stdout).groups())
     assert tiled < whole / 3, (whole, tiled)
