@@ -32,6 +32,6 @@ setup(
         'serve': ['gradio>=5,<7', 'gradio_client>=1'],  # basicsr serve
     },
     entry_points={
-        'console_scripts': ['basicsr=vlunet_basicsr_cli:main'],
+        'console_scripts': ['basicsr=vlunet_basicsr_cli:console_main'],
     },
 )

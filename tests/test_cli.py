@@ -5,7 +5,7 @@ import os.path as osp
 
 import pytest
 
-from conftest import run_cli, write_yaml
+from conftest import run_cli, run_code_in_a_fork, write_yaml
 from vlunet_basicsr.tools import options
 
 
@@ -45,6 +45,21 @@ def test_help_lists_subcommands(tmp_path):
     assert 'train' in proc.stdout and 'test' in proc.stdout
     proc = run_cli(['train', '--help'], cwd=tmp_path)
     assert proc.returncode == 0 and '--auto_resume' in proc.stdout and '--launcher' in proc.stdout
+
+
+_FREEZE = """
+import gc
+from vlunet_basicsr_cli import console_main, main
+assert main(['--help']) == 0 and gc.get_freeze_count() == 0, gc.get_freeze_count()
+assert console_main(['--help']) == 0 and gc.get_freeze_count() > 0
+"""
+
+
+def test_the_program_freezes_what_is_alive_when_its_command_ends():
+    """`console_main` (the console script, python -m) freezes the objects alive when the command ends, so that the
+    interpreter's last collection does not walk them; `main`, for callers that go on running, freezes nothing."""
+    proc = run_code_in_a_fork(_FREEZE)  # a process whose collector nothing froze yet
+    assert proc.returncode == 0, proc.stderr
 
 
 def test_train_resume_and_test_through_the_command(tmp_path, image_pairs):

@@ -3,7 +3,7 @@
 Like Real-ESRGAN's ``train.py``, an entry point of the command line (layer 4), not of the plugin."""
 import sys
 
-from vlunet_basicsr_cli.front_door import main
+from vlunet_basicsr_cli.front_door import console_main
 
 if __name__ == '__main__':
-    sys.exit(main(['train'] + sys.argv[1:]))
+    sys.exit(console_main(['train'] + sys.argv[1:]))

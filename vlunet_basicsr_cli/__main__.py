@@ -1,6 +1,6 @@
 """``python -m vlunet_basicsr_cli COMMAND ...``: the ``basicsr`` command."""
 import sys
 
-from vlunet_basicsr_cli.front_door import main
+from vlunet_basicsr_cli.front_door import console_main
 
-sys.exit(main())
+sys.exit(console_main())

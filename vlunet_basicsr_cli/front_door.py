@@ -88,3 +88,15 @@ def main(argv=None):
         args.workspace = tempfile.mkdtemp(prefix='basicsr-serve-')
         os.environ.setdefault('TORCHINDUCTOR_CACHE_DIR', os.path.join(args.workspace, 'torchinductor'))
     return _run(command, args)
+
+
+def console_main(argv=None):
+    """The ``basicsr`` program, whose process ends when the command does (the console script, ``python -m
+    vlunet_basicsr_cli``, ``python -m vlunet_basicsr.train`` / ``.test``): `main`, then the objects alive are frozen
+    (`gc.freeze`), so that the interpreter's last collection, at exit, does not walk the million-odd objects that
+    torch, basicsr and the plugin made (1.4 s of each command's exit here; docs/benchmarks/house.md). Frozen objects
+    are never collected: a caller that goes on running calls `main`."""
+    import gc
+    code = main(argv)
+    gc.freeze()
+    return code
