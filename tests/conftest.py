@@ -179,9 +179,15 @@ def _start_the_forkserver_as_a_fork():
 def pytest_collection_finish(session):
     # The objects the imports made (torch, basicsr, the plugin, the test files) live until the process ends. Frozen,
     # the collector's full passes no longer walk them: before, each walked all of a worker's million-odd objects,
-    # 26 to 28 passes and 19 s of each worker's run (gc.callbacks); the last pass, at exit, skips them too.
+    # 26 to 28 passes and 19 s of each worker's run (gc.callbacks); the last pass, at exit, skips them too. What the
+    # tests import later (torch.export, onnxscript) is still walked, so a full pass waits for 100 collections of the
+    # middle generation instead of 10: 38 to 43 passes and 16 s of each worker -> 18 to 24 passes and 7 to 9 s, the
+    # larger worker's peak RSS 3.4 -> 3.5 GB (docs/benchmarks/house.md). The forkserver's children keep Python's
+    # defaults (it is forked before this).
     import gc
     gc.freeze()
+    youngest, middle, _ = gc.get_threshold()
+    gc.set_threshold(youngest, middle, 100)
 
 
 @pytest.hookimpl(tryfirst=True)
