@@ -121,9 +121,7 @@ def fresh_fork_context():
     imports, and it carries none of the test process's state, as a fork of that would (autograd refuses backward
     passes in a fork of a process that ran one; OpenMP's threads)."""
     import multiprocessing
-    context = multiprocessing.get_context('forkserver')
-    context.set_forkserver_preload(['vlunet_basicsr'])  # for a server started the usual way
-    return context
+    return multiprocessing.get_context('forkserver')
 
 
 def _start_the_forkserver_as_a_fork():
@@ -195,7 +193,8 @@ def pytest_collection(session):
     # Before the test files are imported (they import huggingface_hub, which a test needs unimported in its child),
     # within pytest's capture of warnings; every process that runs tests, not pytest-xdist's controller (it runs
     # none and imports no torch).
-    if not (session.config.getoption('numprocesses', None) and not hasattr(session.config, 'workerinput')):
+    xdist_controller = session.config.getoption('numprocesses', None) and not hasattr(session.config, 'workerinput')
+    if not xdist_controller:
         _start_the_forkserver_as_a_fork()
 
 

@@ -3,6 +3,7 @@
 The command line is parsed here, once. Only a valid one imports the plugin (``vlunet_basicsr``, which registers
 every class on import) by running its command.
 """
+import gc
 import os
 import sys
 import tempfile
@@ -96,7 +97,6 @@ def console_main(argv=None):
     (`gc.freeze`), so that the interpreter's last collection, at exit, does not walk the million-odd objects that
     torch, basicsr and the plugin made (1.4 s of each command's exit here; docs/benchmarks/house.md). Frozen objects
     are never collected: a caller that goes on running calls `main`."""
-    import gc
     code = main(argv)
     gc.freeze()
     return code
