@@ -87,21 +87,45 @@ def build_dataset(settings, root='demo_output'):
             write_pairs(task_pairs, osp.join(root, 'datasets', f'{task}_{split}'), overwrite=True, progress=False)
 
 
-#: torch threads of the demo's runs. One: measured on 2 cores (docs/demo.md), a training step with 2 threads took
-#: 0.28 s alone but 5.1 s beside one other busy process (threads waiting on each other); with 1 thread 0.37 s in
-#: both cases. OMP_NUM_THREADS, when set, wins.
+#: torch threads of each of the demo's processes. One: measured on 2 cores (docs/demo.md), a training step with 2
+#: threads took 0.28 s alone but 5.1 s beside one other busy process (threads waiting on each other); with 1 thread
+#: 0.37 s in both cases. OMP_NUM_THREADS, when set, wins.
 THREADS = '1'
+#: Training processes of stages 1 and 2 (DDP over gloo, each with `THREADS` threads): the YAMLs' batches are split
+#: between them. Two: the cores the demo's budget counts on (docs/demo.md, "The budget").
+PROCESSES = 2
 
 
-def basicsr(*args):
-    command = shutil.which('basicsr', path=osp.dirname(sys.executable)) or 'basicsr'
+def basicsr(*args, processes=1):
+    """``basicsr ARGS`` with `THREADS` threads; ``train`` on ``processes`` > 1 ranks runs under torchrun."""
     env = dict(os.environ, OMP_NUM_THREADS=os.environ.get('OMP_NUM_THREADS', THREADS))
-    print(f"\n$ OMP_NUM_THREADS={env['OMP_NUM_THREADS']} basicsr " + ' '.join(args), flush=True)
-    subprocess.run([command, *args], check=True, env=env)
+    if processes > 1:
+        if args[0] != 'train':
+            raise ValueError(f'basicsr {args[0]} runs in one process')
+        torchrun = shutil.which('torchrun', path=osp.dirname(sys.executable)) or 'torchrun'
+        command = [torchrun, '--standalone', f'--nproc_per_node={processes}', '-m', 'vlunet_basicsr.train',
+                   '--launcher', 'pytorch', *args[1:]]
+    else:
+        command = [shutil.which('basicsr', path=osp.dirname(sys.executable)) or 'basicsr', *args]
+    print(f"\n$ OMP_NUM_THREADS={env['OMP_NUM_THREADS']} " +
+          ' '.join(['basicsr', *args] if processes == 1 else [osp.basename(command[0]), *command[1:]]), flush=True)
+    subprocess.run(command, check=True, env=env)
 
 
-def overrides(settings, clip_weights, stage, seed=None, stage2_amp='none'):
+def batch_per_process(stage, processes):
+    """The ``batch_size_per_gpu`` of ``stage``'s YAML split between ``processes`` (it must divide evenly)."""
+    name = {'stage1': 'train_clip_adapter_demo.yml', 'stage2': 'train_vlunet_demo.yml'}[stage]
+    batch = yaml.safe_load(open(osp.join(OPTIONS, name)))['datasets']['train']['batch_size_per_gpu']
+    if batch % processes:
+        raise ValueError(f'--processes {processes}: options/demo/{name} trains batches of {batch}, which '
+                         f'{processes} processes cannot share evenly')
+    return batch // processes
+
+
+def overrides(settings, clip_weights, stage, seed=None, stage2_amp='none', processes=1):
     values = [] if seed is None else [f'manual_seed={seed}']
+    if stage in ('stage1', 'stage2') and processes > 1:
+        values.append(f'datasets:train:batch_size_per_gpu={batch_per_process(stage, processes)}')
     if stage == 'stage2' and stage2_amp != 'none':
         values.append(f'train:amp={stage2_amp}')
     if stage in ('stage1', 'stage2') and f'{stage}_iters' in settings:
@@ -142,7 +166,8 @@ def as_image(tensor):
     return tensor.permute(1, 2, 0).numpy()
 
 
-def write_report(seconds, clip_weights, seed, stage2_amp='none', root='demo_output', stage_seconds=None):
+def write_report(seconds, clip_weights, seed, stage2_amp='none', root='demo_output', stage_seconds=None,
+                 processes=1):
     import vlunet_basicsr  # noqa: F401
     from basicsr.data import build_dataset as build
     from vlunet_basicsr.metrics.protocol_metric import calculate_psnr_float, calculate_ssim_float
@@ -178,7 +203,8 @@ def write_report(seconds, clip_weights, seed, stage2_amp='none', root='demo_outp
               'clip_backbone': osp.abspath(clip_weights) if clip_weights else
               'small backbone trained in stage 1 from random initialisation',
               'class_names': classification['class_names'], 'confusion_matrix': classification['confusion_matrix'],
-              'torch_threads': int(os.environ.get('OMP_NUM_THREADS', THREADS)), 'manual_seed': seed,
+              'torch_threads': int(os.environ.get('OMP_NUM_THREADS', THREADS)), 'training_processes': processes,
+              'manual_seed': seed,
               'stage2_amp': stage2_amp, 'stage_seconds': stage_seconds or {}, 'cpu': cpu_model()}
     with open(osp.join(root, 'report.json'), 'w') as f:
         json.dump(report, f, indent=1)
@@ -209,7 +235,17 @@ def main(argv=None):
                         help="manual_seed of every stage (default: the YAMLs' own, %(default)s)")
     parser.add_argument('--stage2-amp', choices=('none', 'bf16'), default='none',
                         help="stage 2's train.amp (docs/precision.md: bf16 training against float32 seeds)")
+    parser.add_argument('--processes', type=int, default=PROCESSES,
+                        help='training processes of stages 1 and 2 (DDP over gloo, one thread each; the batches are '
+                        'split between them). Default: %(default)s')
     args = parser.parse_args(argv)
+    if args.processes < 1:
+        parser.error(f'--processes {args.processes}: at least 1')
+    try:  # before the data is built
+        for stage in ('stage1', 'stage2'):
+            batch_per_process(stage, args.processes)
+    except ValueError as error:
+        parser.error(str(error))
     settings = QUICK if args.quick else FULL
     start = stage_start = time.time()
     stage_seconds = {}
@@ -224,16 +260,18 @@ def main(argv=None):
     build_dataset(settings)
     finished('data')
     basicsr('train', '-opt', osp.join(OPTIONS, 'train_clip_adapter_demo.yml'),
-            *overrides(settings, args.clip_weights, 'stage1', args.seed))
+            *overrides(settings, args.clip_weights, 'stage1', args.seed, processes=args.processes),
+            processes=args.processes)
     finished('stage 1')
     basicsr('train', '-opt', osp.join(OPTIONS, 'train_vlunet_demo.yml'),
-            *overrides(settings, args.clip_weights, 'stage2', args.seed, args.stage2_amp))
+            *overrides(settings, args.clip_weights, 'stage2', args.seed, args.stage2_amp, args.processes),
+            processes=args.processes)
     finished('stage 2')
     basicsr('test', '-opt', osp.join(OPTIONS, 'test_vlunet_demo.yml'),
             *overrides(settings, args.clip_weights, 'test', args.seed))
     finished('test')
     report = write_report(time.time() - start, args.clip_weights, args.seed, args.stage2_amp,
-                          stage_seconds=stage_seconds)
+                          stage_seconds=stage_seconds, processes=args.processes)
     print('\n' + open(osp.join('demo_output', 'report.md')).read().split('![grid]')[0])
     print(f"Demo finished in {report['seconds']:.0f} s on {report['cpu']}: demo_output/report.md, report.json, "
           'grid.png, similarity.png')

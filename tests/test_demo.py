@@ -4,6 +4,8 @@ import json
 import os
 import types
 
+import pytest
+
 from conftest import REPO, run_cli
 
 
@@ -22,7 +24,7 @@ def test_quick_demo_writes_the_report(tmp_path, monkeypatch, capsys):
         assert check and proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
 
     monkeypatch.setattr(run_demo, 'subprocess', types.SimpleNamespace(run=run))
-    assert run_demo.main(['--quick', '--seed', '3']) == 0
+    assert run_demo.main(['--quick', '--seed', '3', '--processes', '1']) == 0
     stdout = capsys.readouterr().out
     assert 'randomly initialised' in stdout
     out = tmp_path / 'demo_output'
@@ -35,6 +37,7 @@ def test_quick_demo_writes_the_report(tmp_path, monkeypatch, capsys):
     assert list(report['stage_seconds']) == ['data', 'stage 1', 'stage 2', 'test']  # what a budget is made of
     assert sum(report['stage_seconds'].values()) <= report['seconds'] + 0.5
     assert report['cpu'] and f"s on {report['cpu']}" in stdout
+    assert report['training_processes'] == 1
     assert report['manual_seed'] == 3 and stdout.count('--force_yml manual_seed=3') == 3  # every stage
     assert len(report['confusion_matrix']) == 7
     for name in ('report.md', 'grid.png', 'similarity.png'):
@@ -62,3 +65,39 @@ def test_the_full_run_trains_for_the_iterations_its_yamls_state(monkeypatch):
     for stage in ('stage1', 'stage2'):
         assert not any('total_iter' in v for v in run_demo.overrides(run_demo.FULL, None, stage, 10))
         assert any('total_iter' in v for v in run_demo.overrides(run_demo.QUICK, None, stage, 10))
+
+
+def test_the_training_stages_run_under_torchrun_with_the_batches_split(monkeypatch, capsys):
+    """``--processes N`` (default 2): stages 1 and 2 start N ranks with torchrun, each training its share of the
+    YAML's batch; the test stays one ``basicsr test``; a batch the ranks cannot share is refused, naming the file."""
+    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
+    import run_demo
+    commands = []
+    monkeypatch.setattr(run_demo, 'subprocess', types.SimpleNamespace(
+        run=lambda command, check, env: commands.append((command, env['OMP_NUM_THREADS']))))
+    run_demo.basicsr('train', '-opt', 'stage2.yml', *run_demo.overrides(run_demo.FULL, None, 'stage2', 10,
+                                                                        processes=2), processes=2)
+    run_demo.basicsr('test', '-opt', 'test.yml')
+    (train, threads), (test, _) = commands
+    assert os.path.basename(train[0]) == 'torchrun' and threads == '1'
+    assert train[1:6] == ['--standalone', '--nproc_per_node=2', '-m', 'vlunet_basicsr.train', '--launcher']
+    assert train[6:9] == ['pytorch', '-opt', 'stage2.yml']
+    assert 'datasets:train:batch_size_per_gpu=1' in train  # the YAML's 2 images a step, one on each rank
+    assert os.path.basename(test[0]) == 'basicsr' and test[1:] == ['test', '-opt', 'test.yml']
+    assert 'torchrun --standalone --nproc_per_node=2' in capsys.readouterr().out
+    assert run_demo.batch_per_process('stage1', 2) == 8 and run_demo.batch_per_process('stage1', 1) == 16
+    with pytest.raises(ValueError, match=r'--processes 3: options/demo/train_clip_adapter_demo.yml trains batches '
+                                         r'of 16'):
+        run_demo.overrides(run_demo.FULL, None, 'stage1', 10, processes=3)
+    assert not any('batch_size_per_gpu' in v for v in run_demo.overrides(run_demo.FULL, None, 'stage2', 10))
+
+
+def test_a_process_count_that_cannot_share_the_batches_stops_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
+    monkeypatch.chdir(tmp_path)
+    import run_demo
+    with pytest.raises(SystemExit) as stopped:
+        run_demo.main(['--quick', '--processes', '3'])
+    assert stopped.value.code == 2
+    assert 'options/demo/train_clip_adapter_demo.yml trains batches of 16' in capsys.readouterr().err
+    assert not os.listdir(tmp_path)  # no data built
