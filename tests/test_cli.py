@@ -62,6 +62,33 @@ def test_the_program_freezes_what_is_alive_when_its_command_ends():
     assert proc.returncode == 0, proc.stderr
 
 
+_TOOL_PROCESSES_FREEZE = """
+import gc, runpy, sys
+import vlunet_basicsr.tools.benchmark.command as benchmark
+import vlunet_basicsr.tools.pipelines as pipelines
+ran = []
+pipelines.run = lambda command, opt, root_path: ran.append((command, opt, root_path))
+sys.argv = ['pipeline_run', 'ROOT', 'train', 'OPT']
+runpy.run_module('vlunet_basicsr.tools.compare.pipeline_run', run_name='__main__')
+assert ran == [('train', 'OPT', 'ROOT')] and gc.get_freeze_count() > 0
+gc.unfreeze()
+benchmark.main = lambda: 3
+try:
+    runpy.run_module('vlunet_basicsr.tools.benchmark', run_name='__main__')
+except SystemExit as exited:
+    assert exited.code == 3 and gc.get_freeze_count() > 0
+else:
+    raise AssertionError('python -m vlunet_basicsr.tools.benchmark did not exit')
+"""
+
+
+def test_the_tools_own_processes_freeze_what_is_alive_when_they_end():
+    """The processes the tools start for themselves (a compare stage, the benchmark's per-arch runs) end as
+    `console_main` does: frozen, after their work, keeping its exit code."""
+    proc = run_code_in_a_fork(_TOOL_PROCESSES_FREEZE)
+    assert proc.returncode == 0, proc.stderr
+
+
 def test_train_resume_and_test_through_the_command(tmp_path, image_pairs):
     gt, lq = image_pairs
     work = tmp_path / 'work'
