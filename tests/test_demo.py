@@ -68,7 +68,7 @@ def test_the_full_run_trains_for_the_iterations_its_yamls_state(monkeypatch):
 
 
 def test_the_training_stages_run_under_torchrun_with_the_batches_split(monkeypatch, capsys):
-    """``--processes N`` (default 2): stages 1 and 2 start N ranks with torchrun, each training its share of the
+    """``--processes N``: stages 1 and 2 start N ranks with torchrun, each training its share of the
     YAML's batch; the test stays one ``basicsr test``; a batch the ranks cannot share is refused, naming the file."""
     monkeypatch.syspath_prepend(os.path.join(REPO, 'scripts'))
     import run_demo
