@@ -94,6 +94,8 @@ THREADS = '1'
 #: Training processes of stages 1 and 2 (DDP over gloo, each with `THREADS` threads): the YAMLs' batches are split
 #: between them. Two: the cores the demo's budget counts on (docs/demo.md, "The budget").
 PROCESSES = 2
+#: The YAMLs of the two training stages, in options/demo/.
+TRAIN_YAMLS = {'stage1': 'train_clip_adapter_demo.yml', 'stage2': 'train_vlunet_demo.yml'}
 
 
 def basicsr(*args, processes=1):
@@ -103,18 +105,19 @@ def basicsr(*args, processes=1):
         if args[0] != 'train':
             raise ValueError(f'basicsr {args[0]} runs in one process')
         torchrun = shutil.which('torchrun', path=osp.dirname(sys.executable)) or 'torchrun'
-        command = [torchrun, '--standalone', f'--nproc_per_node={processes}', '-m', 'vlunet_basicsr.train',
-                   '--launcher', 'pytorch', *args[1:]]
+        arguments = ['--standalone', f'--nproc_per_node={processes}', '-m', 'vlunet_basicsr.train', '--launcher',
+                     'pytorch', *args[1:]]
+        command, shown = [torchrun, *arguments], ['torchrun', *arguments]
     else:
-        command = [shutil.which('basicsr', path=osp.dirname(sys.executable)) or 'basicsr', *args]
-    print(f"\n$ OMP_NUM_THREADS={env['OMP_NUM_THREADS']} " +
-          ' '.join(['basicsr', *args] if processes == 1 else [osp.basename(command[0]), *command[1:]]), flush=True)
+        basicsr_program = shutil.which('basicsr', path=osp.dirname(sys.executable)) or 'basicsr'
+        command, shown = [basicsr_program, *args], ['basicsr', *args]
+    print(f"\n$ OMP_NUM_THREADS={env['OMP_NUM_THREADS']} " + ' '.join(shown), flush=True)
     subprocess.run(command, check=True, env=env)
 
 
 def batch_per_process(stage, processes):
     """The ``batch_size_per_gpu`` of ``stage``'s YAML split between ``processes`` (it must divide evenly)."""
-    name = {'stage1': 'train_clip_adapter_demo.yml', 'stage2': 'train_vlunet_demo.yml'}[stage]
+    name = TRAIN_YAMLS[stage]
     batch = yaml.safe_load(open(osp.join(OPTIONS, name)))['datasets']['train']['batch_size_per_gpu']
     if batch % processes:
         raise ValueError(f'--processes {processes}: options/demo/{name} trains batches of {batch}, which '
@@ -149,7 +152,7 @@ def overrides(settings, clip_weights, stage, seed=None, stage2_amp='none', proce
 def yaml_seed():
     """The ``manual_seed`` the demo's YAMLs share."""
     seeds = {yaml.safe_load(open(osp.join(OPTIONS, name)))['manual_seed']
-             for name in ('train_clip_adapter_demo.yml', 'train_vlunet_demo.yml', 'test_vlunet_demo.yml')}
+             for name in (*TRAIN_YAMLS.values(), 'test_vlunet_demo.yml')}
     if len(seeds) != 1:
         raise ValueError(f'options/demo: the three YAMLs should share one manual_seed, found {sorted(seeds)}')
     return seeds.pop()
@@ -242,7 +245,7 @@ def main(argv=None):
     if args.processes < 1:
         parser.error(f'--processes {args.processes}: at least 1')
     try:  # before the data is built
-        for stage in ('stage1', 'stage2'):
+        for stage in TRAIN_YAMLS:
             batch_per_process(stage, args.processes)
     except ValueError as error:
         parser.error(str(error))
@@ -259,11 +262,11 @@ def main(argv=None):
                                'with the adapters; the real recipe keeps a pretrained ViT-B-32 frozen'), flush=True)
     build_dataset(settings)
     finished('data')
-    basicsr('train', '-opt', osp.join(OPTIONS, 'train_clip_adapter_demo.yml'),
+    basicsr('train', '-opt', osp.join(OPTIONS, TRAIN_YAMLS['stage1']),
             *overrides(settings, args.clip_weights, 'stage1', args.seed, processes=args.processes),
             processes=args.processes)
     finished('stage 1')
-    basicsr('train', '-opt', osp.join(OPTIONS, 'train_vlunet_demo.yml'),
+    basicsr('train', '-opt', osp.join(OPTIONS, TRAIN_YAMLS['stage2']),
             *overrides(settings, args.clip_weights, 'stage2', args.seed, args.stage2_amp, args.processes),
             processes=args.processes)
     finished('stage 2')
