@@ -4,6 +4,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
+from conftest import TINY_PROMPTIR, TINY_VLUNET, TINY_VLUR
 from vlunet_basicsr.archs import restormer_ops
 from vlunet_basicsr.archs.restormer_ops import channel_attention, gated_gelu, gram, gram_chunks, head_matmul
 
@@ -191,3 +192,14 @@ def test_gdfn_on_cpu_channels_last_computes_gate_and_value_apart_with_the_same_n
         assert (a - b).abs().max().item() < 1e-12
     monkeypatch.setattr(restormer_blocks, 'gated_gelu', None)  # the packed path is not taken for channels_last
     assert gdfn(_layout(x, True)).shape == x.shape
+
+
+@pytest.mark.parametrize('network', [TINY_VLUNET, TINY_PROMPTIR, TINY_VLUR,
+                                     {'type': 'AdaIR', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1,
+                                      'heads': [1, 2, 2, 4]}], ids=lambda network: network['type'])
+def test_an_archs_fused_backward_argument_reaches_every_attention_and_gate(network):
+    from basicsr.archs import build_network
+    for fused in (False, True):
+        net = build_network({**network, 'fused_backward': fused})
+        switches = [module.fused_backward for module in net.modules() if hasattr(module, 'fused_backward')]
+        assert len(switches) > 4 and set(switches) == {fused}

@@ -11,8 +11,9 @@ from torch import nn
 from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
-from vlunet_basicsr.archs.restormer_blocks import (CrossMDTA, Downsample, OverlapPatchEmbed, TransformerBlock, Upsample,
-                                                   refuse_unpadded, restormer_argument_problems)
+from vlunet_basicsr.archs.restormer_blocks import (CrossMDTA, Downsample, OverlapPatchEmbed, Upsample, refuse_unpadded,
+                                                   restormer_argument_problems, transformer_blocks)
+from vlunet_basicsr.archs.restormer_ops import set_fused_backward
 from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 #: The frequency mask's half sizes are ``(side // MASK_UNIT) * threshold``, truncated (the published constant).
@@ -184,9 +185,7 @@ class AdaIR(nn.Module):
         d1, d2, d3, d4 = dim, dim * 2, dim * 4, dim * 8
 
         def blocks(count, width, num_heads):
-            return nn.Sequential(*[
-                TransformerBlock(width, num_heads, ffn_expansion_factor, bias, LayerNorm_type) for _ in range(count)
-            ])
+            return transformer_blocks(count, width, num_heads, ffn_expansion_factor, bias, LayerNorm_type)
 
         # Registration order is the published state_dict order (fre1..3 right after patch_embed).
         self.patch_embed = OverlapPatchEmbed(inp_channels, d1)
@@ -210,9 +209,7 @@ class AdaIR(nn.Module):
         self.decoder_level1 = blocks(num_blocks[0], d2, heads[0])
         self.refinement = blocks(num_refinement_blocks, d2, heads[0])
         self.output = nn.Conv2d(d2, out_channels, kernel_size=3, padding=1, bias=bias)
-        for module in self.modules():
-            if hasattr(module, 'fused_backward'):
-                module.fused_backward = fused_backward
+        set_fused_backward(self, fused_backward)
 
     def forward(self, lq):
         """Restore ``lq`` (B, C, H, W), H and W multiples of `size_multiple` (the callers pad)."""

@@ -14,7 +14,8 @@ from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import (Downsample, OverlapPatchEmbed, TransformerBlock, Upsample,
-                                                   refuse_unpadded, restormer_argument_problems)
+                                                   refuse_unpadded, restormer_argument_problems, transformer_blocks)
+from vlunet_basicsr.archs.restormer_ops import set_fused_backward
 from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 
 #: The published network's prompt channels are 64, 128 and 320 at dim=48 (decoder levels 1, 2 and the latent):
@@ -112,9 +113,7 @@ class PromptIR(nn.Module):
         p1, p2, p3 = prompt_channels(dim)
 
         def blocks(count, width, num_heads):
-            return nn.Sequential(*[
-                TransformerBlock(width, num_heads, ffn_expansion_factor, bias, LayerNorm_type) for _ in range(count)
-            ])
+            return transformer_blocks(count, width, num_heads, ffn_expansion_factor, bias, LayerNorm_type)
 
         def conv1x1(cin, cout):
             return nn.Conv2d(cin, cout, kernel_size=1, bias=bias)
@@ -161,9 +160,7 @@ class PromptIR(nn.Module):
         self.decoder_level1 = blocks(num_blocks[0], d2, heads[0])
         self.refinement = blocks(num_refinement_blocks, d2, heads[0])
         self.output = nn.Conv2d(d2, out_channels, kernel_size=3, padding=1, bias=bias)
-        for module in self.modules():
-            if hasattr(module, 'fused_backward'):
-                module.fused_backward = fused_backward
+        set_fused_backward(self, fused_backward)
 
     def forward(self, lq):
         """Restore ``lq`` (B, C, H, W), H and W multiples of `size_multiple` (the callers pad)."""

@@ -178,14 +178,19 @@ class TransformerBlock(nn.Module):
         return x + self.ffn(self.norm2(x))
 
 
+def transformer_blocks(num_blocks, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type):  # noqa: N803
+    """``num_blocks`` `TransformerBlock` s in an ``nn.Sequential`` (stored as ``<i>``)."""
+    return nn.Sequential(*[
+        TransformerBlock(dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type) for _ in range(num_blocks)
+    ])
+
+
 class TransformerStack(nn.Module):
-    """``num_blocks`` transformer blocks in sequence (stored as ``blocks.<i>``)."""
+    """`transformer_blocks` stored as ``blocks.<i>`` (VLU-Net's layout)."""
 
     def __init__(self, num_blocks, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type):  # noqa: N803
         super().__init__()
-        self.blocks = nn.Sequential(*[
-            TransformerBlock(dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type) for _ in range(num_blocks)
-        ])
+        self.blocks = transformer_blocks(num_blocks, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type)
 
     def forward(self, x):
         return self.blocks(x)

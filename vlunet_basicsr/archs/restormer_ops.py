@@ -138,6 +138,14 @@ def _split(packed, key, num_heads):
     return _tokens(q, num_heads), _tokens(k, num_heads), _tokens(v, num_heads), v
 
 
+def set_fused_backward(net, fused_backward):
+    """Set the ``fused_backward`` switch of every module of ``net`` that has one (the attention and GDFN gate blocks
+    built on this module); an arch's constructor argument of the same name calls it."""
+    for module in net.modules():
+        if hasattr(module, 'fused_backward'):
+            module.fused_backward = fused_backward
+
+
 def _needs_plain_autograd(fused_backward, *tensors):
     if not fused_backward or not torch.is_grad_enabled() or not any(t is not None and t.requires_grad for t in tensors):
         return True

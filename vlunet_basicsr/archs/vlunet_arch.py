@@ -11,7 +11,7 @@ from torch.nn import functional as F
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import (MDTA, Downsample, OverlapPatchEmbed, TransformerBlock, conv_part,
                                                    TransformerStack, Upsample, restormer_argument_problems)
-from vlunet_basicsr.archs.restormer_ops import channel_attention, split_channel_attention
+from vlunet_basicsr.archs.restormer_ops import channel_attention, set_fused_backward, split_channel_attention
 from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 
@@ -234,9 +234,7 @@ class VLUNet(nn.Module):
         self.decoder_level1 = stage(1, d2, num_blocks[0], heads[0])
         self.refinement = stage(1, d2, num_refinement_blocks, heads[0])
         self.output = nn.Conv2d(d2, out_channels, kernel_size=3, padding=1, bias=bias)
-        for module in self.modules():
-            if hasattr(module, 'fused_backward'):
-                module.fused_backward = fused_backward
+        set_fused_backward(self, fused_backward)
 
     def freeze_guidance_layers(self):
         """Freeze every D-GDM's ``linear`` (vector -> key weights), for the "w/o CLIP" ablation.

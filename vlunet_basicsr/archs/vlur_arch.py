@@ -12,7 +12,7 @@ from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
 from vlunet_basicsr.archs.restormer_blocks import GDFN, LAYER_NORM_TYPES, LayerNorm, OverlapPatchEmbed, conv_part
-from vlunet_basicsr.archs.restormer_ops import NORM_EPS, channel_attention, split_channel_attention
+from vlunet_basicsr.archs.restormer_ops import NORM_EPS, channel_attention, set_fused_backward, split_channel_attention
 from vlunet_basicsr.utils.option_values import expect, problems_of, raise_problems
 from vlunet_basicsr.utils.padding import crop_to, pad_to_multiple
 
@@ -257,9 +257,7 @@ class VLURNet(nn.Module):
         self.decoder = nn.ModuleList([stack(level) for level in range(4)])
         self.up = nn.ModuleList([BilinearUp(widths[level + 1]) for level in range(3)])
         self.output = nn.Conv2d(dim, out_channels, kernel_size=3, padding=1, bias=bias)
-        for module in self.modules():
-            if hasattr(module, 'fused_backward'):
-                module.fused_backward = fused_backward
+        set_fused_backward(self, fused_backward)
 
     def forward(self, x, text_embedding):
         """Restore ``x`` (B, C, H, W) guided by ``text_embedding`` (B, text_dim); returns (B, C, H, W)."""
