@@ -194,9 +194,10 @@ def test_gdfn_on_cpu_channels_last_computes_gate_and_value_apart_with_the_same_n
     assert gdfn(_layout(x, True)).shape == x.shape
 
 
-@pytest.mark.parametrize('network', [TINY_VLUNET, TINY_PROMPTIR, TINY_VLUR,
-                                     {'type': 'AdaIR', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1,
-                                      'heads': [1, 2, 2, 4]}], ids=lambda network: network['type'])
+TINY_ADAIR = {'type': 'AdaIR', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'heads': [1, 2, 2, 4]}
+
+
+@pytest.mark.parametrize('network', [TINY_VLUNET, TINY_PROMPTIR, TINY_VLUR, TINY_ADAIR], ids=lambda net: net['type'])
 def test_an_archs_fused_backward_argument_reaches_every_attention_and_gate(network):
     from basicsr.archs import build_network
     for fused in (False, True):
