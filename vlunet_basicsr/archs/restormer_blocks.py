@@ -179,7 +179,7 @@ class TransformerBlock(nn.Module):
 
 
 def transformer_blocks(num_blocks, dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type):  # noqa: N803
-    """``num_blocks`` `TransformerBlock` s in an ``nn.Sequential`` (stored as ``<i>``)."""
+    """``num_blocks`` transformer blocks (`TransformerBlock`) in an ``nn.Sequential`` (stored as ``<i>``)."""
     return nn.Sequential(*[
         TransformerBlock(dim, num_heads, ffn_expansion_factor, bias, LayerNorm_type) for _ in range(num_blocks)
     ])
