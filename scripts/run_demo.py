@@ -244,12 +244,12 @@ def main(argv=None):
     args = parser.parse_args(argv)
     if args.processes < 1:
         parser.error(f'--processes {args.processes}: at least 1')
-    try:  # before the data is built
-        for stage in TRAIN_YAMLS:
-            batch_per_process(stage, args.processes)
+    settings = QUICK if args.quick else FULL
+    try:  # before the data is built: batches the processes cannot share stop here
+        training = {stage: overrides(settings, args.clip_weights, stage, args.seed, args.stage2_amp, args.processes)
+                    for stage in TRAIN_YAMLS}
     except ValueError as error:
         parser.error(str(error))
-    settings = QUICK if args.quick else FULL
     start = stage_start = time.time()
     stage_seconds = {}
 
@@ -262,13 +262,9 @@ def main(argv=None):
                                'with the adapters; the real recipe keeps a pretrained ViT-B-32 frozen'), flush=True)
     build_dataset(settings)
     finished('data')
-    basicsr('train', '-opt', osp.join(OPTIONS, TRAIN_YAMLS['stage1']),
-            *overrides(settings, args.clip_weights, 'stage1', args.seed, processes=args.processes),
-            processes=args.processes)
+    basicsr('train', '-opt', osp.join(OPTIONS, TRAIN_YAMLS['stage1']), *training['stage1'], processes=args.processes)
     finished('stage 1')
-    basicsr('train', '-opt', osp.join(OPTIONS, TRAIN_YAMLS['stage2']),
-            *overrides(settings, args.clip_weights, 'stage2', args.seed, args.stage2_amp, args.processes),
-            processes=args.processes)
+    basicsr('train', '-opt', osp.join(OPTIONS, TRAIN_YAMLS['stage2']), *training['stage2'], processes=args.processes)
     finished('stage 2')
     basicsr('test', '-opt', osp.join(OPTIONS, 'test_vlunet_demo.yml'),
             *overrides(settings, args.clip_weights, 'test', args.seed))
