@@ -5,14 +5,14 @@ import torch
 from torch.nn import functional as F
 
 import vlunet_basicsr  # noqa: F401
-from conftest import lightning_checkpoint, published_state_dict, reference_file
+from conftest import TINY_ADAIR, lightning_checkpoint, published_state_dict, reference_file
 from vlunet_basicsr.archs.adair_arch import AdaIR
 from vlunet_basicsr.tools.convert import convert_loaded_checkpoint
 from vlunet_basicsr.tools.convert.adair_checkpoint import AdaIRLightningCheckpoint
 from vlunet_basicsr.tools.convert.promptir_checkpoint import PromptIRLightningCheckpoint
 from vlunet_basicsr.utils.checkpoint_util import CheckpointFormatError
 
-TINY = {'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'heads': [1, 2, 2, 4]}
+TINY = {key: value for key, value in TINY_ADAIR.items() if key != 'type'}  # AdaIR's keyword arguments
 
 
 @pytest.fixture(scope='module')

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from conftest import TINY_PROMPTIR, TINY_VLUNET, TINY_VLUR
+from conftest import TINY_ADAIR, TINY_PROMPTIR, TINY_VLUNET, TINY_VLUR
 from vlunet_basicsr.archs import restormer_ops
 from vlunet_basicsr.archs.restormer_ops import channel_attention, gated_gelu, gram, gram_chunks, head_matmul
 
@@ -192,9 +192,6 @@ def test_gdfn_on_cpu_channels_last_computes_gate_and_value_apart_with_the_same_n
         assert (a - b).abs().max().item() < 1e-12
     monkeypatch.setattr(restormer_blocks, 'gated_gelu', None)  # the packed path is not taken for channels_last
     assert gdfn(_layout(x, True)).shape == x.shape
-
-
-TINY_ADAIR = {'type': 'AdaIR', 'dim': 16, 'num_blocks': [1, 1, 1, 1], 'num_refinement_blocks': 1, 'heads': [1, 2, 2, 4]}
 
 
 @pytest.mark.parametrize('network', [TINY_VLUNET, TINY_PROMPTIR, TINY_VLUR, TINY_ADAIR], ids=lambda net: net['type'])
